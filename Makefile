@@ -1,0 +1,51 @@
+# QIS Data Management — task runner. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+VENV := .venv/bin
+STACK := infra/local/stack.sh
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-14s %s\n", $$1, $$2}'
+
+.PHONY: setup
+setup: ## Install uv if missing, then the locked Python dependencies into .venv
+	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	@$$(command -v uv || echo $(UV)) sync --frozen --quiet
+
+.PHONY: stack-up stack-down stack-status
+stack-up: ## Install (if needed) and start PostgreSQL, Redis and Kafka on loopback
+	@bash $(STACK) up
+stack-down: ## Stop the local stack; leaves no process behind
+	@bash $(STACK) down
+stack-status: ## Show the local stack's state
+	@bash $(STACK) status
+
+.PHONY: migrate
+migrate: setup stack-up ## Apply database migrations and create Kafka topics
+	@$(VENV)/qis db migrate
+	@$(VENV)/qis kafka topics
+
+.PHONY: run
+run: setup ## Run everything in the foreground: stack, migrations, api, worker, scheduler (Ctrl-C stops)
+	@bash scripts/run.sh
+
+.PHONY: lint
+lint: setup ## ruff (explicit rule list) and mypy --strict on app/
+	@$(VENV)/ruff check app tests benchmarks loadtests dashboards alarms
+	@$(VENV)/ruff format --check app tests benchmarks loadtests dashboards alarms
+	@$(VENV)/mypy
+
+.PHONY: unit
+unit: setup ## Unit tests only (no services needed)
+	@$(VENV)/pytest tests/unit -q
+
+.PHONY: test
+test: setup lint stack-up ## Everything CI runs: lint, types, unit, integration and e2e tests on the real stack
+	@$(VENV)/pytest -q
+
+.PHONY: bench
+bench: setup stack-up ## Benchmarks (pytest-benchmark; out of the default test run)
+	@$(VENV)/pytest benchmarks --benchmark-only --benchmark-enable -q -p no:randomly

@@ -1,0 +1,1 @@
+"""QIS Data Management: reference-data ingestion, reconciliation, publication and query."""

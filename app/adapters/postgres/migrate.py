@@ -1,0 +1,84 @@
+"""Versioned SQL migrations, applied in order in one transaction.
+
+A minimal table-based runner instead of a tool: the maintained Python migration tools
+either bring an ORM (alembic/SQLAlchemy) or a second, synchronous driver (yoyo, via
+psycopg), and all we need is "apply numbered .sql files once, in order, atomically".
+An advisory lock makes concurrent `qis db migrate` runs safe; a checksum catches an
+applied file that was edited afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+from app.adapters.postgres import Connection
+
+_LOCK_KEY = 0x515153_4D4947  # "QIS" "MIG"
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+class MigrationError(RuntimeError):
+    """An applied migration changed, or the files are not numbered 1..N."""
+
+
+def bundled_migrations() -> list[Migration]:
+    """The SQL files shipped in `app/adapters/postgres/migrations`, in version order."""
+    folder = resources.files("app.adapters.postgres") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    if [m.version for m in found] != list(range(1, len(found) + 1)):
+        raise MigrationError(f"migrations must be numbered 1..N, got {[m.version for m in found]}")
+    return found
+
+
+async def migrate(conn: Connection, migrations: list[Migration]) -> list[Migration]:
+    """Apply the migrations not applied yet; return those applied now."""
+    await conn.execute(
+        """CREATE TABLE IF NOT EXISTS schema_migrations (
+               version integer PRIMARY KEY,
+               name text NOT NULL,
+               checksum text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now())"""
+    )
+    applied_now: list[Migration] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+        rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        applied = {r["version"]: r["checksum"] for r in rows}
+        for migration in migrations:
+            known = applied.get(migration.version)
+            if known is None:
+                async with conn.transaction():
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name, checksum)"
+                        " VALUES ($1, $2, $3)",
+                        migration.version,
+                        migration.name,
+                        migration.checksum,
+                    )
+                applied_now.append(migration)
+            elif known != migration.checksum:
+                raise MigrationError(
+                    f"migration {migration.version:04d}_{migration.name} was edited after"
+                    " it was applied; add a new migration instead"
+                )
+    return applied_now

@@ -1,0 +1,86 @@
+"""The append-only `observations` table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import msgspec
+
+from app.adapters.postgres import Connection
+from app.domain.observation import Observation
+
+_json = msgspec.json.Encoder()
+_decode_attributes = msgspec.json.Decoder(dict[str, object] | None)
+
+# unnest keeps it one round trip per batch; ON CONFLICT makes re-delivery a no-op.
+_INSERT = """
+INSERT INTO observations
+    (observation_id, reference_data_id, source, snap, value, observed_at, received_at, attributes)
+SELECT * FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[],
+    $6::timestamptz[], $7::timestamptz[], $8::jsonb[])
+ON CONFLICT (observation_id) DO NOTHING
+RETURNING observation_id
+"""
+
+
+async def insert_observations(conn: Connection, observations: Sequence[Observation]) -> list[str]:
+    """Insert new observations; return the ids that were not stored before."""
+    if not observations:
+        return []
+    rows = await conn.fetch(
+        _INSERT,
+        [o.observation_id for o in observations],
+        [o.reference_data_id for o in observations],
+        [o.source for o in observations],
+        [o.snap for o in observations],
+        [o.value for o in observations],
+        [o.observed_at for o in observations],
+        [o.received_at for o in observations],
+        [
+            None if o.attributes is None else _json.encode(o.attributes).decode()
+            for o in observations
+        ],
+    )
+    return [r["observation_id"] for r in rows]
+
+
+async def observations_for_snaps(
+    conn: Connection, keys: Sequence[tuple[str, datetime]]
+) -> list[Observation]:
+    """Every stored observation of the given (series, snap) pairs."""
+    if not keys:
+        return []
+    rows = await conn.fetch(
+        """SELECT o.observation_id, o.reference_data_id, o.source, o.snap, o.value,
+                  o.observed_at, o.received_at, o.attributes::text AS attributes
+             FROM observations o
+             JOIN unnest($1::text[], $2::timestamptz[]) AS k(series, snap)
+               ON o.reference_data_id = k.series AND o.snap = k.snap""",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return [
+        Observation(
+            observation_id=r["observation_id"],
+            reference_data_id=r["reference_data_id"],
+            source=r["source"],
+            snap=r["snap"],
+            value=r["value"],
+            observed_at=r["observed_at"],
+            received_at=r["received_at"],
+            attributes=None
+            if r["attributes"] is None
+            else _decode_attributes.decode(r["attributes"]),
+        )
+        for r in rows
+    ]
+
+
+async def count_observations(conn: Connection, reference_data_id: str) -> int:
+    """How many observations a series has (tests and sizing)."""
+    value = await conn.fetchval(
+        "SELECT count(*) FROM observations WHERE reference_data_id = $1", reference_data_id
+    )
+    return int(value)

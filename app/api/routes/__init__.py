@@ -1,0 +1,1 @@
+"""HTTP routes: translate wire <-> domain, nothing else."""

@@ -1,0 +1,140 @@
+"""`POST /v1/observations`: validate all-or-nothing, then 202 only after the broker acked."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
+
+from app.api.problems import ApiProblem, Problem, ProblemItem, item_from_msgspec
+from app.api.wire import ObservationsAccepted
+from app.domain.observation import MAX_BATCH, ObservationSubmission, SubmittedObservation
+from app.ports import IngestionLog, IngestionLogUnavailable
+from app.services.ingest import ingest
+
+MAX_BODY_BYTES = 2 * 1024 * 1024
+
+_submission = msgspec.json.Decoder(ObservationSubmission)
+_item = msgspec.json.Decoder(SubmittedObservation)
+_accepted = msgspec.json.Encoder()
+
+
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    observations: list[msgspec.Raw]
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+
+
+class InFlightLimit:
+    """Counts requests being produced; above the bound new ones are shed with 503."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.current = 0
+
+    def try_enter(self) -> bool:
+        if self.current >= self.limit:
+            return False
+        self.current += 1
+        return True
+
+    def leave(self) -> None:
+        self.current -= 1
+
+
+def decode_submission(body: bytes) -> ObservationSubmission:
+    """Decode in one pass; on a validation failure, re-decode item by item to list every error."""
+    try:
+        return _submission.decode(body)
+    except msgspec.ValidationError:
+        pass
+    except msgspec.DecodeError as exc:
+        raise ApiProblem(400, f"body is not valid JSON: {exc}") from None
+    try:
+        envelope = _envelope.decode(body)
+    except msgspec.ValidationError as exc:
+        item = item_from_msgspec(exc, [])
+        if item.msg == "unknown field":
+            raise ApiProblem(422, "request body has unknown fields", errors=[item]) from None
+        raise ApiProblem(
+            400, 'body must be an object {"observations": [...]}', errors=[item]
+        ) from None
+    count = len(envelope.observations)
+    if not 1 <= count <= MAX_BATCH:
+        raise ApiProblem(
+            422,
+            f"a request carries 1 to {MAX_BATCH} observations, got {count}",
+            errors=[ProblemItem(loc=["observations"], msg=f"length must be 1..{MAX_BATCH}")],
+        )
+    errors: list[ProblemItem] = []
+    for index, raw in enumerate(envelope.observations):
+        try:
+            _item.decode(raw)
+        except msgspec.ValidationError as exc:
+            errors.append(item_from_msgspec(exc, ["observations", index]))
+    raise ApiProblem(
+        422, f"{len(errors)} invalid observation(s); nothing was accepted", errors=errors
+    )
+
+
+class _SubmissionOperation(Operation):
+    """Documents the body the handler decodes itself (it reads raw bytes for speed)."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            required=True,
+            content={"application/json": OpenAPIMediaType(schema=None)},
+            description="1 to 5000 observations; body at most 2 MiB",
+        )
+
+
+@post(
+    "/v1/observations",
+    status_code=202,
+    request_max_body_size=MAX_BODY_BYTES,
+    tags=["ingestion"],
+    operation_class=_SubmissionOperation,
+    responses={
+        400: ResponseSpec(Problem, description="not JSON, or not the documented shape"),
+        413: ResponseSpec(Problem, description="body above 2 MiB"),
+        415: ResponseSpec(Problem, description="media type is not application/json"),
+        422: ResponseSpec(Problem, description="invalid items, each listed by index and field"),
+        503: ResponseSpec(Problem, description="ingestion log unavailable or shedding load"),
+    },
+)
+async def post_observations(
+    request: Request[Any, Any, Any],
+    ingestion_log: IngestionLog,
+    in_flight: InFlightLimit,
+    retry_after_seconds: int,
+) -> Response[ObservationsAccepted]:
+    """Accept observations; 202 only once the ingestion log acknowledged every one."""
+    received_at = datetime.now(UTC)
+    media_type, _ = request.content_type
+    if media_type != "application/json":
+        raise ApiProblem(415, f"expected application/json, got {media_type or 'nothing'}")
+    submission = decode_submission(await request.body())
+    retry = {"Retry-After": str(retry_after_seconds)}
+    if not in_flight.try_enter():
+        raise ApiProblem(503, "shedding load: too many requests in flight", headers=retry)
+    try:
+        result = await ingest(submission.observations, ingestion_log, received_at)
+    except IngestionLogUnavailable:
+        raise ApiProblem(
+            503, "ingestion log unavailable; nothing from this request was accepted", headers=retry
+        ) from None
+    finally:
+        in_flight.leave()
+    return Response(
+        ObservationsAccepted(
+            accepted=result.accepted,
+            duplicates=result.duplicates,
+            observation_ids=result.observation_ids,
+        ),
+        status_code=202,
+    )

@@ -1,0 +1,158 @@
+"""`qis`: the command line entry points (api, worker, scheduler, db migrate, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+import asyncpg
+
+from app.settings import Settings, SettingsError, load_settings
+
+_log = logging.getLogger("qis.cli")
+
+
+async def _until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `main(stop)`; SIGTERM or SIGINT sets `stop` so it can finish cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await main(stop)
+
+
+def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.api.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.api.host,
+        port=settings.api.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.api.shutdown_grace_seconds),
+    )
+    # uvicorn handles SIGTERM: it stops accepting, lets requests in flight finish (bounded),
+    # then runs the lifespan shutdown, which flushes and closes the producer.
+    uvicorn.Server(config).run()
+    return 0
+
+
+def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
+    from app.adapters.kafka import ensure_topics, new_consumer, new_producer
+    from app.adapters.postgres.pool import open_pool
+    from app.worker import ObservationWorker
+
+    async def main(stop: asyncio.Event) -> None:
+        await ensure_topics(settings.kafka)
+        pool = await open_pool(settings.db.writer_dsn, settings.db)
+        producer = new_producer(settings.kafka)
+        consumer = new_consumer(settings.kafka, settings.worker.group_id, "qis-worker")
+        try:
+            await producer.start()
+            await consumer.start()
+            worker = ObservationWorker(settings, pool, consumer, producer)
+            _log.info("worker started", extra={"owner": worker.owner})
+            await worker.run(stop)
+            _log.info("worker stopping", extra={"stored": worker.stored})
+        finally:
+            await consumer.stop()  # leaves the group so partitions move at once
+            await producer.stop()
+            await pool.close()
+
+    asyncio.run(_until_signal(main))
+    return 0
+
+
+def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
+    from app.adapters.postgres.pool import open_pool
+
+    async def main(stop: asyncio.Event) -> None:
+        pool = await open_pool(settings.db.writer_dsn, settings.db)
+        try:
+            _log.info("scheduler started")
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), settings.scheduler.interval_seconds)
+        finally:
+            await pool.close()
+        _log.info("scheduler stopped")
+
+    asyncio.run(_until_signal(main))
+    return 0
+
+
+def cmd_db_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    from app.adapters.postgres.migrate import bundled_migrations, migrate
+
+    async def main() -> None:
+        conn = await asyncpg.connect(settings.db.writer_dsn)
+        try:
+            applied = await migrate(conn, bundled_migrations())
+        finally:
+            await conn.close()
+        names = [f"{m.version:04d}_{m.name}" for m in applied]
+        _log.info("migrations applied", extra={"applied": names})
+        print(f"applied {len(names)} migration(s): {', '.join(names) or 'none, up to date'}")
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_kafka_topics(settings: Settings, _: argparse.Namespace) -> int:
+    from app.adapters.kafka import ensure_topics, topic_partitions
+
+    created = asyncio.run(ensure_topics(settings.kafka))
+    for name, partitions in topic_partitions(settings.kafka).items():
+        state = "created" if name in created else "exists"
+        print(f"{name}\t{partitions} partitions\t{state}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qis", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("api", help="serve the HTTP API").set_defaults(run=cmd_api)
+    sub.add_parser("worker", help="consume observations into PostgreSQL").set_defaults(
+        run=cmd_worker
+    )
+    sub.add_parser("scheduler", help="close snap windows, relay the outbox").set_defaults(
+        run=cmd_scheduler
+    )
+    db = sub.add_parser("db", help="database commands").add_subparsers(dest="db", required=True)
+    db.add_parser("migrate", help="apply pending SQL migrations").set_defaults(run=cmd_db_migrate)
+    kafka = sub.add_parser("kafka", help="Kafka commands").add_subparsers(
+        dest="kafka", required=True
+    )
+    kafka.add_parser("topics", help="create missing topics").set_defaults(run=cmd_kafka_topics)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, load settings from the environment, run the command."""
+    from app.telemetry.logging import configure_logging
+
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as exc:
+        print(f"qis: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.telemetry.log_level)
+    result: int = args.run(settings, args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

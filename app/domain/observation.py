@@ -1,0 +1,115 @@
+"""Observations: what one source said about one series at one snap."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import msgspec
+
+SERIES_ID_PATTERN = r"^[A-Z0-9][A-Z0-9._:-]{0,63}$"
+MAX_SOURCE_LENGTH = 64
+MAX_OBSERVATION_ID_LENGTH = 128
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+MAX_BATCH = 5000
+MAX_ATTRIBUTES = 32
+MAX_ATTRIBUTE_KEY = 64
+MAX_ATTRIBUTE_STRING = 256
+
+SeriesId = Annotated[str, msgspec.Meta(pattern=SERIES_ID_PATTERN, description="series id")]
+# The float range check also rejects NaN and +-infinity (1e999 decodes to inf).
+FiniteFloat = Annotated[float, msgspec.Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)]
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+AttributeValue = (
+    Annotated[str, msgspec.Meta(max_length=MAX_ATTRIBUTE_STRING)] | FiniteFloat | bool | None
+)
+Attributes = Annotated[
+    dict[Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ATTRIBUTE_KEY)], AttributeValue],
+    msgspec.Meta(max_length=MAX_ATTRIBUTES),
+]
+
+
+class SubmittedObservation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One observation as posted by a source."""
+
+    reference_data_id: SeriesId
+    source: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SOURCE_LENGTH)]
+    snap: AwareDatetime
+    value: FiniteFloat
+    observed_at: AwareDatetime
+    observation_id: (
+        Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_OBSERVATION_ID_LENGTH)] | None
+    ) = None
+    attributes: Attributes | None = None
+
+
+class ObservationSubmission(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/observations` body."""
+
+    observations: Annotated[
+        list[SubmittedObservation], msgspec.Meta(min_length=1, max_length=MAX_BATCH)
+    ]
+
+
+class Observation(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored observation; `received_at` is when the platform accepted it."""
+
+    observation_id: str
+    reference_data_id: str
+    source: str
+    snap: datetime
+    value: float
+    observed_at: datetime
+    received_at: datetime
+    attributes: dict[str, Any] | None = None
+
+
+def derive_observation_id(
+    reference_data_id: str,
+    source: str,
+    snap: datetime,
+    value: float,
+    observed_at: datetime,
+    attributes: dict[str, Any] | None,
+) -> str:
+    """Deterministic content hash, so re-sending the same observation is idempotent.
+
+    Timestamps are normalised to UTC microseconds and the value to its shortest repr, so
+    `2026-01-15T14:00:00Z` and `2026-01-15T15:00:00+01:00` give the same id.
+    """
+    canonical = msgspec.json.encode(
+        [
+            reference_data_id,
+            source,
+            _utc_micros(snap),
+            repr(float(value)),
+            _utc_micros(observed_at),
+            attributes or {},
+        ],
+        order="sorted",
+    )
+    return "h:" + hashlib.blake2b(canonical, digest_size=16).hexdigest()
+
+
+def _utc_micros(ts: datetime) -> int:
+    if ts.tzinfo is None:
+        raise ValueError("naive timestamp")
+    return (ts - _EPOCH) // _MICROSECOND
+
+
+OBSERVATIONS_SCHEMA_VERSION = 1
+
+
+class ObservationsRecorded(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ingestion log's record: one request's observations of one series, already accepted.
+
+    Grouping a request by series keeps the record key the series id (so one series stays
+    on one partition, in order) while producing far fewer records than observations.
+    """
+
+    schema_version: int
+    reference_data_id: str
+    observations: list[Observation]

@@ -1,0 +1,1 @@
+"""Use cases: take ports as parameters, import no web framework."""

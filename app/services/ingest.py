@@ -1,0 +1,78 @@
+"""Ingestion use case: assign ids, group by series, append to the ingestion log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from app.domain.observation import (
+    OBSERVATIONS_SCHEMA_VERSION,
+    Observation,
+    ObservationsRecorded,
+    SubmittedObservation,
+    derive_observation_id,
+)
+from app.ports import IngestionLog
+
+
+class IngestResult:
+    """What the client is told once the log acknowledged."""
+
+    __slots__ = ("accepted", "duplicates", "observation_ids")
+
+    def __init__(self, observation_ids: list[str], duplicates: int) -> None:
+        self.observation_ids = observation_ids
+        self.accepted = len(observation_ids)
+        self.duplicates = duplicates
+
+
+def to_records(
+    items: Sequence[SubmittedObservation], received_at: datetime
+) -> tuple[list[ObservationsRecorded], list[str], int]:
+    """Observations grouped by series, ids in request order, and in-request duplicates."""
+    by_series: dict[str, list[Observation]] = {}
+    ids: list[str] = []
+    seen: set[str] = set()
+    for item in items:
+        observation_id = item.observation_id or derive_observation_id(
+            item.reference_data_id,
+            item.source,
+            item.snap,
+            item.value,
+            item.observed_at,
+            item.attributes,
+        )
+        ids.append(observation_id)
+        if observation_id in seen:
+            continue  # a duplicate within the request is stored once: the first wins
+        seen.add(observation_id)
+        by_series.setdefault(item.reference_data_id, []).append(
+            Observation(
+                observation_id=observation_id,
+                reference_data_id=item.reference_data_id,
+                source=item.source,
+                snap=item.snap,
+                value=item.value,
+                observed_at=item.observed_at,
+                received_at=received_at,
+                attributes=item.attributes,
+            )
+        )
+    records = [
+        ObservationsRecorded(
+            schema_version=OBSERVATIONS_SCHEMA_VERSION,
+            reference_data_id=series_id,
+            observations=observations,
+        )
+        for series_id, observations in by_series.items()
+    ]
+    return records, ids, len(ids) - len(seen)
+
+
+async def ingest(
+    items: Sequence[SubmittedObservation], log: IngestionLog, received_at: datetime
+) -> IngestResult:
+    """Make the observations durable; raises IngestionLogUnavailable when the log did not ack."""
+    records, ids, duplicates = to_records(items, received_at)
+    await log.append(records)
+    return IngestResult(ids, duplicates)

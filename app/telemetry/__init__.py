@@ -1,0 +1,1 @@
+"""Observability: X-Ray-compatible tracing, EMF metrics, JSON logs."""

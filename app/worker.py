@@ -1,0 +1,209 @@
+"""`qis worker`: consume observations, store them and their consumer positions in one transaction.
+
+Exactly-once effects: a batch's observations (and, later, what they cause) and the next
+offsets of its partitions commit together in PostgreSQL. On assignment the worker seeks
+to the stored positions, so a crash at any point neither loses nor duplicates an effect.
+Ownership is fenced: claiming a partition bumps its epoch, and a batch whose epoch is no
+longer current cannot commit. Undecodable or invalid records go to the dead-letter topic
+(acknowledged before the batch commits) and never block their partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+from app.adapters.postgres import Connection
+from app.adapters.postgres.observations import insert_observations
+from app.adapters.postgres.offsets import (
+    PartitionFenced,
+    advance,
+    claim_partitions,
+    lock_partitions,
+)
+from app.domain.dead_letter import DeadLetter
+from app.domain.observation import OBSERVATIONS_SCHEMA_VERSION, Observation, ObservationsRecorded
+from app.settings import Settings
+
+_log = logging.getLogger("qis.worker")
+_records = msgspec.json.Decoder(ObservationsRecorded)
+_dead_letters = msgspec.json.Encoder()
+
+# Called inside the batch transaction with the newly stored observations (reconciliation hooks in).
+AfterStore = Callable[[Connection, Sequence[Observation]], Awaitable[None]]
+
+
+async def _nothing_after_store(_: Connection, __: Sequence[Observation]) -> None:
+    return None
+
+
+@dataclass
+class Decoded:
+    """One polled batch, split into usable observations and dead letters."""
+
+    observations: list[Observation]
+    dead_letters: list[DeadLetter]
+    next_offsets: dict[int, int]
+
+
+def decode_record(record: ConsumerRecord[bytes, bytes]) -> ObservationsRecorded:
+    """Decode and check one record; raise ValueError (or msgspec errors) when it is unusable."""
+    if record.value is None:
+        raise ValueError("record has no value")
+    decoded = _records.decode(record.value)
+    if decoded.schema_version != OBSERVATIONS_SCHEMA_VERSION:
+        raise ValueError(f"unsupported schema_version {decoded.schema_version}")
+    if record.key is not None and record.key.decode() != decoded.reference_data_id:
+        raise ValueError("record key does not match reference_data_id")
+    for observation in decoded.observations:
+        if observation.reference_data_id != decoded.reference_data_id:
+            raise ValueError("observation of another series inside the record")
+    return decoded
+
+
+def split_batch(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> Decoded:
+    """Decode a polled batch; each bad record becomes a dead letter with its origin."""
+    observations: list[Observation] = []
+    dead: list[DeadLetter] = []
+    next_offsets: dict[int, int] = {}
+    for tp, records in batch.items():
+        for record in records:
+            try:
+                observations.extend(decode_record(record).observations)
+            except (msgspec.DecodeError, ValueError, UnicodeDecodeError) as exc:
+                dead.append(
+                    DeadLetter(
+                        error=f"{type(exc).__name__}: {exc}",
+                        origin_topic=tp.topic,
+                        origin_partition=tp.partition,
+                        origin_offset=record.offset,
+                        key=record.key,
+                        value=record.value,
+                    )
+                )
+        if records:
+            next_offsets[tp.partition] = records[-1].offset + 1
+    return Decoded(observations, dead, next_offsets)
+
+
+class ObservationWorker(ConsumerRebalanceListener):  # type: ignore[misc]
+    """The consume -> store loop, and the rebalance listener that restores positions."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        after_store: AfterStore = _nothing_after_store,
+        owner: str | None = None,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._consumer = consumer
+        self._producer = producer
+        self._after_store = after_store
+        self._topic = settings.kafka.observations_topic
+        self._group = settings.worker.group_id
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._epochs: dict[int, int] = {}
+        self.stored = 0
+        self.dead_lettered = 0
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Nothing to flush: every batch commits its positions before the next poll.
+        for tp in revoked:
+            self._epochs.pop(tp.partition, None)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._restore_positions([tp for tp in assigned if tp.topic == self._topic])
+
+    async def _restore_positions(self, assigned: Sequence[TopicPartition]) -> None:
+        async with self._pool.acquire() as conn:
+            claimed = await claim_partitions(
+                conn, self._group, self._topic, (tp.partition for tp in assigned), self.owner
+            )
+        for tp in assigned:
+            next_offset, epoch = claimed[tp.partition]
+            self._epochs[tp.partition] = epoch
+            self._consumer.seek(tp, next_offset)
+        _log.info("partitions assigned", extra={"positions": claimed, "owner": self.owner})
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll, store, commit; until `stop` is set, then finish the batch in hand and return."""
+        self._consumer.subscribe([self._topic], listener=self)
+        while not stop.is_set():
+            batch = await self._consumer.getmany(
+                timeout_ms=self._settings.worker.poll_timeout_ms,
+                max_records=self._settings.worker.max_batch_records,
+            )
+            if not batch:
+                continue
+            try:
+                await self.process(batch)
+            except PartitionFenced as exc:
+                _log.warning("batch dropped: partition fenced", extra={"error": str(exc)})
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                # Nothing committed: rewind to the stored positions and try again shortly.
+                _log.error("batch failed; rewinding", extra={"error": repr(exc)})
+                await asyncio.sleep(1.0)
+                await self._rewind()
+
+    async def _rewind(self) -> None:
+        assigned = list(self._consumer.assignment())
+        try:
+            await self._restore_positions(assigned)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            _log.error("rewind failed; will retry", extra={"error": repr(exc)})
+
+    async def process(
+        self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        """Store one polled batch and its positions atomically."""
+        decoded = split_batch(batch)
+        if decoded.dead_letters:
+            await self._send_dead_letters(decoded.dead_letters)
+        positions = {
+            p: (offset, self._epochs.get(p, -1)) for p, offset in decoded.next_offsets.items()
+        }
+        async with self._pool.acquire() as conn, conn.transaction():
+            await lock_partitions(conn, self._group, self._topic, positions)
+            stored_ids = set(await insert_observations(conn, decoded.observations))
+            new = [o for o in decoded.observations if o.observation_id in stored_ids]
+            await self._after_store(conn, new)
+            await advance(conn, self._group, self._topic, positions, self.owner)
+        self.stored += len(new)
+        self.dead_lettered += len(decoded.dead_letters)
+
+    async def _send_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        # Acknowledged before the batch commits: a crash in between re-sends, never drops.
+        topic = self._settings.kafka.dlq_topic
+        futures = [
+            await self._producer.send(
+                topic,
+                value=_dead_letters.encode(letter),
+                key=letter.key,
+                headers=[("qis-error", letter.error[:512].encode())],
+            )
+            for letter in letters
+        ]
+        await asyncio.gather(*futures)
+        for letter in letters:
+            _log.warning(
+                "record dead-lettered",
+                extra={
+                    "error": letter.error,
+                    "origin_topic": letter.origin_topic,
+                    "origin_partition": letter.origin_partition,
+                    "origin_offset": letter.origin_offset,
+                },
+            )

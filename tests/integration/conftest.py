@@ -1,0 +1,41 @@
+"""Integration fixtures: the real PostgreSQL, Kafka and Redis of the local stack."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+
+from app.adapters.kafka import ensure_topics
+from app.adapters.postgres.migrate import bundled_migrations, migrate
+from app.adapters.postgres.pool import open_pool
+from app.settings import Settings
+from tests.stack import stack
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def running_stack(settings: Settings) -> None:
+    """Start the stack if needed (idempotent), migrate, create topics."""
+    stack("up")
+    conn = await asyncpg.connect(settings.db.writer_dsn)
+    try:
+        await migrate(conn, bundled_migrations())
+    finally:
+        await conn.close()
+    await ensure_topics(settings.kafka)
+
+
+@pytest.fixture(scope="session")
+async def pool(settings: Settings, running_stack: None) -> AsyncIterator[asyncpg.Pool]:
+    pool = await open_pool(settings.db.writer_dsn, settings.db)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def redis_client(settings: Settings, running_stack: None) -> AsyncIterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis.url)
+    yield client
+    await client.aclose()

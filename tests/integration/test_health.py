@@ -1,0 +1,59 @@
+"""Readiness reflects the real dependencies: 200 with all up, 503 naming the one that is down."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from app.api.app import create_app
+from app.settings import Settings
+from tests.stack import stack
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        yield client
+
+
+async def test_live_checks_nothing(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    response = await client.get("/health/live")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_ready_with_all_three_up(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    response = await client.get("/health/ready")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    assert body["checks"] == {"postgres": "ok", "kafka": "ok", "redis": "ok"}
+    assert body["failing"] == []
+
+
+async def test_ready_names_redis_when_it_is_down(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    stack("down", "redis")
+    try:
+        response = await client.get("/health/ready")
+    finally:
+        stack("up", "redis")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failing"] == ["redis"]
+    assert body["checks"]["postgres"] == "ok"
+    assert body["checks"]["kafka"] == "ok"
+    assert body["checks"]["redis"].startswith("error")
+    # And it recovers once Redis is back.
+    again = await client.get("/health/ready")
+    assert again.status_code == 200
+
+
+async def test_openapi_document_lists_the_routes(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert {"/health/live", "/health/ready", "/v1/observations"} <= set(paths)
+    post = paths["/v1/observations"]["post"]
+    assert set(post["responses"]) == {"202", "400", "413", "415", "422", "503"}

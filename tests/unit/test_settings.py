@@ -1,0 +1,34 @@
+"""Settings come from QIS_* variables; unknown ones fail loudly with their name."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.settings import Settings, SettingsError, load_settings
+
+
+def test_defaults_without_variables() -> None:
+    assert load_settings({"PATH": "/bin"}) == Settings()
+
+
+def test_nested_values_are_converted() -> None:
+    s = load_settings({"QIS_DB__POOL_MAX_SIZE": "7", "QIS_TELEMETRY__SAMPLE_RATE_QUERY": "0.2"})
+    assert s.db.pool_max_size == 7
+    assert s.telemetry.sample_rate_query == 0.2
+
+
+@pytest.mark.parametrize("name", ["QIS_DB__NOPE", "QIS_NOPE__X", "QIS_FOO"])
+def test_unknown_variable_is_named(name: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        load_settings({name: "1"})
+
+
+def test_bad_value_is_an_error() -> None:
+    with pytest.raises(SettingsError, match="pool_max_size"):
+        load_settings({"QIS_DB__POOL_MAX_SIZE": "many"})
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings()
+    with pytest.raises(AttributeError):
+        s.db = s.db  # type: ignore[misc]
