@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from app.domain.observation import ObservationsRecorded
 
@@ -12,6 +12,8 @@ class IngestionLogUnavailable(RuntimeError):
     """The ingestion log did not acknowledge in time; nothing may be acknowledged to the client."""
 
 
+# runtime_checkable: Litestar checks injected dependencies against their declared type.
+@runtime_checkable
 class IngestionLog(Protocol):
     """Durable log of accepted observations (Kafka in production)."""
 
@@ -20,6 +22,7 @@ class IngestionLog(Protocol):
         ...
 
 
+@runtime_checkable
 class HealthCheck(Protocol):
     """A dependency the readiness probe asks about."""
 

@@ -16,13 +16,13 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
-from app.adapters.postgres import Connection
 from app.adapters.postgres.observations import insert_observations
 from app.adapters.postgres.offsets import (
     PartitionFenced,
@@ -34,12 +34,15 @@ from app.domain.dead_letter import DeadLetter
 from app.domain.observation import OBSERVATIONS_SCHEMA_VERSION, Observation, ObservationsRecorded
 from app.settings import Settings
 
+if TYPE_CHECKING:
+    from app.adapters.postgres import Connection
+
 _log = logging.getLogger("qis.worker")
 _records = msgspec.json.Decoder(ObservationsRecorded)
 _dead_letters = msgspec.json.Encoder()
 
 # Called inside the batch transaction with the newly stored observations (reconciliation hooks in).
-AfterStore = Callable[[Connection, Sequence[Observation]], Awaitable[None]]
+AfterStore: TypeAlias = "Callable[[Connection, Sequence[Observation]], Awaitable[None]]"
 
 
 async def _nothing_after_store(_: Connection, __: Sequence[Observation]) -> None:

@@ -48,6 +48,11 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True):
     errors: list[ProblemItem] | msgspec.UnsetType = msgspec.UNSET
 
 
+_INTERNAL = Problem(
+    title="Internal Server Error", status=500, detail="internal error; see the trace id"
+)
+
+
 class ApiProblem(Exception):
     """Raised by handlers to answer with a problem document."""
 
@@ -122,6 +127,10 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
             if isinstance(e, dict)
         ]
     status = exc.status_code
+    if status >= 500:
+        # Framework-wrapped failures: log the real cause, never send it.
+        _log.error("request failed", exc_info=exc.__cause__ or exc)
+        return problem_response(_INTERNAL)
     return problem_response(
         Problem(
             title=_TITLES.get(status, "Error"),
@@ -136,9 +145,7 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """A 500 never leaks a stack trace; the log line carries it with the trace id."""
     _log.exception("unhandled error", extra={"path": request.url.path})
-    return problem_response(
-        Problem(title=_TITLES[500], status=500, detail="internal error; see the trace id")
-    )
+    return problem_response(_INTERNAL)
 
 
 EXCEPTION_HANDLERS = {

@@ -1,9 +1,12 @@
 """PostgreSQL adapters: one module per table family, plain SQL with $n parameters."""
 
-from typing import TypeAlias
+from __future__ import annotations
 
-import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+from typing import TYPE_CHECKING, TypeAlias
 
-# A plain connection or one borrowed from a pool: every adapter function accepts both.
-Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+if TYPE_CHECKING:
+    import asyncpg
+    from asyncpg.pool import PoolConnectionProxy
+
+    # A plain connection or one borrowed from a pool: every adapter function accepts both.
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]

@@ -13,8 +13,11 @@ import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from app.adapters.postgres import Connection
+if TYPE_CHECKING:
+    from app.adapters.postgres import Connection
+
 
 _LOCK_KEY = 0x515153_4D4947  # "QIS" "MIG"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")

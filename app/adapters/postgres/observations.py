@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from app.adapters.postgres import Connection
 from app.domain.observation import Observation
+
+if TYPE_CHECKING:
+    from app.adapters.postgres import Connection
 
 _json = msgspec.json.Encoder()
 _decode_attributes = msgspec.json.Decoder(dict[str, object] | None)

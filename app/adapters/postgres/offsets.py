@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from app.adapters.postgres import Connection
+if TYPE_CHECKING:
+    from app.adapters.postgres import Connection
 
 
 class PartitionFenced(RuntimeError):

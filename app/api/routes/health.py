@@ -7,6 +7,7 @@ from typing import Literal
 
 import msgspec
 from litestar import Response, get
+from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 
 from app.ports import HealthCheck
@@ -54,7 +55,7 @@ def live() -> Liveness:
     tags=["operations"],
     responses={503: ResponseSpec(data_container=Readiness, description="a dependency is down")},
 )
-async def ready(health_checks: list[HealthCheck]) -> Response[Readiness]:
+async def ready(health_checks: NamedDependency[list[HealthCheck]]) -> Response[Readiness]:
     """200 when PostgreSQL, Kafka and Redis answer; 503 naming the failing dependency otherwise."""
     state = await readiness(health_checks)
     return Response(state, status_code=200 if not state.failing else 503)

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, post
+from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 
@@ -109,9 +110,9 @@ class _SubmissionOperation(Operation):
 )
 async def post_observations(
     request: Request[Any, Any, Any],
-    ingestion_log: IngestionLog,
-    in_flight: InFlightLimit,
-    retry_after_seconds: int,
+    ingestion_log: NamedDependency[IngestionLog],
+    in_flight: NamedDependency[InFlightLimit],
+    retry_after_seconds: NamedDependency[int],
 ) -> Response[ObservationsAccepted]:
     """Accept observations; 202 only once the ingestion log acknowledged every one."""
     received_at = datetime.now(UTC)
