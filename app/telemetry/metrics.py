@@ -1,0 +1,181 @@
+"""CloudWatch metrics in Embedded Metric Format through the OpenTelemetry metrics API.
+
+The EMF encoding is the ADOT Python distro's (`aws-opentelemetry-distro`): its exporter
+turns delta counters into numbers and exponential histograms into `Values`/`Counts`
+distributions, from which CloudWatch computes p50/p95/p99. We only add a destination
+(a file) beside its stdout one. Dimensions stay low-cardinality: Service, Route, and
+Series only for a bounded, configured set.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from amazon.opentelemetry.distro.exporter.aws.metrics.console_emf_exporter import (
+    ConsoleEmfExporter,
+)
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+
+from app.settings import TelemetrySettings
+
+NAMESPACE = "Custom/QIS"
+METRIC_NAMES = (
+    "IngestionLatency",
+    "DataIngestionRate",
+    "HttpRequests",
+    "HttpLatency",
+    "ReconciliationSuccessRate",
+    "QualityScoreAverage",
+    "QualityScoreBySeries",
+    "ConsumerLag",
+    "DeadLetterCount",
+    "CacheHitRatio",
+    "CacheFallbackCount",
+    "PublicationFreshness",
+)
+# The OpenTelemetry SDK lower-cases instrument names; CloudWatch names are case-sensitive.
+_CANONICAL = {name.lower(): name for name in METRIC_NAMES}
+
+
+class StdoutEmfExporter(ConsoleEmfExporter):  # type: ignore[misc]
+    """ADOT's EMF exporter with our metric names and exactly our dimensions.
+
+    ADOT adds Application Signals `Service`/`Environment` dimensions by default; the
+    dashboards and alarms are written against the dimensions we set, so that is off.
+    """
+
+    def __init__(self, namespace: str = NAMESPACE) -> None:
+        super().__init__(namespace=namespace)
+
+    def _get_metric_name(self, record: Any) -> str | None:
+        name = super()._get_metric_name(record)
+        return None if name is None else _CANONICAL.get(name, name)
+
+    def _add_application_signals_dimensions(
+        self, dimension_names: list[str], emf_log: dict[str, Any], resource_attributes: Any
+    ) -> None:
+        return None
+
+
+class FileEmfExporter(StdoutEmfExporter):
+    """The same EMF documents, one per line, appended to a file instead of stdout."""
+
+    def __init__(self, path: str, namespace: str = NAMESPACE) -> None:
+        super().__init__(namespace=namespace)
+        self._path = Path(path)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def _export(self, log_event: dict[str, Any]) -> None:
+        message = log_event.get("message")
+        if message:
+            with self._lock, self._path.open("a", encoding="utf-8") as out:
+                out.write(message + "\n")
+
+
+def emf_exporter(settings: TelemetrySettings) -> StdoutEmfExporter | None:
+    """The configured EMF destination, or None when metrics are off."""
+    if settings.metrics_exporter == "stdout":
+        return StdoutEmfExporter()
+    if settings.metrics_exporter == "file":
+        return FileEmfExporter(settings.metrics_file)
+    return None
+
+
+def build_meter_provider(
+    settings: TelemetrySettings, resource: Resource, extra_readers: list[MetricReader] | None = None
+) -> MeterProvider:
+    """A MeterProvider exporting EMF every `metrics_interval_seconds` (plus readers for tests)."""
+    readers: list[MetricReader] = list(extra_readers or [])
+    exporter = emf_exporter(settings)
+    if exporter is not None:
+        readers.append(
+            PeriodicExportingMetricReader(
+                exporter, export_interval_millis=int(settings.metrics_interval_seconds * 1000)
+            )
+        )
+    return MeterProvider(resource=resource, metric_readers=readers)
+
+
+class QisMetrics:
+    """The platform's instruments; names and units are the dashboards' and alarms' contract."""
+
+    def __init__(self, meter: Meter, service: str, quality_series: frozenset[str] = frozenset()):
+        self.service = service
+        self._base = {"Service": service}
+        self._quality_series = quality_series
+        self._lag: dict[str, int] = {}
+        self._ingestion_latency = meter.create_histogram(
+            "IngestionLatency", unit="ms", description="request received to broker ack"
+        )
+        self._ingested = meter.create_counter(
+            "DataIngestionRate", unit="Count", description="observations accepted"
+        )
+        self._http_requests = meter.create_counter("HttpRequests", unit="Count")
+        self._http_latency = meter.create_histogram("HttpLatency", unit="ms")
+        self._reconciliation = meter.create_histogram(
+            "ReconciliationSuccessRate",
+            unit="Percent",
+            description="100 per success, 0 per failure",
+        )
+        self._quality = meter.create_histogram("QualityScoreAverage", unit="1")
+        self._quality_by_series = meter.create_histogram("QualityScoreBySeries", unit="1")
+        self._dead_letters = meter.create_counter("DeadLetterCount", unit="Count")
+        self._cache_hits = meter.create_histogram(
+            "CacheHitRatio", unit="1", description="1 per hit, 0 per miss"
+        )
+        self._cache_fallbacks = meter.create_counter("CacheFallbackCount", unit="Count")
+        self._freshness = meter.create_histogram(
+            "PublicationFreshness", unit="s", description="snap to published"
+        )
+        meter.create_observable_gauge("ConsumerLag", callbacks=[self._observe_lag], unit="Count")
+
+    def ingestion_latency(self, route: str, milliseconds: float) -> None:
+        self._ingestion_latency.record(milliseconds, {**self._base, "Route": route})
+
+    def observations_accepted(self, count: int) -> None:
+        self._ingested.add(count, self._base)
+
+    def http_request(self, route: str, status: int, milliseconds: float) -> None:
+        attributes = {**self._base, "Route": route}
+        self._http_requests.add(1, {**attributes, "StatusClass": f"{status // 100}xx"})
+        self._http_latency.record(milliseconds, attributes)
+
+    def reconciliation(self, succeeded: bool) -> None:
+        self._reconciliation.record(100.0 if succeeded else 0.0, self._base)
+
+    def quality_score(self, score: float, series: str) -> None:
+        self._quality.record(score, self._base)
+        if series in self._quality_series:
+            self._quality_by_series.record(score, {**self._base, "Series": series})
+
+    def dead_letters(self, count: int) -> None:
+        self._dead_letters.add(count, self._base)
+
+    def cache_lookup(self, level: str, hit: bool) -> None:
+        self._cache_hits.record(1.0 if hit else 0.0, {**self._base, "Level": level})
+
+    def cache_fallback(self) -> None:
+        self._cache_fallbacks.add(1, self._base)
+
+    def publication_freshness(self, seconds: float) -> None:
+        self._freshness.record(seconds, self._base)
+
+    def consumer_lag(self, topic: str, lag: int) -> None:
+        self._lag[topic] = lag
+
+    def _observe_lag(self, _: CallbackOptions) -> list[Observation]:
+        return [
+            Observation(lag, {**self._base, "Topic": topic}) for topic, lag in self._lag.items()
+        ]
+
+
+def noop_metrics(service: str) -> QisMetrics:
+    """Instruments on the API's no-op meter: for telemetry off and for unit tests."""
+    return QisMetrics(metrics.NoOpMeter("qis"), service)

@@ -1,0 +1,94 @@
+"""One call wires tracing, metrics and library instrumentation for a process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from app.settings import TelemetrySettings
+from app.telemetry.metrics import QisMetrics, build_meter_provider, noop_metrics
+from app.telemetry.tracing import build_tracer_provider, install_propagators
+
+
+@dataclass
+class Telemetry:
+    """What a process uses to trace and measure; `enabled` is False when both are off."""
+
+    service: str
+    metrics: QisMetrics
+    tracer_provider: TracerProvider | None = None
+    meter_provider: MeterProvider | None = None
+    memory_spans: InMemorySpanExporter | None = None
+    instrumented: list[object] = field(default_factory=list)
+
+    @property
+    def tracing(self) -> bool:
+        return self.tracer_provider is not None
+
+    def shutdown(self) -> None:
+        """Flush and stop exporters (idempotent)."""
+        if self.meter_provider is not None:
+            self.meter_provider.shutdown()
+            self.meter_provider = None
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+
+
+def disabled(service: str) -> Telemetry:
+    """No tracing, no-op metrics: the baseline the telemetry-cost benchmark compares against."""
+    return Telemetry(service=service, metrics=noop_metrics(service))
+
+
+def setup_telemetry(
+    settings: TelemetrySettings,
+    service: str,
+    *,
+    metric_readers: list[MetricReader] | None = None,
+    memory_spans: InMemorySpanExporter | None = None,
+) -> Telemetry:
+    """Install global providers and instrument asyncpg, redis and aiokafka (once per process)."""
+    tracing_on = settings.traces_exporter != "none"
+    metrics_on = settings.metrics_exporter != "none" or bool(metric_readers)
+    if not tracing_on and not metrics_on:
+        return disabled(service)
+    resource = Resource.create(
+        {
+            "service.name": f"{settings.service_name}-{service}",
+            "deployment.environment": settings.environment,
+        }
+    )
+    telemetry = Telemetry(service=service, metrics=noop_metrics(service))
+    if metrics_on:
+        telemetry.meter_provider = build_meter_provider(settings, resource, metric_readers)
+        metrics.set_meter_provider(telemetry.meter_provider)
+        telemetry.metrics = QisMetrics(telemetry.meter_provider.get_meter("qis"), service)
+    if tracing_on:
+        install_propagators()
+        memory = memory_spans or (
+            InMemorySpanExporter() if settings.traces_exporter == "memory" else None
+        )
+        telemetry.memory_spans = memory
+        telemetry.tracer_provider = build_tracer_provider(settings, resource, memory)
+        trace.set_tracer_provider(telemetry.tracer_provider)
+        telemetry.instrumented = _instrument_libraries(telemetry.tracer_provider)
+    return telemetry
+
+
+def _instrument_libraries(provider: TracerProvider) -> list[object]:
+    from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    instrumentors: list[object] = []
+    candidates = (AsyncPGInstrumentor(), RedisInstrumentor(), AIOKafkaInstrumentor())  # type: ignore[no-untyped-call]
+    for instrumentor in candidates:
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=provider)
+        instrumentors.append(instrumentor)
+    return instrumentors

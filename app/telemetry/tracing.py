@@ -1,0 +1,181 @@
+"""Tracing for AWS X-Ray through OpenTelemetry: ids, propagation, per-route sampling, exporters.
+
+Sampling, decided once at the root of a trace and inherited by every child:
+- a request whose incoming context is sampled is traced (the caller decided);
+- an incoming `X-Amzn-Trace-Id` with `Root` and `Parent` but without `Sampled=1`
+  (`Sampled=0`, `Sampled=?` or no `Sampled` at all) is NOT traced. That is deliberate:
+  X-Ray's upstream already made the decision, and re-deciding would produce traces with
+  missing parent segments. A header with only `Root=` (what an ALB adds) carries no
+  parent, so our own per-route root sampler decides;
+- without a usable parent, the route decides: ingestion 10 %, query 5 %, health 0 %,
+  anything else the default rate (all in `TelemetrySettings`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.propagators.aws import AwsXRayPropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk.extension.aws.trace import AwsXRayIdGenerator
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import Attributes
+
+from app.settings import TelemetrySettings
+
+ROUTE_CLASS = "qis.route_class"
+XRAY_ANNOTATIONS = "aws.xray.annotations"
+
+
+def route_class(path: str) -> str:
+    """The sampling class of a request path."""
+    if path.startswith("/health"):
+        return "health"
+    if path.startswith("/v1/observations"):
+        return "ingestion"
+    if path.startswith("/v1/reference-data"):
+        return "query"
+    return "default"
+
+
+class RouteSampler(Sampler):
+    """Root sampler: a trace-id ratio per route class (read from the span's start attributes)."""
+
+    def __init__(self, rates: dict[str, float], default_rate: float) -> None:
+        self._samplers: dict[str, Sampler] = {name: _ratio(rate) for name, rate in rates.items()}
+        self._default = _ratio(default_rate)
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        chosen = self._default
+        if attributes:
+            chosen = self._samplers.get(str(attributes.get(ROUTE_CLASS, "")), self._default)
+        return chosen.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return "RouteSampler"
+
+
+def _ratio(rate: float) -> Sampler:
+    if rate <= 0:
+        return ALWAYS_OFF
+    if rate >= 1:
+        return ALWAYS_ON
+    return TraceIdRatioBased(rate)
+
+
+def build_sampler(settings: TelemetrySettings) -> Sampler:
+    """Parent-based: a remote parent's decision wins; otherwise the route's rate."""
+    root = RouteSampler(
+        {
+            "ingestion": settings.sample_rate_ingestion,
+            "query": settings.sample_rate_query,
+            "health": settings.sample_rate_health,
+        },
+        settings.sample_rate_default,
+    )
+    return ParentBased(
+        root=root,
+        remote_parent_sampled=ALWAYS_ON,
+        remote_parent_not_sampled=ALWAYS_OFF,
+        local_parent_sampled=ALWAYS_ON,
+        local_parent_not_sampled=ALWAYS_OFF,
+    )
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends each finished span as one JSON line: traces of a local run, readable offline."""
+
+    def __init__(self, path: str) -> None:
+        self._path = Path(path)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = "".join(span.to_json(indent=None) + "\n" for span in spans)
+        with self._lock, self._path.open("a", encoding="utf-8") as out:
+            out.write(lines)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+def install_propagators() -> None:
+    """W3C tracecontext and X-Ray headers, both read and written (X-Ray wins when both)."""
+    propagate.set_global_textmap(
+        CompositePropagator([TraceContextTextMapPropagator(), AwsXRayPropagator()])
+    )
+
+
+def build_tracer_provider(
+    settings: TelemetrySettings, resource: Resource, memory: InMemorySpanExporter | None = None
+) -> TracerProvider:
+    """TracerProvider with X-Ray ids, the sampler, and the configured exporter."""
+    provider = TracerProvider(
+        resource=resource, id_generator=AwsXRayIdGenerator(), sampler=build_sampler(settings)
+    )
+    if settings.traces_exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint))
+        )
+    elif settings.traces_exporter == "file":
+        provider.add_span_processor(BatchSpanProcessor(JsonLinesSpanExporter(settings.traces_file)))
+    elif settings.traces_exporter == "memory":
+        provider.add_span_processor(SimpleSpanProcessor(memory or InMemorySpanExporter()))
+    return provider
+
+
+def xray_header(span: trace.Span) -> str | None:
+    """`Root=1-xxxxxxxx-xxxxxxxxxxxxxxxxxxxxxxxx;Parent=...;Sampled=0|1` for a span, if valid."""
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None
+    hex_id = f"{context.trace_id:032x}"
+    sampled = 1 if context.trace_flags.sampled else 0
+    return f"Root=1-{hex_id[:8]}-{hex_id[8:]};Parent={context.span_id:016x};Sampled={sampled}"
+
+
+def annotate(span: trace.Span, annotations: dict[str, Any], metadata: dict[str, Any]) -> None:
+    """Set the seed's X-Ray fields: annotations (indexed, listed in `aws.xray.annotations`)
+    and metadata (plain attributes), as the ADOT X-Ray exporter expects them."""
+    for key, value in {**annotations, **metadata}.items():
+        span.set_attribute(
+            key, value if isinstance(value, str | bool | int | float) else str(value)
+        )
+    span.set_attribute(XRAY_ANNOTATIONS, list(annotations))
