@@ -1,0 +1,700 @@
+#!/usr/bin/env bash
+# Local service stack without Docker: PostgreSQL 15, Redis 7 and a single-node
+# Apache Kafka (KRaft, broker+controller in one JVM), all bound to 127.0.0.1.
+#
+#   infra/local/stack.sh up     [pg|redis|kafka ...]   start (idempotent)
+#   infra/local/stack.sh down   [pg|redis|kafka ...]   stop, leaving no process behind
+#   infra/local/stack.sh status                        exit 0 if all up, else 3
+#   infra/local/stack.sh logs   pg|redis|kafka [-f]    tail a service log
+#   infra/local/stack.sh env                           eval "$(infra/local/stack.sh env)"
+#   infra/local/stack.sh kafka-topics ARGS...          org.apache.kafka.tools.TopicCommand
+#
+# Ports and credentials: infra/local/stack.env, overridable by environment
+# variables of the same name. State (data, logs, pids): $STACK_DIR, default
+# <repo>/.local. Kafka jars are cached outside it (see KAFKA_CACHE below) so that
+# wiping .local does not cost a re-download.
+set -euo pipefail
+
+SCRIPT_PATH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
+SCRIPT_DIR=$(dirname "$SCRIPT_PATH")
+REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
+
+# ---------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------
+CFG_VARS=(STACK_PG_PORT STACK_REDIS_PORT STACK_KAFKA_PORT STACK_KAFKA_CONTROLLER_PORT
+          STACK_REDIS_MAXMEMORY STACK_PG_USER STACK_PG_PASSWORD STACK_PG_DB)
+
+load_config() {
+  # The env file holds plain assignments; remember what the caller exported so
+  # that it wins over the file.
+  local v env_file=${STACK_ENV_FILE:-$SCRIPT_DIR/stack.env}
+  declare -A keep=()
+  for v in "${CFG_VARS[@]}"; do
+    if [[ -n ${!v+x} ]]; then keep[$v]=${!v}; fi
+  done
+  if [[ -f $env_file ]]; then
+    # shellcheck source=/dev/null
+    source "$env_file"
+  fi
+  for v in "${!keep[@]}"; do printf -v "$v" '%s' "${keep[$v]}"; done
+  # Fallbacks in case the env file is missing or incomplete.
+  : "${STACK_PG_PORT:=55432}" "${STACK_REDIS_PORT:=56379}"
+  : "${STACK_KAFKA_PORT:=59092}" "${STACK_KAFKA_CONTROLLER_PORT:=59093}"
+  : "${STACK_REDIS_MAXMEMORY:=256mb}"
+  : "${STACK_PG_USER:=qis}" "${STACK_PG_PASSWORD:=qis}" "${STACK_PG_DB:=qis}"
+}
+load_config
+
+STACK_DIR=$(realpath -m "${STACK_DIR:-$REPO/.local}")
+
+# Readiness timeouts (seconds).
+PG_TIMEOUT=${STACK_PG_TIMEOUT:-30}
+REDIS_TIMEOUT=${STACK_REDIS_TIMEOUT:-10}
+KAFKA_TIMEOUT=${STACK_KAFKA_TIMEOUT:-90}
+STOP_TIMEOUT=${STACK_STOP_TIMEOUT:-30}
+
+PG_DIR=$STACK_DIR/pg
+# $STACK_DIR/pg may be a symlink (see pg_prepare_dir); hand postgres the real
+# path, since it may not be allowed to traverse the link's parents.
+[[ -L $PG_DIR ]] && PG_DIR=$(readlink -f "$PG_DIR")
+REDIS_DIR=$STACK_DIR/redis
+KAFKA_DIR=$STACK_DIR/kafka
+
+KAFKA_POM=$SCRIPT_DIR/kafka/pom.xml
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM" | head -n1)
+KAFKA_CACHE=${STACK_KAFKA_CACHE:-${XDG_CACHE_HOME:-${HOME:-$STACK_DIR}/.cache}/qis-kafka/$KAFKA_VERSION}
+KAFKA_LIBS=$KAFKA_CACHE/libs
+KAFKA_HEAP=${STACK_KAFKA_HEAP:--Xms256m -Xmx512m}
+
+IS_ROOT=0; [[ $(id -u) -eq 0 ]] && IS_ROOT=1
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+log()  { printf "[stack %(%H:%M:%S)T] %s\n" -1 "$*" >&2; }
+die()  { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# fail_with_log MESSAGE LOGFILE: error out, showing the end of the service log.
+fail_with_log() {
+  printf '[stack] ERROR: %s\n' "$1" >&2
+  if [[ -f $2 ]]; then
+    printf '[stack] ---- last 40 lines of %s ----\n' "$2" >&2
+    tail -n 40 "$2" >&2 || true
+    printf '[stack] ---- end of %s ----\n' "$2" >&2
+  else
+    printf '[stack] (no log file at %s)\n' "$2" >&2
+  fi
+  exit 1
+}
+
+# port_open PORT: something accepts TCP connections on 127.0.0.1:PORT.
+port_open() {
+  timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# proc_is PID PATTERN: PID is alive and its command line contains PATTERN
+# (guards against a stale pidfile whose pid was reused by something else).
+proc_is() {
+  local pid=$1 pat=$2 cmd
+  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
+  cmd=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmd == *"$pat"* ]]
+}
+
+read_pid() { if [[ -f $1 ]]; then head -n1 "$1" 2>/dev/null | tr -dc '0-9' || true; fi; }
+
+# wait_ready NAME TIMEOUT LOGFILE ALIVE_FN READY_FN
+# Bounded wait; fails fast (with the log tail) if the process dies meanwhile.
+wait_ready() {
+  local name=$1 timeout=$2 logf=$3 alive=$4 ready=$5 start=$SECONDS
+  while ! "$ready"; do
+    "$alive" || fail_with_log "$name exited during startup" "$logf"
+    (( SECONDS - start < timeout )) || fail_with_log "$name not ready after ${timeout}s" "$logf"
+    sleep 0.5
+  done
+}
+
+# pid_live PID: process exists and is not a zombie. Daemons are reparented to
+# PID 1, which on some hosts (this VM's init included) reaps exited children
+# only lazily, so a stopped service can linger a few seconds as <defunct>.
+pid_live() {
+  [[ -d /proc/$1 ]] || return 1
+  local st; st=$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n $st && $st != Z && $st != X ]]
+}
+
+# wait_gone PID TIMEOUT: wait until PID has exited; returns 1 on timeout.
+wait_gone() {
+  local pid=$1 deadline=$((SECONDS + $2))
+  while pid_live "$pid"; do
+    (( SECONDS < deadline )) || return 1
+    sleep 0.2
+  done
+}
+
+# stop_pid NAME PID: SIGTERM, bounded wait, then SIGKILL.
+stop_pid() {
+  local name=$1 pid=$2
+  kill -TERM "$pid" 2>/dev/null || return 0
+  if ! wait_gone "$pid" "$STOP_TIMEOUT"; then
+    log "$name (pid $pid) still running after ${STOP_TIMEOUT}s: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_gone "$pid" 5 || die "$name (pid $pid) survived SIGKILL"
+  fi
+}
+
+# apt_install PKG...: root only. A temporary policy-rc.d (exit 101) keeps the
+# packages' maintainer scripts from starting system-wide services (the Debian
+# redis-server / postgresql packages would otherwise start theirs on 6379/5432).
+apt_install() {
+  (( IS_ROOT )) || die "missing packages ($*); install them or re-run as root"
+  local rc=0 made_policy=0
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  log "apt-get install $* ..."
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"; } \
+    > "$STACK_DIR/apt.log" 2>&1 || rc=$?
+  (( made_policy )) && rm -f /usr/sbin/policy-rc.d
+  (( rc == 0 )) || fail_with_log "apt-get install $* failed" "$STACK_DIR/apt.log"
+}
+
+# The default ports lie inside Linux's ephemeral range (32768-60999). A client
+# that keeps retrying 127.0.0.1:PORT while the service is down (e.g. a Kafka
+# client during a broker restart) can be handed PORT itself as its source port
+# and "self-connect", after which the service can't bind ("Address already in
+# use"); any busy client can also just happen to hold it. Reserving the ports
+# stops the kernel from handing them out. Root only, best effort.
+port_reserved() {  # PORT LIST, LIST as the kernel prints it: "55432,59092-59093"
+  local item lo hi
+  for item in ${2//,/ }; do
+    lo=${item%-*}; hi=${item#*-}
+    (( $1 >= lo && $1 <= hi )) && return 0
+  done
+  return 1
+}
+reserve_ports() {
+  local f=/proc/sys/net/ipv4/ip_local_reserved_ports cur p add=()
+  (( IS_ROOT )) && [[ -w $f ]] || return 0
+  cur=$(<"$f")
+  for p in "$@"; do
+    port_reserved "$p" "$cur" || add+=("$p")
+  done
+  (( ${#add[@]} )) || return 0
+  local IFS=,
+  if echo "${cur:+$cur,}${add[*]}" > "$f" 2>/dev/null; then
+    log "reserved ports ${add[*]} (net.ipv4.ip_local_reserved_ports) so no client socket can take them"
+  else
+    log "note: could not reserve ports ${add[*]} in $f"
+  fi
+}
+
+urlencode() {
+  local LC_ALL=C s=$1 out='' c i
+  for (( i = 0; i < ${#s}; i++ )); do
+    c=${s:i:1}
+    case $c in
+      [a-zA-Z0-9.~_-]) out+=$c ;;
+      *) printf -v c '%%%02X' "'$c"; out+=$c ;;
+    esac
+  done
+  printf '%s' "$out"
+}
+
+# ---------------------------------------------------------------------------
+# PostgreSQL
+# ---------------------------------------------------------------------------
+PG_BIN=''
+PG_OS_USER=$(id -un)
+
+pg_find_bin() {
+  local d
+  for d in ${STACK_PG_BIN:-} /usr/lib/postgresql/15/bin \
+           $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -t/ -k4,4 -V -r); do
+    if [[ -x $d/initdb && -x $d/pg_ctl && -x $d/postgres ]]; then PG_BIN=$d; return 0; fi
+  done
+  return 1
+}
+
+pg_setup_bin() {
+  pg_find_bin && return 0
+  apt_install postgresql
+  pg_find_bin || die "PostgreSQL binaries not found under /usr/lib/postgresql/*/bin after install"
+}
+
+# PostgreSQL refuses to run as root (initdb, pg_ctl and postgres all check), so
+# as root the cluster belongs to the 'postgres' OS user (created by Debian's
+# postgresql-common; we create a system user 'postgres' if it is missing).
+pg_setup_user() {
+  (( IS_ROOT )) || return 0
+  PG_OS_USER=${STACK_PG_OS_USER:-postgres}
+  if ! id -u "$PG_OS_USER" >/dev/null 2>&1; then
+    log "creating system user $PG_OS_USER"
+    useradd --system --user-group --home-dir /nonexistent --shell /usr/sbin/nologin "$PG_OS_USER"
+  fi
+}
+
+# as_pg CMD...: run as the cluster owner. cd / because the caller's cwd may not
+# be readable by that user (initdb/pg_ctl complain about it).
+as_pg() {
+  if (( IS_ROOT )); then
+    ( cd / && runuser -u "$PG_OS_USER" -- "$@" )
+  else
+    ( cd / && "$@" )
+  fi
+}
+
+# As root, the 'postgres' user must be able to traverse every parent of the data
+# dir. If it can't (e.g. the checkout lives under /root, mode 700), keep the
+# cluster under /var/tmp and leave a symlink at $STACK_DIR/pg.
+pg_prepare_dir() {
+  if [[ -e $PG_DIR ]]; then
+    # Created earlier by root for 'postgres' and now run as another user (or vice versa)?
+    local owner; owner=$(stat -Lc %U "$PG_DIR")
+    [[ $owner == "$PG_OS_USER" ]] || die "$PG_DIR is owned by $owner, not $PG_OS_USER: run as the same user as before, or use another STACK_DIR"
+    return 0
+  fi
+  if (( IS_ROOT )) && ! runuser -u "$PG_OS_USER" -- test -x "$STACK_DIR" 2>/dev/null; then
+    local real; real=/var/tmp/qis-stack-pg-$(printf '%s' "$STACK_DIR" | cksum | cut -d' ' -f1)
+    log "$PG_OS_USER cannot reach $STACK_DIR; keeping the cluster in $real (symlinked)"
+    mkdir -p "$real"
+    ln -sfn "$real" "$PG_DIR"
+    PG_DIR=$real
+  else
+    mkdir -p "$PG_DIR"
+  fi
+  (( IS_ROOT )) && chown "$PG_OS_USER:" "$PG_DIR/"
+  chmod 700 "$PG_DIR/"
+}
+
+pg_pid()     { read_pid "$PG_DIR/data/postmaster.pid"; }
+pg_alive()   { local p; p=$(pg_pid); [[ -n $p ]] && proc_is "$p" postgres; }
+pg_ready()   { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$STACK_PG_PORT" -t 2 >/dev/null 2>&1; }
+pg_running() { pg_alive && pg_ready; }
+# Live processes whose cwd is the data dir (every postgres process chdirs there).
+pg_cluster_pids() {
+  local d p out=()
+  d=$(readlink -f "$PG_DIR/data" 2>/dev/null) || return 0
+  for p in /proc/[0-9]*; do
+    [[ $(readlink "$p/cwd" 2>/dev/null) == "$d" ]] && pid_live "${p#/proc/}" && out+=("${p#/proc/}")
+  done
+  echo "${out[*]}"
+}
+
+pg_write_conf() {
+  # Rewritten on every start so that port changes in stack.env take effect.
+  local q=\' run=${PG_DIR}/run
+  run=${run//$q/$q$q}
+  cat > "$PG_DIR/stack.conf.tmp" <<EOF
+# Generated by infra/local/stack.sh on every 'up' - edit the script, not this file.
+listen_addresses = '127.0.0.1'
+port = $STACK_PG_PORT
+unix_socket_directories = '$run'
+max_connections = 200
+shared_buffers = 128MB
+password_encryption = scram-sha-256
+logging_collector = off
+log_line_prefix = '%m [%p] %q%u@%d '
+EOF
+  (( IS_ROOT )) && chown "$PG_OS_USER:" "$PG_DIR/stack.conf.tmp"
+  mv -f "$PG_DIR/stack.conf.tmp" "$PG_DIR/data/stack.conf"
+}
+
+pg_initdb() {
+  [[ -f $PG_DIR/data/PG_VERSION ]] && return 0
+  log "postgres: initdb in $PG_DIR/data"
+  rm -rf "$PG_DIR/data.tmp"
+  # Init into data.tmp and rename, so a failed initdb never leaves a half-made
+  # cluster that the next 'up' would try to start.
+  # Local (unix socket) connections are 'trust': the socket lives in a 0700 dir
+  # only the cluster owner (and root) can enter. TCP on 127.0.0.1 uses SCRAM.
+  as_pg "$PG_BIN/initdb" -D "$PG_DIR/data.tmp" -U postgres --encoding=UTF8 --no-locale \
+        --auth-local=trust --auth-host=scram-sha-256 > "$PG_DIR/initdb.log" 2>&1 \
+    || fail_with_log "initdb failed" "$PG_DIR/initdb.log"
+  printf "\ninclude_if_exists = 'stack.conf'\n" >> "$PG_DIR/data.tmp/postgresql.conf"
+  mv "$PG_DIR/data.tmp" "$PG_DIR/data"
+}
+
+pg_provision() {
+  # Role + database, idempotent; the password is re-applied on every up so it
+  # always matches stack.env.
+  as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_DIR/run" -p "$STACK_PG_PORT" \
+        -U postgres -d postgres \
+        -v u="$STACK_PG_USER" -v pw="$STACK_PG_PASSWORD" -v db="$STACK_PG_DB" >/dev/null <<'SQL' \
+    || die "postgres: creating role/database failed"
+SELECT format('CREATE ROLE %I LOGIN CREATEDB', :'u')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'u') \gexec
+SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'u', :'pw') \gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'u')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
+SQL
+}
+
+pg_up() {
+  pg_setup_bin
+  pg_setup_user
+  pg_prepare_dir
+  if pg_alive; then
+    wait_ready postgres "$PG_TIMEOUT" "$PG_DIR/pg.log" pg_alive pg_ready
+    log "postgres: already running (pid $(pg_pid), port $STACK_PG_PORT)"
+    pg_provision
+    return 0
+  fi
+  port_open "$STACK_PG_PORT" && die "postgres: port 127.0.0.1:$STACK_PG_PORT is used by another process (see: ss -ltnp)"
+  pg_initdb
+  pg_write_conf
+  # Not running but maybe crashed (kill -9, OOM, reboot): backends of a dead
+  # postmaster exit on their own shortly; then drop its stale pid/lock files.
+  # (Postgres' own staleness check is fooled by a not-yet-reaped zombie pid.)
+  local t=$SECONDS
+  while [[ -n $(pg_cluster_pids) ]]; do
+    (( SECONDS - t < 10 )) || die "postgres: processes still using $PG_DIR/data: $(pg_cluster_pids)"
+    sleep 0.2
+  done
+  rm -f "$PG_DIR/data/postmaster.pid" "$PG_DIR"/run/.s.PGSQL.*
+  mkdir -p "$PG_DIR/run"; chmod 700 "$PG_DIR/run"
+  (( IS_ROOT )) && chown "$PG_OS_USER:" "$PG_DIR/run"
+  log "postgres: starting on 127.0.0.1:$STACK_PG_PORT"
+  # -W: don't let pg_ctl wait; we do our own bounded wait on the TCP port.
+  as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/pg.log" -W start >/dev/null \
+    || fail_with_log "pg_ctl start failed" "$PG_DIR/pg.log"
+  local start=$SECONDS
+  # Give the postmaster a moment to write its pidfile before checking liveness.
+  while [[ ! -f $PG_DIR/data/postmaster.pid ]] && (( SECONDS - start < 5 )); do sleep 0.1; done
+  wait_ready postgres "$PG_TIMEOUT" "$PG_DIR/pg.log" pg_alive pg_ready
+  pg_provision
+  log "postgres: ready (pid $(pg_pid))"
+}
+
+pg_down() {
+  pg_find_bin || true
+  local pid; pid=$(pg_pid)
+  if [[ -z $pid ]] || ! proc_is "$pid" postgres; then log "postgres: not running"; return 0; fi
+  (( IS_ROOT )) && PG_OS_USER=$(stat -Lc %U "$PG_DIR/data")
+  log "postgres: stopping (pid $pid)"
+  if [[ -n $PG_BIN ]]; then
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t "$STOP_TIMEOUT" stop >/dev/null 2>&1 || true
+  fi
+  if pid_live "$pid"; then
+    # pg_ctl failed or timed out: immediate shutdown (SIGQUIT), then SIGKILL.
+    kill -QUIT "$pid" 2>/dev/null || true
+    wait_gone "$pid" 10 || { kill -KILL "$pid" 2>/dev/null || true; wait_gone "$pid" 5 || true; }
+  fi
+  pid_live "$pid" && die "postgres: pid $pid still running"
+  log "postgres: stopped"
+}
+
+# ---------------------------------------------------------------------------
+# Redis
+# ---------------------------------------------------------------------------
+redis_pid()     { read_pid "$REDIS_DIR/redis.pid"; }
+redis_alive()   { local p; p=$(redis_pid); [[ -n $p ]] && proc_is "$p" redis-server; }
+# Before the daemon has written its pidfile, treat it as (still) starting.
+redis_alive_or_starting() { [[ ! -f $REDIS_DIR/redis.pid ]] || redis_alive; }
+redis_ready()   { [[ $(redis-cli -h 127.0.0.1 -p "$STACK_REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
+redis_running() { redis_alive && redis_ready; }
+
+redis_setup_bin() {
+  if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then return 0; fi
+  apt_install redis-server redis-tools
+  # policy-rc.d blocked the package's own service; if one got started anyway
+  # (e.g. a policy-rc.d that allows it), stop and disable it: we only want ours.
+  if [[ -f /run/redis/redis-server.pid ]] || redis-cli -p 6379 ping >/dev/null 2>&1; then
+    log "redis: stopping the system redis-server service started by the package"
+    service redis-server stop >/dev/null 2>&1 || true
+    local p; p=$(read_pid /run/redis/redis-server.pid)
+    [[ -n $p ]] && proc_is "$p" redis-server && stop_pid system-redis "$p"
+  fi
+  systemctl disable redis-server >/dev/null 2>&1 || update-rc.d redis-server disable >/dev/null 2>&1 || true
+  command -v redis-server >/dev/null || die "redis-server still missing after install"
+}
+
+redis_up() {
+  redis_setup_bin
+  local ver; ver=$(redis-server --version | sed -n 's/.* v=\([0-9.]*\).*/\1/p')
+  [[ ${ver%%.*} -ge 7 ]] 2>/dev/null || log "redis: WARNING: redis-server $ver found, Redis 7 expected"
+  mkdir -p "$REDIS_DIR"
+  if redis_alive; then
+    wait_ready redis "$REDIS_TIMEOUT" "$REDIS_DIR/redis.log" redis_alive redis_ready
+    log "redis: already running (pid $(redis_pid), port $STACK_REDIS_PORT)"
+    return 0
+  fi
+  port_open "$STACK_REDIS_PORT" && die "redis: port 127.0.0.1:$STACK_REDIS_PORT is used by another process (see: ss -ltnp)"
+  rm -f "$REDIS_DIR/redis.pid"
+  log "redis: starting on 127.0.0.1:$STACK_REDIS_PORT (redis-server $ver, maxmemory $STACK_REDIS_MAXMEMORY)"
+  # Pure cache: no RDB snapshots, no AOF.
+  # shellcheck disable=SC2094  # redis appends to its own log; we only append too
+  redis-server --bind 127.0.0.1 --port "$STACK_REDIS_PORT" --protected-mode yes \
+    --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" \
+    --dir "$REDIS_DIR" --maxmemory "$STACK_REDIS_MAXMEMORY" --maxmemory-policy allkeys-lru \
+    --save '' --appendonly no </dev/null >>"$REDIS_DIR/redis.log" 2>&1 \
+    || fail_with_log "redis-server failed to start" "$REDIS_DIR/redis.log"
+  wait_ready redis "$REDIS_TIMEOUT" "$REDIS_DIR/redis.log" redis_alive_or_starting redis_ready
+  # The pidfile may trail readiness by a moment.
+  local start=$SECONDS
+  while ! redis_alive && (( SECONDS - start < 5 )); do sleep 0.1; done
+  redis_alive || fail_with_log "redis answers on $STACK_REDIS_PORT but $REDIS_DIR/redis.pid is missing" "$REDIS_DIR/redis.log"
+  log "redis: ready (pid $(redis_pid))"
+}
+
+redis_down() {
+  local pid; pid=$(redis_pid)
+  if [[ -z $pid ]] || ! proc_is "$pid" redis-server; then
+    log "redis: not running"; rm -f "$REDIS_DIR/redis.pid"; return 0
+  fi
+  log "redis: stopping (pid $pid)"
+  redis-cli -h 127.0.0.1 -p "$STACK_REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  if ! wait_gone "$pid" 10; then stop_pid redis "$pid"; fi
+  rm -f "$REDIS_DIR/redis.pid"
+  log "redis: stopped"
+}
+
+# ---------------------------------------------------------------------------
+# Kafka (KRaft combined mode, jars from Maven Central)
+# ---------------------------------------------------------------------------
+JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
+kafka_pid()     { read_pid "$KAFKA_DIR/kafka.pid"; }
+kafka_alive()   { local p; p=$(kafka_pid); [[ -n $p ]] && proc_is "$p" "$KAFKA_DIR/server.properties"; }
+kafka_ready()   { port_open "$STACK_KAFKA_PORT"; }
+kafka_running() { kafka_alive && kafka_ready; }
+
+kafka_setup_java() {
+  command -v "$JAVA" >/dev/null || { apt_install openjdk-17-jre-headless; JAVA=java; }
+  command -v mvn >/dev/null || [[ -f $KAFKA_LIBS/.complete ]] || apt_install maven
+}
+
+# Resolve the broker's runtime classpath once per pom.xml content. The marker
+# (written last) holds the pom hash: present + matching = complete cache, no mvn.
+kafka_fetch_libs() {
+  local want; want=$(sha256sum "$KAFKA_POM" | cut -d' ' -f1)
+  if [[ -f $KAFKA_LIBS/.complete && $(cat "$KAFKA_LIBS/.complete") == "$want" ]]; then return 0; fi
+  local tmp=$KAFKA_CACHE/libs.tmp.$$
+  mkdir -p "$KAFKA_CACHE" "$KAFKA_DIR"
+  rm -rf "$tmp"
+  log "kafka: resolving Kafka $KAFKA_VERSION jars from Maven Central into $KAFKA_LIBS (once)"
+  if ! mvn -q -B -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$tmp" > "$KAFKA_DIR/mvn.log" 2>&1; then
+    rm -rf "$tmp"
+    fail_with_log "mvn could not fetch the Kafka jars" "$KAFKA_DIR/mvn.log"
+  fi
+  [[ -f $tmp/kafka_2.13-$KAFKA_VERSION.jar && -f $tmp/kafka-server-$KAFKA_VERSION.jar ]] \
+    || { rm -rf "$tmp"; die "kafka: jar set incomplete (no kafka_2.13/kafka-server jar)"; }
+  printf '%s\n' "$want" > "$tmp/.complete"
+  rm -rf "$KAFKA_LIBS"
+  mv "$tmp" "$KAFKA_LIBS"
+}
+
+kafka_write_conf() {
+  mkdir -p "$KAFKA_DIR/data"
+  # Broker logging: console -> stdout, which is appended to kafka.log.
+  cat > "$KAFKA_DIR/log4j.properties" <<'EOF'
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.controller=INFO
+log4j.logger.org.apache.kafka.controller=INFO
+EOF
+  # CLI tools: warnings only, on stderr, so stdout carries just the tool's output
+  # (StorageTool random-uuid must print nothing but the id).
+  cat > "$KAFKA_DIR/tools-log4j.properties" <<'EOF'
+log4j.rootLogger=WARN, stderr
+log4j.appender.stderr=org.apache.log4j.ConsoleAppender
+log4j.appender.stderr.Target=System.err
+log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
+log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
+EOF
+  # Regenerated on every start (ports may change); identity lives in data/meta.properties.
+  cat > "$KAFKA_DIR/server.properties" <<EOF
+# Generated by infra/local/stack.sh on every 'up' - edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$STACK_KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$STACK_KAFKA_PORT,CONTROLLER://127.0.0.1:$STACK_KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$STACK_KAFKA_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+EOF
+}
+
+# kafka_tool CLASS ARGS...: run a Kafka CLI class with quiet (stderr) logging.
+kafka_tool() {
+  "$JAVA" -Xmx256m -Dlog4j.configuration="file:$KAFKA_DIR/tools-log4j.properties" \
+    -cp "$KAFKA_LIBS/*" "$@"
+}
+
+kafka_format() {
+  [[ -f $KAFKA_DIR/data/meta.properties ]] && return 0
+  local id
+  id=$(kafka_tool kafka.tools.StorageTool random-uuid 2>>"$KAFKA_DIR/format.log") \
+    || fail_with_log "kafka: StorageTool random-uuid failed" "$KAFKA_DIR/format.log"
+  [[ $id =~ ^[A-Za-z0-9_-]{22}$ ]] || die "kafka: unexpected cluster id from StorageTool: '$id'"
+  log "kafka: formatting storage (cluster id $id)"
+  kafka_tool kafka.tools.StorageTool format -t "$id" -c "$KAFKA_DIR/server.properties" \
+    >>"$KAFKA_DIR/format.log" 2>&1 \
+    || fail_with_log "kafka: StorageTool format failed" "$KAFKA_DIR/format.log"
+}
+
+kafka_up() {
+  kafka_setup_java
+  mkdir -p "$KAFKA_DIR"
+  if kafka_alive; then
+    wait_ready kafka "$KAFKA_TIMEOUT" "$KAFKA_DIR/kafka.log" kafka_alive kafka_ready
+    log "kafka: already running (pid $(kafka_pid), port $STACK_KAFKA_PORT)"
+    return 0
+  fi
+  local p
+  for p in "$STACK_KAFKA_PORT" "$STACK_KAFKA_CONTROLLER_PORT"; do
+    port_open "$p" && die "kafka: port 127.0.0.1:$p is used by another process (see: ss -ltnp)"
+  done
+  kafka_fetch_libs
+  kafka_write_conf
+  kafka_format
+  rm -f "$KAFKA_DIR/kafka.pid"
+  # Keep one previous log instead of growing forever.
+  [[ -f $KAFKA_DIR/kafka.log ]] && mv -f "$KAFKA_DIR/kafka.log" "$KAFKA_DIR/kafka.log.1"
+  log "kafka: starting on 127.0.0.1:$STACK_KAFKA_PORT (controller $STACK_KAFKA_CONTROLLER_PORT)"
+  # setsid: own session, so the broker survives the calling shell/terminal.
+  # The inner bash writes its own pid, then exec's java under that same pid.
+  # shellcheck disable=SC2086,SC2016  # KAFKA_HEAP is a word list; $$ is the inner shell's
+  setsid nohup bash -c 'echo $$ > "$1"; shift; exec "$@"' kafka-launcher "$KAFKA_DIR/kafka.pid" \
+    "$JAVA" $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+    -Djava.awt.headless=true -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
+    </dev/null >>"$KAFKA_DIR/kafka.log" 2>&1 &
+  local start=$SECONDS
+  while [[ ! -s $KAFKA_DIR/kafka.pid ]] && (( SECONDS - start < 5 )); do sleep 0.1; done
+  # The client listener only opens once the broker has caught up with the
+  # metadata log, so an open port means "ready".
+  wait_ready kafka "$KAFKA_TIMEOUT" "$KAFKA_DIR/kafka.log" kafka_alive kafka_ready
+  log "kafka: ready (pid $(kafka_pid))"
+}
+
+kafka_down() {
+  local pid; pid=$(kafka_pid)
+  if [[ -z $pid ]] || ! proc_is "$pid" kafka.Kafka; then
+    log "kafka: not running"; rm -f "$KAFKA_DIR/kafka.pid"; return 0
+  fi
+  log "kafka: stopping (pid $pid)"
+  stop_pid kafka "$pid"
+  rm -f "$KAFKA_DIR/kafka.pid"
+  log "kafka: stopped"
+}
+
+# ---------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------
+ALL_SERVICES=(pg redis kafka)
+
+normalize_services() {
+  local s out=()
+  (( $# )) || set -- "${ALL_SERVICES[@]}"
+  for s in "$@"; do
+    case $s in
+      pg|postgres|postgresql) out+=(pg) ;;
+      redis) out+=(redis) ;;
+      kafka) out+=(kafka) ;;
+      *) die "unknown service '$s' (pg|redis|kafka)" ;;
+    esac
+  done
+  printf '%s\n' "${out[@]}"
+}
+
+cmd_up() {
+  local s svcs t0=$SECONDS
+  svcs=$(normalize_services "$@")
+  reserve_ports "$STACK_PG_PORT" "$STACK_REDIS_PORT" "$STACK_KAFKA_PORT" "$STACK_KAFKA_CONTROLLER_PORT"
+  for s in $svcs; do "${s}_up"; done
+  log "up done in $((SECONDS - t0))s"
+  cmd_status >&2 || true
+}
+
+cmd_down() {
+  local s svcs
+  svcs=$(normalize_services "$@")
+  # Reverse order: kafka, redis, pg.
+  for s in $(printf '%s\n' "$svcs" | tac); do "${s}_down"; done
+}
+
+cmd_status() {
+  pg_find_bin || true
+  local rc=0 state pid
+  # pg
+  if [[ -n $PG_BIN ]] && pg_running; then state=up; pid=$(pg_pid); else state=down; pid=-; rc=3; fi
+  printf '%-8s %-4s 127.0.0.1:%-5s  pid %s\n' postgres "$state" "$STACK_PG_PORT" "$pid"
+  if command -v redis-cli >/dev/null && redis_running; then state=up; pid=$(redis_pid); else state=down; pid=-; rc=3; fi
+  printf '%-8s %-4s 127.0.0.1:%-5s  pid %s\n' redis "$state" "$STACK_REDIS_PORT" "$pid"
+  if kafka_running; then state=up; pid=$(kafka_pid); else state=down; pid=-; rc=3; fi
+  printf '%-8s %-4s 127.0.0.1:%-5s  pid %s\n' kafka "$state" "$STACK_KAFKA_PORT" "$pid"
+  return $rc
+}
+
+cmd_env() {
+  local dsn
+  dsn="postgresql://$(urlencode "$STACK_PG_USER"):$(urlencode "$STACK_PG_PASSWORD")@127.0.0.1:$STACK_PG_PORT/$(urlencode "$STACK_PG_DB")"
+  printf 'export QIS_DB__WRITER_DSN=%q\n' "$dsn"
+  printf 'export QIS_DB__READER_DSN=%q\n' "$dsn"
+  printf 'export QIS_KAFKA__BOOTSTRAP_SERVERS=%q\n' "127.0.0.1:$STACK_KAFKA_PORT"
+  printf 'export QIS_REDIS__URL=%q\n' "redis://127.0.0.1:$STACK_REDIS_PORT/0"
+}
+
+cmd_logs() {
+  local svc f
+  svc=$(normalize_services "${1:?usage: stack.sh logs pg|redis|kafka [-f]}")
+  case $svc in
+    pg) f=$PG_DIR/pg.log ;;
+    redis) f=$REDIS_DIR/redis.log ;;
+    kafka) f=$KAFKA_DIR/kafka.log ;;
+  esac
+  [[ -f $f ]] || die "no log yet at $f"
+  if [[ ${2:-} == -f ]]; then exec tail -n 100 -F "$f"; else tail -n "${STACK_LOG_LINES:-100}" "$f"; fi
+}
+
+cmd_kafka_topics() {
+  [[ -f $KAFKA_LIBS/.complete ]] || die "Kafka jars not fetched yet: run 'stack.sh up kafka' first"
+  mkdir -p "$KAFKA_DIR"
+  [[ -f $KAFKA_DIR/tools-log4j.properties ]] || kafka_write_conf
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$STACK_KAFKA_PORT" "$@"
+}
+
+usage() {
+  sed -n '2,10p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
+  exit "${1:-0}"
+}
+
+main() {
+  local cmd=${1:-}
+  (( $# )) && shift
+  case $cmd in
+    up|down)
+      mkdir -p "$STACK_DIR"
+      # Serialize concurrent up/down. flock -o: the lock fd is not inherited by
+      # the re-executed script, hence not by the daemons it starts.
+      if [[ -z ${_STACK_LOCKED:-} ]] && command -v flock >/dev/null; then
+        _STACK_LOCKED=1 exec flock -o -w 600 "$STACK_DIR/.stack.lock" bash "$SCRIPT_PATH" "$cmd" "$@"
+      fi
+      unset _STACK_LOCKED   # not for the daemons we start
+      "cmd_$cmd" "$@" ;;
+    status) cmd_status ;;
+    env) cmd_env ;;
+    logs) cmd_logs "$@" ;;
+    kafka-topics) cmd_kafka_topics "$@" ;;
+    -h|--help|help) usage 0 ;;
+    *) usage 2 >&2 ;;
+  esac
+}
+
+main "$@"
