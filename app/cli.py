@@ -31,9 +31,12 @@ def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
     import uvicorn
 
     from app.api.app import create_app
+    from app.telemetry.setup import setup_telemetry
+
+    telemetry = setup_telemetry(settings.telemetry, "api")
 
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, telemetry),
         host=settings.api.host,
         port=settings.api.port,
         loop="uvloop",
@@ -45,14 +48,20 @@ def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
     )
     # uvicorn handles SIGTERM: it stops accepting, lets requests in flight finish (bounded),
     # then runs the lifespan shutdown, which flushes and closes the producer.
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        telemetry.shutdown()  # flush the last spans and metrics
     return 0
 
 
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     from app.adapters.kafka import ensure_topics, new_consumer, new_producer
     from app.adapters.postgres.pool import open_pool
+    from app.telemetry.setup import setup_telemetry
     from app.worker import ObservationWorker
+
+    telemetry = setup_telemetry(settings.telemetry, "worker")
 
     async def main(stop: asyncio.Event) -> None:
         await ensure_topics(settings.kafka)
@@ -62,7 +71,9 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
         try:
             await producer.start()
             await consumer.start()
-            worker = ObservationWorker(settings, pool, consumer, producer)
+            worker = ObservationWorker(
+                settings, pool, consumer, producer, metrics=telemetry.metrics
+            )
             _log.info("worker started", extra={"owner": worker.owner})
             await worker.run(stop)
             _log.info("worker stopping", extra={"stored": worker.stored})
@@ -71,7 +82,10 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
             await producer.stop()
             await pool.close()
 
-    asyncio.run(_until_signal(main))
+    try:
+        asyncio.run(_until_signal(main))
+    finally:
+        telemetry.shutdown()
     return 0
 
 

@@ -77,6 +77,8 @@ class SchedulerSettings(_Section, frozen=True):
 
 
 class TelemetrySettings(_Section, frozen=True):
+    # False: no tracing, no metrics, no trace header (the baseline of the cost benchmark).
+    enabled: bool = True
     service_name: str = "qis"
     environment: str = "local"
     # none | otlp (ADOT collector) | file (JSON lines) | memory (tests)

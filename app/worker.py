@@ -22,6 +22,8 @@ import asyncpg
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 
 from app.adapters.postgres.observations import insert_observations
 from app.adapters.postgres.offsets import (
@@ -33,11 +35,13 @@ from app.adapters.postgres.offsets import (
 from app.domain.dead_letter import DeadLetter
 from app.domain.observation import OBSERVATIONS_SCHEMA_VERSION, Observation, ObservationsRecorded
 from app.settings import Settings
+from app.telemetry.metrics import QisMetrics, noop_metrics
 
 if TYPE_CHECKING:
     from app.adapters.postgres import Connection
 
 _log = logging.getLogger("qis.worker")
+_tracer = trace.get_tracer("qis.worker")
 _records = msgspec.json.Decoder(ObservationsRecorded)
 _dead_letters = msgspec.json.Encoder()
 
@@ -98,6 +102,26 @@ def split_batch(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]])
     return Decoded(observations, dead, next_offsets)
 
 
+def batch_parent_context(
+    batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+) -> Context | None:
+    """The trace context of the first sampled record: the batch's work joins that trace.
+
+    A batch mixes records of many requests and a span has one parent, so the others are
+    reachable through the per-record `receive` spans the aiokafka instrumentation makes.
+    """
+    for records in batch.values():
+        for record in records:
+            if not record.headers:
+                continue
+            context = propagate.extract(
+                {k: v.decode("latin-1") for k, v in record.headers if v is not None}
+            )
+            if trace.get_current_span(context).get_span_context().trace_flags.sampled:
+                return context
+    return None
+
+
 class ObservationWorker(ConsumerRebalanceListener):  # type: ignore[misc]
     """The consume -> store loop, and the rebalance listener that restores positions."""
 
@@ -109,12 +133,14 @@ class ObservationWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         producer: AIOKafkaProducer,
         after_store: AfterStore = _nothing_after_store,
         owner: str | None = None,
+        metrics: QisMetrics | None = None,
     ) -> None:
         self._settings = settings
         self._pool = pool
         self._consumer = consumer
         self._producer = producer
         self._after_store = after_store
+        self._metrics = metrics or noop_metrics("worker")
         self._topic = settings.kafka.observations_topic
         self._group = settings.worker.group_id
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -171,7 +197,27 @@ class ObservationWorker(ConsumerRebalanceListener):  # type: ignore[misc]
     async def process(
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
-        """Store one polled batch and its positions atomically."""
+        """Store one polled batch and its positions atomically, in one `process` span."""
+        with _tracer.start_as_current_span(
+            f"{self._topic} process",
+            context=batch_parent_context(batch),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={"messaging.batch.message_count": sum(len(r) for r in batch.values())},
+        ):
+            await self._process(batch)
+        await self._report_lag()
+
+    async def _report_lag(self) -> None:
+        lag = 0
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                lag += max(0, highwater - await self._consumer.position(tp))
+        self._metrics.consumer_lag(self._topic, lag)
+
+    async def _process(
+        self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
         decoded = split_batch(batch)
         if decoded.dead_letters:
             await self._send_dead_letters(decoded.dead_letters)
@@ -186,6 +232,8 @@ class ObservationWorker(ConsumerRebalanceListener):  # type: ignore[misc]
             await advance(conn, self._group, self._topic, positions, self.owner)
         self.stored += len(new)
         self.dead_lettered += len(decoded.dead_letters)
+        if decoded.dead_letters:
+            self._metrics.dead_letters(len(decoded.dead_letters))
 
     async def _send_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         # Acknowledged before the batch commits: a crash in between re-sends, never drops.

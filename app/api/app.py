@@ -21,6 +21,8 @@ from app.api.problems import EXCEPTION_HANDLERS
 from app.api.routes import health, observations
 from app.ports import HealthCheck, IngestionLog
 from app.settings import Settings
+from app.telemetry.http import http_telemetry_plugin
+from app.telemetry.setup import Telemetry, disabled
 
 
 @dataclass
@@ -59,8 +61,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         )
 
 
-def create_app(settings: Settings) -> Litestar:
+def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litestar:
     """Build the HTTP application; resources open in its lifespan, not at import or here."""
+    telemetry = telemetry or disabled("api")
     limit = observations.InFlightLimit(settings.api.max_in_flight_requests)
     holder: dict[str, Resources] = {}
 
@@ -77,6 +80,7 @@ def create_app(settings: Settings) -> Litestar:
         "ingestion_log": Provide(lambda: resources().ingestion_log, sync_to_thread=False),
         "health_checks": Provide(lambda: resources().health_checks, sync_to_thread=False),
         "in_flight": Provide(lambda: limit, sync_to_thread=False, use_cache=True),
+        "metrics": Provide(lambda: telemetry.metrics, sync_to_thread=False, use_cache=True),
         "retry_after_seconds": Provide(
             lambda: settings.api.retry_after_seconds, sync_to_thread=False, use_cache=True
         ),
@@ -86,6 +90,11 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        plugins=(
+            [http_telemetry_plugin(telemetry.tracer_provider, telemetry.metrics)]
+            if telemetry.tracer_provider is not None
+            else []
+        ),
         openapi_config=OpenAPIConfig(
             title="QIS Data Management API", version="1.0.0", path="/schema"
         ),

@@ -53,8 +53,10 @@ def setup_telemetry(
     memory_spans: InMemorySpanExporter | None = None,
 ) -> Telemetry:
     """Install global providers and instrument asyncpg, redis and aiokafka (once per process)."""
-    tracing_on = settings.traces_exporter != "none"
-    metrics_on = settings.metrics_exporter != "none" or bool(metric_readers)
+    # Tracing runs whenever telemetry is on, even with no exporter: trace ids, sampling and
+    # the X-Amzn-Trace-Id header do not depend on where spans go.
+    tracing_on = settings.enabled
+    metrics_on = settings.enabled and (settings.metrics_exporter != "none" or bool(metric_readers))
     if not tracing_on and not metrics_on:
         return disabled(service)
     resource = Resource.create(

@@ -3,7 +3,7 @@
 Sampling, decided once at the root of a trace and inherited by every child:
 - a request whose incoming context is sampled is traced (the caller decided);
 - an incoming `X-Amzn-Trace-Id` with `Root` and `Parent` but without `Sampled=1`
-  (`Sampled=0`, `Sampled=?` or no `Sampled` at all) is NOT traced. That is deliberate:
+  (`Sampled=0`, `Sampled=?` or none at all) is NOT traced (`XRayPropagator`). Deliberately:
   X-Ray's upstream already made the decision, and re-deciding would produce traces with
   missing parent segments. A header with only `Root=` (what an ALB adds) carries no
   parent, so our own per-route root sampler decides;
@@ -21,7 +21,9 @@ from typing import Any
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.aws import AwsXRayPropagator
+from opentelemetry.propagators.aws.aws_xray_propagator import TRACE_HEADER_KEY
 from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import default_getter
 from opentelemetry.sdk.extension.aws.trace import AwsXRayIdGenerator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -134,10 +136,30 @@ class JsonLinesSpanExporter(SpanExporter):
         return None
 
 
+class XRayPropagator(AwsXRayPropagator):
+    """X-Ray propagation where any `Sampled` other than `1` reads as "not sampled".
+
+    The stock propagator rejects `Sampled=?` (a deferred decision) as a malformed header,
+    which would turn the request into a fresh root and sample it at the route's rate.
+    """
+
+    def extract(
+        self, carrier: Any, context: Context | None = None, getter: Any = default_getter
+    ) -> Context:
+        values = getter.get(carrier, TRACE_HEADER_KEY)
+        if not values or len(values) != 1:
+            return super().extract(carrier, context, getter)
+        fields = [f.strip() for f in values[0].split(";") if f.strip()]
+        normalised = [
+            f if not f.startswith("Sampled=") or f == "Sampled=1" else "Sampled=0" for f in fields
+        ]
+        return super().extract({TRACE_HEADER_KEY: ";".join(normalised)}, context, default_getter)
+
+
 def install_propagators() -> None:
     """W3C tracecontext and X-Ray headers, both read and written (X-Ray wins when both)."""
     propagate.set_global_textmap(
-        CompositePropagator([TraceContextTextMapPropagator(), AwsXRayPropagator()])
+        CompositePropagator([TraceContextTextMapPropagator(), XRayPropagator()])
     )
 
 

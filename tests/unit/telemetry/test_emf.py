@@ -1,0 +1,139 @@
+"""Metrics leave as valid CloudWatch EMF, with distributions CloudWatch can take percentiles of."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from app.telemetry.metrics import NAMESPACE, QisMetrics, StdoutEmfExporter
+
+SCHEMA = json.loads((Path(__file__).parent / "emf_schema.json").read_text())
+
+
+class Collecting(StdoutEmfExporter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def _export(self, log_event: dict[str, Any]) -> None:
+        self.lines.append(log_event["message"])
+
+
+@pytest.fixture(scope="module")
+def documents() -> list[dict[str, Any]]:
+    exporter = Collecting()
+    reader = InMemoryMetricReader(
+        preferred_temporality=exporter._preferred_temporality,
+        preferred_aggregation=exporter._preferred_aggregation,
+    )
+    provider = MeterProvider(metric_readers=[reader])
+    metrics = QisMetrics(provider.get_meter("qis"), "api", quality_series=frozenset({"SPX"}))
+    for ms in [3.0, 5.0, 8.0, 13.0, 250.0]:
+        metrics.ingestion_latency("POST /v1/observations", ms)
+    metrics.observations_accepted(100)
+    metrics.http_request("POST /v1/observations", 202, 4.0)
+    metrics.http_request("GET /health/ready", 503, 1.0)
+    metrics.reconciliation(True)
+    metrics.reconciliation(False)
+    metrics.quality_score(0.9, "SPX")
+    metrics.quality_score(1.0, "UNBOUNDED-SERIES")
+    metrics.dead_letters(2)
+    metrics.cache_lookup("L1", True)
+    metrics.cache_fallback()
+    metrics.publication_freshness(0.4)
+    metrics.consumer_lag("qis.observations.v1", 7)
+    data = reader.get_metrics_data()
+    assert data is not None
+    exporter.export(data)
+    provider.shutdown()
+    return [json.loads(line) for line in exporter.lines]
+
+
+def by_metric(documents: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for doc in documents:
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                found.setdefault(metric["Name"], []).append(doc)
+    return found
+
+
+def unit_of(doc: dict[str, Any], name: str) -> str | None:
+    for directive in doc["_aws"]["CloudWatchMetrics"]:
+        for metric in directive["Metrics"]:
+            if metric["Name"] == name:
+                return metric.get("Unit")
+    raise KeyError(name)
+
+
+def test_every_document_validates_against_the_emf_schema(documents: list[dict[str, Any]]) -> None:
+    assert documents
+    for doc in documents:
+        jsonschema.validate(doc, SCHEMA)
+
+
+def test_every_named_metric_and_dimension_has_a_root_member(
+    documents: list[dict[str, Any]],
+) -> None:
+    # The EMF rules the schema cannot express: targets must exist and have the right shape.
+    for doc in documents:
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == NAMESPACE
+            for dimension_set in directive["Dimensions"]:
+                for name in dimension_set:
+                    assert isinstance(doc[name], str)
+            for metric in directive["Metrics"]:
+                value = doc[metric["Name"]]
+                assert isinstance(value, int | float | dict | list)
+
+
+def test_latency_is_a_distribution_with_values_and_counts(
+    documents: list[dict[str, Any]],
+) -> None:
+    (latency,) = by_metric(documents)["IngestionLatency"]
+    distribution = latency["IngestionLatency"]
+    assert distribution["Count"] == 5
+    assert sum(distribution["Counts"]) == 5
+    assert len(distribution["Values"]) == len(distribution["Counts"]) == 5
+    assert distribution["Max"] == 250.0
+    assert distribution["Min"] == 3.0
+    assert latency["Route"] == "POST /v1/observations"
+    assert unit_of(latency, "IngestionLatency") == "Milliseconds"
+    assert latency["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Service", "Route"]]
+
+
+def test_names_keep_their_cloudwatch_case_and_units(documents: list[dict[str, Any]]) -> None:
+    found = by_metric(documents)
+    assert {
+        "IngestionLatency",
+        "DataIngestionRate",
+        "HttpRequests",
+        "HttpLatency",
+        "ReconciliationSuccessRate",
+        "QualityScoreAverage",
+        "QualityScoreBySeries",
+        "DeadLetterCount",
+        "CacheHitRatio",
+        "CacheFallbackCount",
+        "PublicationFreshness",
+        "ConsumerLag",
+    } <= set(found)
+    assert found["DataIngestionRate"][0]["DataIngestionRate"] == 100
+    assert found["ConsumerLag"][0]["ConsumerLag"] == 7
+    assert unit_of(found["PublicationFreshness"][0], "PublicationFreshness") == "Seconds"
+    assert unit_of(found["DeadLetterCount"][0], "DeadLetterCount") == "Count"
+    success = found["ReconciliationSuccessRate"][0]["ReconciliationSuccessRate"]
+    assert success["Sum"] / success["Count"] == 50.0
+
+
+def test_status_classes_and_bounded_series(documents: list[dict[str, Any]]) -> None:
+    requests = {d["StatusClass"]: d["HttpRequests"] for d in by_metric(documents)["HttpRequests"]}
+    assert requests == {"2xx": 1, "5xx": 1}
+    by_series = by_metric(documents)["QualityScoreBySeries"]
+    assert [d["Series"] for d in by_series] == ["SPX"]
