@@ -17,8 +17,10 @@ from litestar.openapi import OpenAPIConfig
 from app.adapters.kafka import KafkaHealth, KafkaIngestionLog, new_producer
 from app.adapters.postgres.pool import PostgresHealth, open_pool
 from app.adapters.redis_cache import RedisHealth, new_redis
+from app.api.openapi import document_request_body
 from app.api.problems import EXCEPTION_HANDLERS
 from app.api.routes import health, observations
+from app.domain.observation import ObservationSubmission
 from app.ports import HealthCheck, IngestionLog
 from app.settings import Settings
 from app.telemetry.http import http_telemetry_plugin
@@ -85,7 +87,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
             lambda: settings.api.retry_after_seconds, sync_to_thread=False, use_cache=True
         ),
     }
-    return Litestar(
+    app = Litestar(
         route_handlers=[health.live, health.ready, observations.post_observations],
         lifespan=[lifespan],
         dependencies=dependencies,
@@ -100,3 +102,5 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
         ),
         debug=False,
     )
+    document_request_body(app, "/v1/observations", "POST", ObservationSubmission)
+    return app

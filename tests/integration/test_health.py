@@ -57,3 +57,15 @@ async def test_openapi_document_lists_the_routes(client: AsyncTestClient) -> Non
     assert {"/health/live", "/health/ready", "/v1/observations"} <= set(paths)
     post = paths["/v1/observations"]["post"]
     assert set(post["responses"]) == {"202", "400", "413", "415", "422", "503"}
+    assert post["responses"]["422"]["content"]["application/problem+json"]["schema"] == {
+        "$ref": "#/components/schemas/Problem"
+    }
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/ObservationSubmission"}
+    schemas = response.json()["components"]["schemas"]
+    batch = schemas["ObservationSubmission"]["properties"]["observations"]
+    assert (batch["minItems"], batch["maxItems"]) == (1, 5000)
+    item = schemas["SubmittedObservation"]
+    assert item["additionalProperties"] is False
+    assert item["properties"]["reference_data_id"]["pattern"] == "^[A-Z0-9][A-Z0-9._:-]{0,63}$"
+    assert set(item["required"]) == {"reference_data_id", "source", "snap", "value", "observed_at"}

@@ -10,10 +10,9 @@ import msgspec
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 from opentelemetry import trace
 
-from app.api.problems import ApiProblem, Problem, ProblemItem, item_from_msgspec
+from app.api.problems import PROBLEM_JSON, ApiProblem, Problem, ProblemItem, item_from_msgspec
 from app.api.wire import ObservationsAccepted
 from app.domain.observation import MAX_BATCH, ObservationSubmission, SubmittedObservation
 from app.ports import IngestionLog, IngestionLogUnavailable
@@ -122,29 +121,29 @@ def validated(body: bytes) -> ObservationSubmission:
         return submission
 
 
-class _SubmissionOperation(Operation):
-    """Documents the body the handler decodes itself (it reads raw bytes for speed)."""
-
-    def __post_init__(self) -> None:
-        self.request_body = RequestBody(
-            required=True,
-            content={"application/json": OpenAPIMediaType(schema=None)},
-            description="1 to 5000 observations; body at most 2 MiB",
-        )
-
-
 @post(
     "/v1/observations",
     status_code=202,
     request_max_body_size=MAX_BODY_BYTES,
     tags=["ingestion"],
-    operation_class=_SubmissionOperation,
     responses={
-        400: ResponseSpec(Problem, description="not JSON, or not the documented shape"),
-        413: ResponseSpec(Problem, description="body above 2 MiB"),
-        415: ResponseSpec(Problem, description="media type is not application/json"),
-        422: ResponseSpec(Problem, description="invalid items, each listed by index and field"),
-        503: ResponseSpec(Problem, description="ingestion log unavailable or shedding load"),
+        400: ResponseSpec(
+            Problem, description="not JSON, or not the documented shape", media_type=PROBLEM_JSON
+        ),
+        413: ResponseSpec(Problem, description="body above 2 MiB", media_type=PROBLEM_JSON),
+        415: ResponseSpec(
+            Problem, description="media type is not application/json", media_type=PROBLEM_JSON
+        ),
+        422: ResponseSpec(
+            Problem,
+            description="invalid items, each listed by index and field",
+            media_type=PROBLEM_JSON,
+        ),
+        503: ResponseSpec(
+            Problem,
+            description="ingestion log unavailable or shedding load",
+            media_type=PROBLEM_JSON,
+        ),
     },
 )
 async def post_observations(
