@@ -14,6 +14,9 @@ from app.domain.observation import (
 )
 from app.ports import IngestionLog
 
+# Keeps one record far below the broker's 1 MB message limit (about 250 bytes each).
+MAX_OBSERVATIONS_PER_RECORD = 1000
+
 
 class IngestResult:
     """What the client is told once the log acknowledged."""
@@ -62,9 +65,10 @@ def to_records(
         ObservationsRecorded(
             schema_version=OBSERVATIONS_SCHEMA_VERSION,
             reference_data_id=series_id,
-            observations=observations,
+            observations=observations[start : start + MAX_OBSERVATIONS_PER_RECORD],
         )
         for series_id, observations in by_series.items()
+        for start in range(0, len(observations), MAX_OBSERVATIONS_PER_RECORD)
     ]
     return records, ids, len(ids) - len(seen)
 

@@ -81,3 +81,13 @@ def test_derived_id_is_deterministic_and_content_sensitive() -> None:
     )
     assert base.startswith("h:")
     assert len(base) == 34
+
+
+async def test_large_series_is_split_into_records_below_the_broker_limit() -> None:
+    log = MemoryLog()
+    items = [obs(source=f"s{i}", value=float(i)) for i in range(2500)]
+    await ingest(items, log, NOW)
+    assert [len(r.observations) for r in log.records] == [1000, 1000, 500]
+    assert {r.reference_data_id for r in log.records} == {"ETH-USD"}
+    sources = [o.source for r in log.records for o in r.observations]
+    assert sources == [f"s{i}" for i in range(2500)]

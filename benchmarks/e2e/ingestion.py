@@ -1,0 +1,179 @@
+"""Ingestion benchmark on the local stack (api, worker, broker and database on this machine).
+
+    .venv/bin/python -m benchmarks.e2e.ingestion [--seconds 15]
+
+Reports, side by side in one run:
+- 100-observation requests, closed loop: observations/s and P50/P95/P99 request latency
+  (client-measured: request sent -> 202, which includes the broker ack), against the
+  ceiling of a bare route that only decodes the same body;
+- single-observation requests, open loop at 1,000 requests/s, the same two routes;
+- each of those with telemetry off and on (tracing at the seed's rates to a JSON-lines
+  file, EMF metrics to a file), for the telemetry-cost ratio;
+- worker persistence: observations stored per second draining a backlog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from app.settings import Settings
+from benchmarks.e2e.processes import free_port, prepare_stack, start_api, start_worker
+from benchmarks.loadgen import closed_loop, open_loop, request_bytes, send_all
+
+TELEMETRY = {
+    "off": {"QIS_TELEMETRY__ENABLED": "false"},
+    "on": {
+        "QIS_TELEMETRY__TRACES_EXPORTER": "file",
+        "QIS_TELEMETRY__TRACES_FILE": ".local/bench-logs/traces.jsonl",
+        "QIS_TELEMETRY__METRICS_EXPORTER": "file",
+        "QIS_TELEMETRY__METRICS_FILE": ".local/bench-logs/metrics.emf.jsonl",
+        "QIS_TELEMETRY__METRICS_INTERVAL_SECONDS": "10",
+    },
+}
+
+
+def bodies(prefix: str, per_request: int, count: int, series: int = 1000) -> list[bytes]:
+    """Distinct request bodies: `series` series x 5 sources, snaps one minute apart."""
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    out = []
+    n = 0
+    for _ in range(count):
+        items = []
+        for _ in range(per_request):
+            snap = base + timedelta(minutes=n // (series * 5))
+            stamp = snap.isoformat().replace("+00:00", "Z")
+            items.append(
+                {
+                    "reference_data_id": f"{prefix}-{n % series:04d}",
+                    "source": f"src{(n // series) % 5}",
+                    "snap": stamp,
+                    "value": 100.0 + (n % 13) * 0.01,
+                    "observed_at": stamp,
+                }
+            )
+            n += 1
+        out.append(json.dumps({"observations": items}).encode())
+    return out
+
+
+async def http_scenarios(
+    seconds: float, telemetry: str, prefix: str
+) -> dict[str, dict[str, float]]:
+    port = free_port()
+    api = start_api(port, **TELEMETRY[telemetry])
+    try:
+        batch = bodies(f"{prefix}{telemetry.upper()}B", 100, 400)
+        single = bodies(f"{prefix}{telemetry.upper()}S", 1, 30_000)
+        results = {}
+        for route in ("/bench/decode", "/v1/observations"):
+            payloads = [request_bytes("POST", route, b) for b in batch]
+            await closed_loop(port, payloads[:20], 8, 1.0)  # warm-up
+            r = await closed_loop(port, payloads, 8, seconds)
+            results[f"batch100 max {route} telemetry={telemetry}"] = r.summary(100)
+            r = await open_loop(port, lambda i, p=payloads: p[i % len(p)], 500, seconds)
+            results[f"batch100@500/s {route} telemetry={telemetry}"] = r.summary(100)
+        for route in ("/bench/decode", "/v1/observations"):
+            payloads = [request_bytes("POST", route, b) for b in single]
+            r = await open_loop(port, lambda i, p=payloads: p[i % len(p)], 1000, seconds)
+            results[f"single@1000/s {route} telemetry={telemetry}"] = r.summary(1)
+        return results
+    finally:
+        api.stop()
+
+
+async def stored(pool: asyncpg.Pool, prefix: str) -> int:
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM observations WHERE reference_data_id LIKE $1", prefix + "%"
+        )
+    )
+
+
+async def worker_persistence(prefix: str, total: int) -> dict[str, float]:
+    """Post a backlog while no worker runs, then time one worker draining it."""
+    settings = Settings()
+    port = free_port()
+    api = start_api(port, **TELEMETRY["off"])
+    try:
+        payloads = [
+            request_bytes("POST", "/v1/observations", b) for b in bodies(prefix, 500, total // 500)
+        ]
+        posted = await send_all(port, payloads, 4)
+    finally:
+        api.stop()
+    assert posted.statuses == {202: len(payloads)}, posted.statuses
+    pool = await asyncpg.create_pool(settings.db.writer_dsn, min_size=1, max_size=2)
+    assert pool is not None
+    worker = start_worker(**TELEMETRY["off"])
+    try:
+        started = time.perf_counter()
+        first = None
+        count = 0
+        deadline = started + 600
+        while count < total and time.perf_counter() < deadline:
+            await asyncio.sleep(0.1)
+            count = await stored(pool, prefix)
+            if first is None and count:
+                first = time.perf_counter()
+        done = time.perf_counter()
+    finally:
+        worker.stop()
+        await pool.close()
+    assert first is not None
+    return {
+        "observations": count,
+        "seconds_from_start": round(done - started, 2),
+        "seconds_from_first_row": round(done - first, 2),
+        "observations_per_s": round(count / (done - first), 1),
+    }
+
+
+def print_table(results: dict[str, dict[str, float]]) -> None:
+    """Side-by-side table plus the ratios the targets are about."""
+    print(
+        f"{'scenario':58} {'req/s':>9} {'obs/s':>10} {'p50':>7} {'p95':>7} {'p99':>7} {'non2xx':>6}"
+    )
+    for name, r in results.items():
+        if "req_per_s" in r:
+            print(
+                f"{name:58} {r['req_per_s']:>9} {r['items_per_s']:>10} {r['p50_ms']:>7}"
+                f" {r['p95_ms']:>7} {r['p99_ms']:>7} {r['non_2xx']:>6}"
+            )
+    for telemetry in ("off", "on"):
+        route = results[f"batch100 max /v1/observations telemetry={telemetry}"]["items_per_s"]
+        ceiling = results[f"batch100 max /bench/decode telemetry={telemetry}"]["items_per_s"]
+        print(f"batch100 ingestion / decode ceiling (telemetry {telemetry}): {route / ceiling:.2f}")
+    off = results["batch100 max /v1/observations telemetry=off"]["items_per_s"]
+    on = results["batch100 max /v1/observations telemetry=on"]["items_per_s"]
+    print(f"telemetry cost on batch ingestion throughput: {100 * (1 - on / off):.1f} %")
+    print(f"worker persistence: {results['worker persistence']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--backlog", type=int, default=100_000)
+    args = parser.parse_args()
+    prepare_stack()
+    prefix = "BENCH" + uuid.uuid4().hex[:6].upper()
+    worker = start_worker(**TELEMETRY["off"])
+    try:
+        results: dict[str, dict[str, float]] = {}
+        for telemetry in ("off", "on"):
+            results.update(asyncio.run(http_scenarios(args.seconds, telemetry, prefix)))
+    finally:
+        worker.stop()
+    results["worker persistence"] = asyncio.run(worker_persistence(prefix + "W", args.backlog))
+    print(json.dumps(results, indent=1))
+    print_table(results)
+
+
+if __name__ == "__main__":
+    main()

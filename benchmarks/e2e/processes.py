@@ -1,0 +1,81 @@
+"""Start the stack and `qis` processes for benchmarks; bounded waits, clean stops."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = REPO / ".venv" / "bin"
+LOGS = REPO / ".local" / "bench-logs"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def prepare_stack() -> None:
+    """Stack up (idempotent), migrations, topics."""
+    subprocess.run(["bash", str(REPO / "infra/local/stack.sh"), "up"], check=True)
+    subprocess.run([str(VENV_BIN / "qis"), "db", "migrate"], check=True, env=env())
+    subprocess.run(
+        [str(VENV_BIN / "qis"), "kafka", "topics"], check=True, env=env(), stdout=subprocess.DEVNULL
+    )
+
+
+def env(**settings: str) -> dict[str, str]:
+    """The parent environment without QIS_* variables, plus the given settings."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("QIS_")}
+    base.update({"QIS_TELEMETRY__LOG_LEVEL": "WARNING", **settings})
+    return base
+
+
+class Process:
+    """A benchmark child process with its log file."""
+
+    def __init__(self, name: str, args: list[str], environment: dict[str, str]) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.log = LOGS / f"{name}.log"
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen(args, env=environment, stdout=out, stderr=out, cwd=REPO)
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def start_api(port: int, **settings: str) -> Process:
+    """The benchmark app (production routes + ceiling routes) on `port`, once ready."""
+    process = Process(
+        f"api-{port}",
+        [sys.executable, "-m", "benchmarks.e2e.serve", str(port)],
+        env(**settings),
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.popen.poll() is not None:
+            raise RuntimeError(f"api exited; see {process.log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=1):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.stop()
+    raise RuntimeError(f"api not ready in 60 s; see {process.log}")
+
+
+def start_worker(**settings: str) -> Process:
+    return Process("worker", [str(VENV_BIN / "qis"), "worker"], env(**settings))
