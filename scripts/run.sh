@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash infra/local/stack.sh up
 eval "$(bash infra/local/stack.sh env)"
+# Local runs keep their telemetry in files an SRE can evaluate and render offline.
+export QIS_TELEMETRY__TRACES_EXPORTER="${QIS_TELEMETRY__TRACES_EXPORTER:-file}"
+export QIS_TELEMETRY__METRICS_EXPORTER="${QIS_TELEMETRY__METRICS_EXPORTER:-file}"
 .venv/bin/qis db migrate
 .venv/bin/qis kafka topics
 
