@@ -5,6 +5,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv/bin
 STACK := infra/local/stack.sh
+PY_DIRS := $(wildcard app tests benchmarks loadtests dashboards alarms)
 
 .PHONY: help
 help: ## List the targets
@@ -34,8 +35,8 @@ run: setup ## Run everything in the foreground: stack, migrations, api, worker, 
 
 .PHONY: lint
 lint: setup ## ruff (explicit rule list) and mypy --strict on app/
-	@$(VENV)/ruff check app tests benchmarks loadtests dashboards alarms
-	@$(VENV)/ruff format --check app tests benchmarks loadtests dashboards alarms
+	@$(VENV)/ruff check $(PY_DIRS)
+	@$(VENV)/ruff format --check $(PY_DIRS)
 	@$(VENV)/mypy
 
 .PHONY: unit
