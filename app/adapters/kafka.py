@@ -21,6 +21,9 @@ from app.settings import KafkaSettings
 _tracer = trace.get_tracer("qis.kafka")
 
 
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+
+
 def topic_partitions(settings: KafkaSettings) -> dict[str, int]:
     """Every topic the platform owns, with its explicit partition count."""
     return {
@@ -41,7 +44,13 @@ async def ensure_topics(settings: KafkaSettings, replication_factor: int = 1) ->
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(name, num_partitions=count, replication_factor=replication_factor)
+            NewTopic(
+                name,
+                num_partitions=count,
+                replication_factor=replication_factor,
+                # A 2 MiB request of one series with large attributes is one ~2.5 MB record.
+                topic_configs={"max.message.bytes": str(MAX_RECORD_BYTES)},
+            )
             for name, count in topic_partitions(settings).items()
             if name not in existing
         ]
@@ -63,20 +72,108 @@ def new_producer(settings: KafkaSettings) -> AIOKafkaProducer:
         compression_type=None if settings.compression == "none" else settings.compression,
         linger_ms=settings.linger_ms,
         max_batch_size=settings.max_batch_bytes,
-        max_request_size=max(settings.max_batch_bytes, 1_048_576) * 4,
+        max_request_size=MAX_RECORD_BYTES + 65_536,
         request_timeout_ms=settings.request_timeout_ms,
     )
+
+
+class PartitionBatcher:
+    """Coalesces the records of concurrent requests into one batch per partition.
+
+    aiokafka drains one batch per partition per produce request, and one produce request
+    per broker is in flight, so a batch per HTTP request would cap ingestion at one
+    request per round trip. Here a partition has at most one batch of ours in flight:
+    records that arrive meanwhile wait and leave together in the next batch. An idle
+    partition sends at once (no linger); a busy one batches by itself. Building batches
+    with `create_batch`/`send_batch` also skips `send()`'s per-record Python overhead.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._pending: dict[int, list[tuple[bytes, bytes, list[tuple[str, bytes]], Any]]] = {}
+        self._flushing: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(
+        self, partition: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[None]:
+        """Queue one record; the future resolves when the broker acknowledged it."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(partition, []).append((key, value, headers, waiter))
+        if partition not in self._flushing:
+            self._flushing.add(partition)
+            task = asyncio.create_task(self._flush(partition))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return waiter
+
+    async def _flush(self, partition: int) -> None:
+        try:
+            while self._pending.get(partition):
+                queued = self._pending.pop(partition)
+                batch = self._producer.create_batch()
+                taken = 0
+                for key, value, headers, waiter in queued:
+                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                        if taken == 0:  # one record larger than a whole batch: send it alone
+                            await self._send_alone(partition, key, value, headers, waiter)
+                            taken = 1
+                        break
+                    taken += 1
+                if taken < len(queued):  # what did not fit goes first next round
+                    self._pending[partition] = queued[taken:] + self._pending.get(partition, [])
+                waiters = [w for _, _, _, w in queued[:taken] if not w.done()]
+                if batch.record_count() == 0:
+                    continue
+                try:
+                    delivered = await self._producer.send_batch(
+                        batch, self._topic, partition=partition
+                    )
+                    await delivered
+                except Exception as exc:  # every waiter of this batch learns the failure
+                    for waiter in waiters:
+                        _settle(waiter, exc)
+                else:
+                    for waiter in waiters:
+                        _settle(waiter, None)
+        finally:
+            self._flushing.discard(partition)
+
+    async def _send_alone(
+        self,
+        partition: int,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        waiter: asyncio.Future[None],
+    ) -> None:
+        try:
+            delivered = await self._producer.send(
+                self._topic, value=value, key=key, partition=partition, headers=headers
+            )
+            await delivered
+        except Exception as exc:
+            _settle(waiter, exc)
+        else:
+            _settle(waiter, None)
+
+
+def _settle(waiter: asyncio.Future[None], error: BaseException | None) -> None:
+    if waiter.done():  # the request gave up (timeout) meanwhile
+        return
+    if error is None:
+        waiter.set_result(None)
+    else:
+        waiter.set_exception(error)
 
 
 class KafkaIngestionLog:
     """Produces `ObservationsRecorded` to the observations topic, keyed by series id.
 
-    A request's records are grouped per partition into one batch each (aiokafka's
-    `create_batch`/`send_batch`) instead of one `send()` per record: the per-record path
-    costs tens of microseconds of Python each and dominated ingestion time. Partitions
-    come from the same murmur2 partitioner the Java clients use, over all partitions, so
-    a series always lands on the same partition. The trace context is injected once per
-    request into every record's headers, under one PRODUCER span.
+    Partitions come from the murmur2 partitioner the Java clients use, over all
+    partitions, so a series always lands on the same partition. The trace context is
+    injected once per request into every record's headers, under one PRODUCER span.
     """
 
     def __init__(self, producer: AIOKafkaProducer, settings: KafkaSettings) -> None:
@@ -85,6 +182,7 @@ class KafkaIngestionLog:
         self._timeout = settings.ack_timeout_seconds
         self._encoder = msgspec.json.Encoder()
         self._partitioner = DefaultPartitioner()
+        self._batcher = PartitionBatcher(producer, self._topic)
         # murmur2 is pure Python in aiokafka; series ids repeat, so remember each answer.
         self._partition_of: dict[tuple[bytes, int], int] = {}
 
@@ -104,39 +202,30 @@ class KafkaIngestionLog:
                     carrier: dict[str, str] = {}
                     propagate.inject(carrier)
                     headers = [(k, v.encode()) for k, v in carrier.items()]
-                    await asyncio.gather(*await self._send_batches(records, headers))
+                    partitions = sorted(await self._producer.partitions_for(self._topic))
+                    await asyncio.gather(
+                        *(
+                            self._batcher.submit(
+                                self._partition(key, partitions),
+                                key,
+                                self._encoder.encode(record),
+                                headers,
+                            )
+                            for record in records
+                            for key in (record.reference_data_id.encode(),)
+                        )
+                    )
         except (TimeoutError, KafkaError) as exc:
             raise IngestionLogUnavailable(f"ingestion log did not acknowledge: {exc!r}") from exc
 
-    async def _send_batches(
-        self, records: Sequence[ObservationsRecorded], headers: list[tuple[str, bytes]]
-    ) -> list[asyncio.Future[Any]]:
-        partitions = sorted(await self._producer.partitions_for(self._topic))
-        open_batches: dict[int, Any] = {}
-        futures: list[asyncio.Future[Any]] = []
-        for record in records:
-            key = record.reference_data_id.encode()
-            value = self._encoder.encode(record)
-            partition = self._partition_of.get((key, len(partitions)), -1)
-            if partition < 0:
-                if len(self._partition_of) > 100_000:
-                    self._partition_of.clear()
-                partition = self._partitioner(key, partitions, partitions)
-                self._partition_of[(key, len(partitions))] = partition
-            batch = open_batches.get(partition)
-            if batch is None:
-                batch = open_batches[partition] = self._producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                # The batch is full: ship it and start the next one for this partition.
-                futures.append(
-                    await self._producer.send_batch(batch, self._topic, partition=partition)
-                )
-                batch = open_batches[partition] = self._producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                    raise IngestionLogUnavailable("record larger than the producer's batch size")
-        for partition, batch in open_batches.items():
-            futures.append(await self._producer.send_batch(batch, self._topic, partition=partition))
-        return futures
+    def _partition(self, key: bytes, partitions: list[int]) -> int:
+        partition = self._partition_of.get((key, len(partitions)), -1)
+        if partition < 0:
+            if len(self._partition_of) > 100_000:
+                self._partition_of.clear()
+            partition = self._partitioner(key, partitions, partitions)
+            self._partition_of[(key, len(partitions))] = partition
+        return partition
 
 
 class KafkaHealth:
