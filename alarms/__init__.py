@@ -1,0 +1,1 @@
+"""CloudWatch alarm definitions, their generated JSON and promtool-like test vectors."""

@@ -1,0 +1,146 @@
+"""Write a synthetic EMF recording in exactly the services' format, for demos and tests.
+
+The lines come from the services' own instruments and exporter (`app.telemetry.metrics`:
+`QisMetrics` feeding ADOT's EMF exporter, DELTA temporality, exponential histograms); only
+the clock is simulated, so thirty minutes take a second or two.
+
+    python -m alarms.sample_metrics --scenario healthy --out healthy.emf.jsonl
+    python -m alarms.sample_metrics --scenario injected-latency --out slow.emf.jsonl
+
+Scenarios: `healthy` (ingestion p95 around 40 ms, everything nominal) and
+`injected-latency` (healthy, then from minute 10 a slowed broker adds ~250 ms to every
+ingestion request).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+
+from app.ops.catalogue import INGESTION_ROUTE, OBSERVATIONS_TOPIC
+from app.telemetry.metrics import QisMetrics, StdoutEmfExporter
+
+SCENARIOS = ("healthy", "injected-latency")
+DEFAULT_START = datetime(2025, 11, 27, 9, 0, 17, tzinfo=UTC)
+SERIES = ("EURUSD", "ETH-USD", "SPX", "SOFR")
+INJECTION_MINUTE = 10
+
+
+class _Recorder(StdoutEmfExporter):
+    """The services' exporter, collecting lines and stamping them with the simulated clock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.clock_ms = 0
+
+    def _export(self, log_event: dict[str, Any]) -> None:
+        record = json.loads(log_event["message"])
+        record["_aws"]["Timestamp"] = self.clock_ms
+        self.lines.append(json.dumps(record))
+
+
+class _Process:
+    """One service process: a meter provider with a manually collected reader."""
+
+    def __init__(self, service: str, recorder: _Recorder) -> None:
+        self.reader = PeriodicExportingMetricReader(recorder, export_interval_millis=math.inf)
+        self.provider = MeterProvider(
+            metric_readers=[self.reader],
+            resource=Resource({"service.name": f"qis-{service}"}),
+        )
+        self.metrics = QisMetrics(
+            self.provider.get_meter("qis"), service, quality_series=frozenset(SERIES)
+        )
+
+    def export(self) -> None:
+        self.reader.collect()
+
+
+def synthetic_recording(
+    scenario: str,
+    *,
+    minutes: int = 30,
+    requests_per_minute: int = 1200,
+    start: datetime = DEFAULT_START,
+    seed: int = 7,
+) -> list[str]:
+    """EMF lines of `minutes` one-minute export intervals of api, worker and scheduler."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
+    rng = random.Random(seed)
+    recorder = _Recorder()
+    processes = [_Process(service, recorder) for service in ("api", "worker", "scheduler")]
+    api, worker, scheduler = (p.metrics for p in processes)
+    for minute in range(minutes):
+        slowed = scenario == "injected-latency" and minute >= INJECTION_MINUTE
+        for _ in range(int(requests_per_minute * rng.uniform(0.9, 1.1))):
+            latency = rng.lognormvariate(math.log(18.0), 0.5)
+            if slowed:
+                latency += rng.lognormvariate(math.log(250.0), 0.25)
+            roll = rng.random()
+            status = 500 if roll < 0.0005 else 422 if roll < 0.0035 else 202
+            if status == 202:
+                api.ingestion_latency(INGESTION_ROUTE, latency)
+                api.observations_accepted(rng.randint(1, 20))
+            api.http_request(INGESTION_ROUTE, status, latency + rng.uniform(0.5, 3.0))
+        for _ in range(300):
+            l1_hit = rng.random() < 0.8
+            api.cache_lookup("L1", l1_hit)
+            if not l1_hit:
+                api.cache_lookup("L2", rng.random() < 0.9)
+        if rng.random() < 0.02:
+            api.cache_fallback()
+        for _ in range(150):
+            worker.reconciliation(rng.random() >= 0.001)
+        for series in SERIES:
+            score = 1.0 if rng.random() < 0.9 else 0.667 if series == "ETH-USD" else 0.95
+            worker.quality_score(score, series)
+            on_time = rng.random() < 0.85
+            scheduler.publication_freshness(
+                rng.uniform(1.0, 10.0) if on_time else rng.uniform(60.0, 64.0)
+            )
+        worker.consumer_lag(OBSERVATIONS_TOPIC, max(0, round(rng.gauss(80 if slowed else 40, 15))))
+        exported_at = start + timedelta(minutes=minute + 1)
+        recorder.clock_ms = int(exported_at.timestamp() * 1000)
+        for process in processes:
+            process.export()
+    for process in processes:
+        process.provider.shutdown()
+    return recorder.lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write one scenario's EMF lines to `--out`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=SCENARIOS, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--minutes", type=int, default=30)
+    parser.add_argument("--requests-per-minute", type=int, default=1200)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    lines = synthetic_recording(
+        args.scenario,
+        minutes=args.minutes,
+        requests_per_minute=args.requests_per_minute,
+        seed=args.seed,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    sys.stdout.write(f"wrote {len(lines)} EMF records to {args.out}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The metric contract: what the services emit to CloudWatch as EMF, in namespace Custom/QIS."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+NAMESPACE = "Custom/QIS"
+INGESTION_ROUTE = "POST /v1/observations"
+OBSERVATIONS_TOPIC = "qis.observations.v1"
+SERVICES = ("api", "worker", "scheduler")
+STATUS_CLASSES = ("2xx", "4xx", "5xx")
+CACHE_LEVELS = ("L1", "L2")
+
+Kind = Literal["counter", "histogram", "gauge"]
+
+
+class MetricSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One metric of the contract: name, CloudWatch unit, instrument kind, dimension names."""
+
+    name: str
+    unit: str
+    kind: Kind
+    dimensions: tuple[str, ...]
+    # The `Service` dimension value of the process that emits it.
+    service: str
+    meaning: str
+
+
+CATALOGUE: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        name="IngestionLatency",
+        unit="Milliseconds",
+        kind="histogram",
+        dimensions=("Service", "Route"),
+        service="api",
+        meaning="request received to broker ack",
+    ),
+    MetricSpec(
+        name="DataIngestionRate",
+        unit="Count",
+        kind="counter",
+        dimensions=("Service",),
+        service="api",
+        meaning="observations accepted (delta per export interval)",
+    ),
+    MetricSpec(
+        name="HttpRequests",
+        unit="Count",
+        kind="counter",
+        dimensions=("Service", "Route", "StatusClass"),
+        service="api",
+        meaning="HTTP responses by status class 2xx/4xx/5xx",
+    ),
+    MetricSpec(
+        name="HttpLatency",
+        unit="Milliseconds",
+        kind="histogram",
+        dimensions=("Service", "Route"),
+        service="api",
+        meaning="HTTP request duration",
+    ),
+    MetricSpec(
+        name="ReconciliationSuccessRate",
+        unit="Percent",
+        kind="histogram",
+        dimensions=("Service",),
+        service="worker",
+        meaning="100 or 0 per reconciled snap; Average is the success percentage",
+    ),
+    MetricSpec(
+        name="QualityScoreAverage",
+        unit="None",
+        kind="histogram",
+        dimensions=("Service",),
+        service="worker",
+        meaning="quality score in [0, 1] of each official value",
+    ),
+    MetricSpec(
+        name="QualityScoreBySeries",
+        unit="None",
+        kind="histogram",
+        dimensions=("Service", "Series"),
+        service="worker",
+        meaning="quality score per series, for a bounded configured set of series",
+    ),
+    MetricSpec(
+        name="ConsumerLag",
+        unit="Count",
+        kind="gauge",
+        dimensions=("Service", "Topic"),
+        service="worker",
+        meaning="records behind the end of the topic",
+    ),
+    MetricSpec(
+        name="DeadLetterCount",
+        unit="Count",
+        kind="counter",
+        dimensions=("Service",),
+        service="worker",
+        meaning="records sent to the dead-letter topic",
+    ),
+    MetricSpec(
+        name="CacheHitRatio",
+        unit="None",
+        kind="histogram",
+        dimensions=("Service", "Level"),
+        service="api",
+        meaning="1 per hit, 0 per miss; Average is the hit ratio",
+    ),
+    MetricSpec(
+        name="CacheFallbackCount",
+        unit="Count",
+        kind="counter",
+        dimensions=("Service",),
+        service="api",
+        meaning="Redis errors served from PostgreSQL instead",
+    ),
+    MetricSpec(
+        name="PublicationFreshness",
+        unit="Seconds",
+        kind="histogram",
+        dimensions=("Service",),
+        service="scheduler",
+        meaning="snap time to official value published",
+    ),
+)
+
+
+def metric_spec(name: str) -> MetricSpec:
+    """The catalogue entry for `name`; KeyError names the unknown metric."""
+    for spec in CATALOGUE:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"{name} is not in the Custom/QIS metric catalogue")

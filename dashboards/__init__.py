@@ -1,0 +1,1 @@
+"""CloudWatch dashboard definitions and the dashboard body JSON they generate."""

@@ -1,0 +1,75 @@
+"""The committed generated files match the definitions; the CFN template is sound."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from alarms.definitions import ALARMS
+from app.ops.alarm import put_metric_alarm_params
+from app.ops.artifacts import TEMPLATE_FILE, generated_files, stale_files, write_files
+from app.ops.cloudformation import logical_id
+from app.ops.dashboard import dashboard_body
+from dashboards.definitions import DASHBOARDS
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_committed_generated_files_are_up_to_date() -> None:
+    stale = stale_files(ROOT, generated_files(ROOT, DASHBOARDS, ALARMS))
+    assert not stale, (
+        f"stale generated files {[str(p.relative_to(ROOT)) for p in stale]}: "
+        "run `python -m dashboards.generate` and commit the result"
+    )
+
+
+def test_a_stale_file_is_detected_and_rewritten(tmp_path: Path) -> None:
+    files = generated_files(tmp_path, DASHBOARDS, ALARMS)
+    assert set(stale_files(tmp_path, files)) == set(files)
+    write_files(tmp_path, files)
+    assert stale_files(tmp_path, files) == []
+    edited = tmp_path / TEMPLATE_FILE
+    edited.write_text(edited.read_text() + "# hand edit\n")
+    leftover = tmp_path / "dashboards/generated/QIS-Removed.json"
+    leftover.write_text("{}")
+    assert stale_files(tmp_path, files) == [edited, leftover]
+    write_files(tmp_path, files)
+    assert stale_files(tmp_path, files) == []
+    assert not leftover.exists()
+
+
+def template() -> dict[str, Any]:
+    text = (ROOT / TEMPLATE_FILE).read_text(encoding="utf-8")
+    assert "&id" not in text
+    assert "*id" not in text
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
+
+
+def test_the_template_holds_the_same_alarms() -> None:
+    resources = template()["Resources"]
+    for alarm in ALARMS:
+        properties = dict(resources[logical_id(alarm.alarm_name, "Alarm")]["Properties"])
+        actions = properties.pop("AlarmActions")
+        assert properties.pop("OKActions") == actions
+        assert actions["Fn::If"][0] == "HasAlarmTopic"
+        assert properties == json.loads(json.dumps(put_metric_alarm_params(alarm)))
+
+
+def test_the_template_holds_the_same_dashboards_with_sub_placeholders() -> None:
+    parsed = template()
+    for dashboard in DASHBOARDS:
+        resource = parsed["Resources"][logical_id(dashboard.name, "Dashboard")]
+        body = resource["Properties"]["DashboardBody"]["Fn::Sub"]
+        assert json.loads(body) == dashboard_body(dashboard)
+    assert set(parsed["Parameters"]) == {
+        "AlarmTopicArn",
+        "EventStoreClusterId",
+        "LoadBalancerFullName",
+        "MskClusterName",
+        "RedisClusterId",
+    }
+    assert len((ROOT / TEMPLATE_FILE).read_bytes()) < 51_200  # TemplateBody size limit

@@ -1,0 +1,40 @@
+"""Offline rendering through `qis dashboards render`: a PNG per metric widget, a page."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from alarms.definitions import ALARMS
+from alarms.sample_metrics import synthetic_recording
+from app.ops.cli import main
+from dashboards.definitions import DASHBOARDS
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_metric_widget_becomes_a_png_listed_on_the_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recording = tmp_path / "slow.emf.jsonl"
+    lines = synthetic_recording("injected-latency", minutes=12, requests_per_minute=300)
+    recording.write_text("".join(f"{line}\n" for line in lines))
+    out = tmp_path / "review"
+    assert main(["dashboards", "render", "--metrics", str(recording), "--out", str(out)]) == 0
+    widgets = [w for d in DASHBOARDS for w in d.metric_widgets()]
+    assert f"wrote {len(widgets)} graphs" in capsys.readouterr().out
+
+    page = (out / "index.html").read_text()
+    images = re.findall(r"<img src='([^']+)' alt='([^']+)'>", page)
+    assert [title for _, title in images] == [w.title for w in widgets]
+    for file, _ in images:
+        assert (out / file).read_bytes().startswith(PNG)
+    assert (out / "alarm-timeline.png").read_bytes().startswith(PNG)
+    for alarm in ALARMS:
+        assert alarm.alarm_name in page
+    without_data = set(re.findall(r"<figcaption>([^<]+) \(no data recorded\)", page))
+    assert "Load balancer: requests" in without_data  # AWS/* metrics are not in EMF
+    assert "Dead letters" in without_data  # a counter that never counted
+    assert not any("Ingestion latency" in title for title in without_data)
