@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import asyncpg
 
@@ -25,6 +25,24 @@ async def _until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await main(stop)
+
+
+def _graceful_server_class() -> type:
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM after its graceful shutdown, which kills the process
+        before `cmd_api` can flush telemetry and exit 0; forget the signal once handled."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self._captured_signals.clear()
+
+    return GracefulServer
 
 
 def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
@@ -49,7 +67,7 @@ def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
     # uvicorn handles SIGTERM: it stops accepting, lets requests in flight finish (bounded),
     # then runs the lifespan shutdown, which flushes and closes the producer.
     try:
-        uvicorn.Server(config).run()
+        _graceful_server_class()(config).run()
     finally:
         telemetry.shutdown()  # flush the last spans and metrics
     return 0
@@ -57,7 +75,10 @@ def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     from app.adapters.kafka import ensure_topics, new_consumer, new_producer
+    from app.adapters.postgres.pipeline import PostgresPipelineStore
     from app.adapters.postgres.pool import open_pool
+    from app.services.journal import Topics
+    from app.services.reconcile import reconciliation_stage
     from app.telemetry.setup import setup_telemetry
     from app.worker import ObservationWorker
 
@@ -71,8 +92,18 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
         try:
             await producer.start()
             await consumer.start()
+            after_store = reconciliation_stage(
+                PostgresPipelineStore,
+                topics=Topics.from_settings(settings.kafka),
+                metrics=telemetry.metrics,
+            )
             worker = ObservationWorker(
-                settings, pool, consumer, producer, metrics=telemetry.metrics
+                settings,
+                pool,
+                consumer,
+                producer,
+                after_store=after_store,
+                metrics=telemetry.metrics,
             )
             _log.info("worker started", extra={"owner": worker.owner})
             await worker.run(stop)
@@ -90,21 +121,67 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
+    from app.adapters.kafka import ensure_topics, new_producer
+    from app.adapters.kafka_events import KafkaEventPublisher
+    from app.adapters.postgres.pipeline import PostgresDatabase
     from app.adapters.postgres.pool import open_pool
+    from app.scheduler import Scheduler
+    from app.services.journal import Topics
+    from app.telemetry.setup import setup_telemetry
+
+    telemetry = setup_telemetry(settings.telemetry, "scheduler")
 
     async def main(stop: asyncio.Event) -> None:
+        await ensure_topics(settings.kafka)
         pool = await open_pool(settings.db.writer_dsn, settings.db)
+        producer = new_producer(settings.kafka)
         try:
+            await producer.start()
+            scheduler = Scheduler(
+                settings.scheduler,
+                lambda: asyncpg.connect(
+                    settings.db.writer_dsn, command_timeout=settings.db.command_timeout_seconds
+                ),
+                PostgresDatabase(pool),
+                pool,
+                KafkaEventPublisher(producer, settings.kafka.ack_timeout_seconds),
+                Topics.from_settings(settings.kafka),
+                metrics=telemetry.metrics,
+            )
             _log.info("scheduler started")
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), settings.scheduler.interval_seconds)
+            await scheduler.run(stop)
         finally:
+            await producer.stop()
             await pool.close()
         _log.info("scheduler stopped")
 
-    asyncio.run(_until_signal(main))
+    try:
+        asyncio.run(_until_signal(main))
+    finally:
+        telemetry.shutdown()
     return 0
+
+
+def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from app.adapters.postgres.audit import stream_records
+    from app.services.audit import verify_audit_trail
+
+    async def main() -> int:
+        conn = await asyncpg.connect(settings.db.writer_dsn)
+        try:
+            result = await verify_audit_trail(stream_records(conn, table=args.table))
+        finally:
+            await conn.close()
+        if result.ok:
+            print(f"OK: {result.records} audit record(s), chain intact")
+            return 0
+        print(
+            f"BROKEN at seq {result.broken_seq} (after {result.records} intact record(s)): "
+            f"{result.reason}\n  expected {result.expected}\n  stored   {result.stored}"
+        )
+        return 1
+
+    return asyncio.run(main())
 
 
 def cmd_db_migrate(settings: Settings, _: argparse.Namespace) -> int:
@@ -150,6 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
         dest="kafka", required=True
     )
     kafka.add_parser("topics", help="create missing topics").set_defaults(run=cmd_kafka_topics)
+    audit = sub.add_parser("audit", help="audit trail commands").add_subparsers(
+        dest="audit", required=True
+    )
+    verify = audit.add_parser("verify", help="recompute the hash chain; exit 1 when broken")
+    verify.add_argument(
+        "--table", default="audit_log", help="verify a copy instead (e.g. a restored backup)"
+    )
+    verify.set_defaults(run=cmd_audit_verify)
+    from app.ops.cli import register as register_ops
+
+    register_ops(sub)
+    from app.sizing.cli import register as register_sizing
+
+    register_sizing(sub)
     return parser
 
 

@@ -55,6 +55,35 @@ class RedisSettings(_Section, frozen=True):
     socket_timeout_seconds: float = 0.25
 
 
+class CacheSettings(_Section, frozen=True):
+    """Query cache: L1 in-process, L2 Redis (docs/cache.md explains every value)."""
+
+    l1_max_entries: int = 100_000
+    l1_max_bytes: int = 64 * 1024 * 1024
+    # Entries a publication changes (latest, history without a settled as_of, quality) are
+    # dropped by the publication listener within milliseconds, and L1 is cleared when the
+    # listener loses its connection: the TTL is the seed's 300 s for official data.
+    l1_mutable_ttl_seconds: float = 300.0
+    l1_immutable_ttl_seconds: float = 600.0
+    # L2 TTLs from the seed: official data 300 s, quality 600 s, compute results 1800-3600 s.
+    official_ttl_seconds: int = 300
+    quality_ttl_seconds: int = 600
+    immutable_ttl_seconds: int = 3600
+    absent_ttl_seconds: int = 60
+    # An as_of this far in the past is settled: no transaction still open can record a
+    # version at or before it, so what it reads is immutable.
+    settle_seconds: float = 60.0
+    # Loads started this soon after a publication of their series are served, not cached:
+    # an Aurora reader may lag the writer that announced the publication.
+    replica_lag_guard_seconds: float = 1.0
+    # How long "latest must be at least version N" is remembered after a publication.
+    floor_seconds: float = 30.0
+    # After a Redis error, reads skip Redis (straight to PostgreSQL) for this long.
+    redis_retry_seconds: float = 1.0
+    # The publication listener's connection is checked this often; a gap clears L1.
+    listener_check_seconds: float = 1.0
+
+
 class ApiSettings(_Section, frozen=True):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -72,8 +101,14 @@ class WorkerSettings(_Section, frozen=True):
 
 
 class SchedulerSettings(_Section, frozen=True):
+    # Window closing and the relay's fallback poll; the relay also wakes on every commit.
     interval_seconds: float = 1.0
     relay_batch_size: int = 500
+    # Open snaps reconciled per round when windows close.
+    window_batch_size: int = 1000
+    # Published outbox rows are kept this long (for inspection), then purged.
+    outbox_retention_seconds: float = 86_400.0
+    purge_interval_seconds: float = 300.0
 
 
 class TelemetrySettings(_Section, frozen=True):
@@ -100,6 +135,7 @@ class Settings(_Section, frozen=True):
     db: DbSettings = DbSettings()
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
+    cache: CacheSettings = CacheSettings()
     api: ApiSettings = ApiSettings()
     worker: WorkerSettings = WorkerSettings()
     scheduler: SchedulerSettings = SchedulerSettings()

@@ -1,10 +1,31 @@
-"""Redis adapter (redis-py asyncio): client construction and health."""
+"""Redis adapter (redis-py asyncio): client construction, health, and the L2 query cache."""
 
 from __future__ import annotations
 
-import redis.asyncio as redis
+import secrets
+from collections.abc import Sequence
 
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from app.ports import CacheUnavailable
 from app.settings import RedisSettings
+
+# A scope's generation outlives every key stored in it (the longest TTL is 3600 s), so a
+# generation expiring can only orphan keys, never resurrect an older generation's.
+GENERATION_TTL_SECONDS = 7200
+
+# One round trip: read the scope's generation (starting one if there is none, e.g. after
+# an eviction) and the key inside it. Scoped keys carry the series as a hash tag, like the
+# scope, so this stays single-slot on a cluster-mode-enabled Redis too.
+_GET_SCOPED = """
+local generation = redis.call('GET', KEYS[1])
+if not generation then
+  generation = ARGV[2]
+  redis.call('SET', KEYS[1], generation, 'EX', ARGV[3])
+end
+return {generation, redis.call('GET', ARGV[1] .. '@' .. generation)}
+"""
 
 
 def new_redis(settings: RedisSettings) -> redis.Redis:
@@ -18,12 +39,63 @@ def new_redis(settings: RedisSettings) -> redis.Redis:
 
 
 class RedisHealth:
-    """Readiness: Redis answers PING."""
+    """Readiness: Redis answers PING. Not required: without it reads go to PostgreSQL."""
 
     name = "redis"
+    required = False
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
 
     async def ping(self) -> None:
         await self._client.ping()
+
+
+class RedisCache:
+    """The L2 cache (`SharedCache`) on Redis; every Redis failure becomes CacheUnavailable."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._get_scoped = client.register_script(_GET_SCOPED)
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            value = await self._client.get(key)
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        # The client is created without decode_responses, so values are bytes.
+        return value if isinstance(value, bytes) else None
+
+    async def get_scoped(self, scope: str, key: str) -> tuple[str, bytes | None]:
+        try:
+            generation, value = await self._get_scoped(
+                keys=[scope], args=[key, _new_generation(), GENERATION_TTL_SECONDS]
+            )
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        return generation.decode(), None if value is None else bytes(value)
+
+    async def put(self, key: str, value: bytes, ttl_seconds: int, generation: str = "") -> None:
+        try:
+            await self._client.set(
+                f"{key}@{generation}" if generation else key, value, ex=ttl_seconds
+            )
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    async def invalidate(self, keys: Sequence[str], scopes: Sequence[str]) -> None:
+        if not keys and not scopes:
+            return
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:  # one command per key: keys of several series, several slots
+                    pipe.unlink(key)
+                for scope in scopes:
+                    pipe.set(scope, _new_generation(), ex=GENERATION_TTL_SECONDS)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+
+def _new_generation() -> str:
+    return secrets.token_hex(6)

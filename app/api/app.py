@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,16 +17,26 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from app.adapters.kafka import KafkaHealth, KafkaIngestionLog, new_producer
+from app.adapters.memory_cache import MemoryCache
+from app.adapters.postgres.pipeline import PostgresDatabase, PostgresReadModel
 from app.adapters.postgres.pool import PostgresHealth, open_pool
-from app.adapters.redis_cache import RedisHealth, new_redis
+from app.adapters.postgres.publications import PublicationListener
+from app.adapters.postgres.queries import PostgresQueries
+from app.adapters.redis_cache import RedisCache, RedisHealth, new_redis
 from app.api.openapi import document_request_body
 from app.api.problems import EXCEPTION_HANDLERS
-from app.api.routes import health, observations
+from app.api.routes import health, observations, query, reference_data
 from app.domain.observation import ObservationSubmission
+from app.domain.series import SeriesConfig
 from app.ports import HealthCheck, IngestionLog
+from app.services.cache import TwoLevelCache
+from app.services.query import QueryService
 from app.settings import Settings
-from app.telemetry.http import http_telemetry_plugin
+from app.telemetry.http import http_telemetry_middleware
+from app.telemetry.metrics import QisMetrics, noop_metrics
 from app.telemetry.setup import Telemetry, disabled
+
+_log = logging.getLogger("qis.api")
 
 
 @dataclass
@@ -36,11 +48,14 @@ class Resources:
     producer: AIOKafkaProducer
     redis: redis.Redis
     ingestion_log: IngestionLog
+    query: QueryService
     health_checks: list[HealthCheck] = field(default_factory=list)
 
 
 @asynccontextmanager
-async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+async def open_resources(
+    settings: Settings, metrics: QisMetrics | None = None
+) -> AsyncIterator[Resources]:
     """Open pools, producer and cache client; close each exactly once, in reverse order."""
     async with AsyncExitStack() as stack:
         writer = await open_pool(settings.db.writer_dsn, settings.db)
@@ -53,14 +68,44 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         stack.push_async_callback(producer.stop)
         cache = new_redis(settings.redis)
         stack.push_async_callback(cache.aclose)
+        # Query cache: L1 here, L2 Redis; the writer announces new versions (docs/cache.md).
+        query_cache = TwoLevelCache(
+            MemoryCache(settings.cache.l1_max_entries, settings.cache.l1_max_bytes),
+            RedisCache(cache),
+            settings.cache,
+            metrics or noop_metrics("api"),
+        )
+        invalidations = asyncio.create_task(query_cache.run_invalidations())
+        stack.push_async_callback(_cancelled, invalidations)
+        listener = PublicationListener(
+            settings.db.writer_dsn,
+            on_published=lambda p: query_cache.published(p.series, p.snap, p.version),
+            on_connected=query_cache.connected,
+            on_disconnected=query_cache.disconnected,
+            check_seconds=settings.cache.listener_check_seconds,
+        )
+        await listener.start()
+        stack.push_async_callback(listener.aclose)
         yield Resources(
             writer=writer,
             reader=reader,
             producer=producer,
             redis=cache,
             ingestion_log=KafkaIngestionLog(producer, settings.kafka),
+            query=QueryService(PostgresQueries(reader, writer), query_cache, settings.cache),
             health_checks=[PostgresHealth(writer), KafkaHealth(producer), RedisHealth(cache)],
         )
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    # Cancel until it is done: a library timeout racing the cancellation can swallow it
+    # (turning it into a TimeoutError the loop handles), and one lost cancel must not
+    # hang shutdown.
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("background task failed", exc_info=task.exception())
 
 
 def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litestar:
@@ -71,7 +116,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        async with open_resources(settings) as resources:
+        async with open_resources(settings, telemetry.metrics) as resources:
             holder["resources"] = resources
             yield
 
@@ -81,6 +126,11 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
     dependencies: dict[str, Any] = {
         "ingestion_log": Provide(lambda: resources().ingestion_log, sync_to_thread=False),
         "health_checks": Provide(lambda: resources().health_checks, sync_to_thread=False),
+        "query_service": Provide(lambda: resources().query, sync_to_thread=False),
+        "pipeline_db": Provide(lambda: PostgresDatabase(resources().writer), sync_to_thread=False),
+        "reference_data_reader": Provide(
+            lambda: PostgresReadModel(resources().reader), sync_to_thread=False
+        ),
         "in_flight": Provide(lambda: limit, sync_to_thread=False, use_cache=True),
         "metrics": Provide(lambda: telemetry.metrics, sync_to_thread=False, use_cache=True),
         "retry_after_seconds": Provide(
@@ -88,12 +138,18 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
         ),
     }
     app = Litestar(
-        route_handlers=[health.live, health.ready, observations.post_observations],
+        route_handlers=[
+            health.live,
+            health.ready,
+            observations.post_observations,
+            *query.ROUTES,
+            *reference_data.ROUTES,
+        ],
         lifespan=[lifespan],
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        plugins=(
-            [http_telemetry_plugin(telemetry.tracer_provider, telemetry.metrics)]
+        middleware=(
+            [http_telemetry_middleware(telemetry.tracer_provider, telemetry.metrics)]
             if telemetry.tracer_provider is not None
             else []
         ),
@@ -101,6 +157,8 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
             title="QIS Data Management API", version="1.0.0", path="/schema"
         ),
         debug=False,
+        logging_config=None,  # logs go through app.telemetry.logging (JSON lines)
     )
     document_request_body(app, "/v1/observations", "POST", ObservationSubmission)
+    document_request_body(app, "/v1/reference-data/{reference_data_id}", "PUT", SeriesConfig)
     return app

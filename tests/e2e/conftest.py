@@ -145,6 +145,27 @@ def worker(settings: Settings, running_stack: None) -> Iterator[Service]:
 
 
 @pytest.fixture(scope="session")
+def scheduler(settings: Settings, running_stack: None) -> Iterator[Service]:
+    """A running `qis scheduler` (closes windows, relays the outbox to Kafka)."""
+    service = Service(
+        "scheduler", ["scheduler"], service_env(settings, QIS_SCHEDULER__INTERVAL_SECONDS="0.2")
+    )
+    offset = service.log.stat().st_size if service.log.exists() else 0
+    service.start()
+    try:
+        deadline = time.monotonic() + 45
+        while b'"scheduler started"' not in service.log.read_bytes()[offset:]:
+            assert service.process is not None
+            assert service.process.poll() is None, f"scheduler exited:\n{service.tail()}"
+            assert time.monotonic() < deadline, f"scheduler not started:\n{service.tail()}"
+            time.sleep(0.1)
+        yield service
+    finally:
+        code = service.stop()
+        assert code == 0, f"scheduler exit code {code}:\n{service.tail()}"
+
+
+@pytest.fixture(scope="session")
 async def pool(settings: Settings, running_stack: None) -> AsyncIterator[asyncpg.Pool]:
     pool = await open_pool(settings.db.writer_dsn, settings.db)
     yield pool

@@ -1,4 +1,5 @@
-"""Readiness reflects the real dependencies: 200 with all up, 503 naming the one that is down."""
+"""Readiness reflects the real dependencies: 200 with all up, 503 naming a required one that
+is down, 200 "degraded" naming Redis (only a cache) when it is down."""
 
 from __future__ import annotations
 
@@ -31,23 +32,28 @@ async def test_ready_with_all_three_up(client: AsyncTestClient) -> None:  # type
     assert body["status"] == "ready"
     assert body["checks"] == {"postgres": "ok", "kafka": "ok", "redis": "ok"}
     assert body["failing"] == []
+    assert body["degraded"] == []
 
 
-async def test_ready_names_redis_when_it_is_down(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+async def test_ready_names_redis_as_degraded_when_it_is_down(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    # Redis is only the L2 cache (reads fall back to PostgreSQL): still 200, but degraded.
     stack("down", "redis")
     try:
         response = await client.get("/health/ready")
     finally:
         stack("up", "redis")
-    assert response.status_code == 503
+    assert response.status_code == 200
     body = response.json()
-    assert body["failing"] == ["redis"]
+    assert body["status"] == "degraded"
+    assert body["degraded"] == ["redis"]
+    assert body["failing"] == []
     assert body["checks"]["postgres"] == "ok"
     assert body["checks"]["kafka"] == "ok"
     assert body["checks"]["redis"].startswith("error")
     # And it recovers once Redis is back.
     again = await client.get("/health/ready")
     assert again.status_code == 200
+    assert again.json()["status"] == "ready"
 
 
 async def test_openapi_document_lists_the_routes(client: AsyncTestClient) -> None:  # type: ignore[type-arg]

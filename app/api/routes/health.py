@@ -16,11 +16,13 @@ CHECK_TIMEOUT_SECONDS = 1.5
 
 
 class Readiness(msgspec.Struct, frozen=True, kw_only=True):
-    """Per-dependency state; `failing` names what is down."""
+    """Per-dependency state; `failing` names required dependencies that are down,
+    `degraded` optional ones (the service still answers without them)."""
 
-    status: Literal["ready", "unavailable"]
+    status: Literal["ready", "degraded", "unavailable"]
     checks: dict[str, str]
     failing: list[str]
+    degraded: list[str] = msgspec.field(default_factory=list)
 
 
 class Liveness(msgspec.Struct, frozen=True):
@@ -40,8 +42,15 @@ async def readiness(checks: list[HealthCheck]) -> Readiness:
     """Ask every dependency at once, each bounded in time."""
     results = await asyncio.gather(*(_check(c) for c in checks))
     states = {c.name: r for c, r in zip(checks, results, strict=True)}
-    failing = sorted(name for name, state in states.items() if state != "ok")
-    return Readiness(status="unavailable" if failing else "ready", checks=states, failing=failing)
+    # A check may say `required = False` (Redis: reads fall back to PostgreSQL).
+    required = {c.name: getattr(c, "required", True) for c in checks}
+    down = sorted(name for name, state in states.items() if state != "ok")
+    failing = [name for name in down if required[name]]
+    degraded = [name for name in down if not required[name]]
+    status: Literal["ready", "degraded", "unavailable"] = (
+        "unavailable" if failing else "degraded" if degraded else "ready"
+    )
+    return Readiness(status=status, checks=states, failing=failing, degraded=degraded)
 
 
 @get("/health/live", sync_to_thread=False, tags=["operations"])
@@ -53,9 +62,16 @@ def live() -> Liveness:
 @get(
     "/health/ready",
     tags=["operations"],
-    responses={503: ResponseSpec(data_container=Readiness, description="a dependency is down")},
+    responses={
+        503: ResponseSpec(data_container=Readiness, description="a required dependency is down")
+    },
 )
 async def ready(health_checks: NamedDependency[list[HealthCheck]]) -> Response[Readiness]:
-    """200 when PostgreSQL, Kafka and Redis answer; 503 naming the failing dependency otherwise."""
+    """200 when PostgreSQL and Kafka answer; 503 naming the failing dependency otherwise.
+
+    Redis down is `200` with `"status": "degraded"` and `degraded: ["redis"]`: it is only
+    the L2 cache, reads fall back to PostgreSQL, so taking the pod out of the load
+    balancer would turn a slower service into no service (docs/cache.md).
+    """
     state = await readiness(health_checks)
     return Response(state, status_code=200 if not state.failing else 503)

@@ -1,0 +1,123 @@
+"""The `official_values` table, write side: immutable versions and what reconciliation reads.
+
+(The query side is `queries.py`.) `recorded_at` is the knowledge time. Versions are only
+ever inserted (a trigger refuses updates), and `(reference_data_id, snap, version)` is
+the primary key, so two writers racing for the same version number cannot both commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from app.domain.quality import Quality
+from app.domain.reconciliation import Exclusion
+from app.domain.versions import OfficialValue
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from app.adapters.postgres import Connection
+    from app.ports import SnapKey
+
+_encode = msgspec.json.Encoder()
+_exclusions = msgspec.json.Decoder(tuple[Exclusion, ...])
+_quality = msgspec.json.Decoder(Quality)
+
+_COLUMNS = """o.reference_data_id, o.snap, o.version, o.value, o.status, o.method,
+              o.sources_used, o.sources_excluded::text AS sources_excluded,
+              o.quality::text AS quality, o.supersedes, o.recorded_at"""
+
+
+def official_value_from_row(row: asyncpg.Record) -> OfficialValue:
+    """Rebuild the domain struct from a row selected with this module's columns."""
+    return OfficialValue(
+        reference_data_id=row["reference_data_id"],
+        snap=row["snap"],
+        version=row["version"],
+        value=row["value"],
+        status=row["status"],
+        method=row["method"],
+        sources_used=tuple(row["sources_used"]),
+        sources_excluded=_exclusions.decode(row["sources_excluded"]),
+        quality=_quality.decode(row["quality"]),
+        supersedes=row["supersedes"],
+        recorded_at=row["recorded_at"],
+    )
+
+
+async def insert_versions(
+    conn: Connection, versions: Sequence[tuple[OfficialValue, tuple[str, ...]]]
+) -> None:
+    """Insert versions with their lineage (observation ids) in one round trip."""
+    if not versions:
+        return
+    await conn.execute(
+        """INSERT INTO official_values
+               (reference_data_id, snap, version, value, status, method, sources_used,
+                sources_excluded, quality, observation_ids, supersedes, recorded_at)
+           SELECT r.series, r.snap, r.version, r.value, r.status, r.method,
+                  ARRAY(SELECT jsonb_array_elements_text(r.used::jsonb)),
+                  r.excluded::jsonb, r.quality::jsonb,
+                  ARRAY(SELECT jsonb_array_elements_text(r.ids::jsonb)),
+                  r.supersedes, r.recorded_at
+             FROM unnest($1::text[], $2::timestamptz[], $3::int[], $4::float8[], $5::text[],
+                         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                         $11::int[], $12::timestamptz[])
+                  AS r(series, snap, version, value, status, method, used, excluded, quality,
+                       ids, supersedes, recorded_at)""",
+        [v.reference_data_id for v, _ in versions],
+        [v.snap for v, _ in versions],
+        [v.version for v, _ in versions],
+        [v.value for v, _ in versions],
+        [v.status for v, _ in versions],
+        [v.method for v, _ in versions],
+        [_encode.encode(v.sources_used).decode() for v, _ in versions],
+        [_encode.encode(v.sources_excluded).decode() for v, _ in versions],
+        [_encode.encode(v.quality).decode() for v, _ in versions],
+        [_encode.encode(ids).decode() for _, ids in versions],
+        [v.supersedes for v, _ in versions],
+        [v.recorded_at for v, _ in versions],
+    )
+
+
+async def latest_versions(
+    conn: Connection, keys: Sequence[SnapKey]
+) -> dict[SnapKey, OfficialValue]:
+    """The highest version of each (series, snap) that has one."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        f"""SELECT {_COLUMNS}
+              FROM unnest($1::text[], $2::timestamptz[]) AS k(series, snap)
+              CROSS JOIN LATERAL (
+                  SELECT * FROM official_values v
+                   WHERE v.reference_data_id = k.series AND v.snap = k.snap
+                   ORDER BY v.version DESC LIMIT 1) AS o""",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    values = (official_value_from_row(row) for row in rows)
+    return {(v.reference_data_id, v.snap): v for v in values}
+
+
+async def previous_values(
+    conn: Connection, keys: Sequence[SnapKey]
+) -> dict[SnapKey, tuple[datetime, float]]:
+    """For each key: (snap, latest value) of the series' closest earlier snap with a version."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        """SELECT k.series, k.snap AS for_snap, p.snap, p.value
+             FROM unnest($1::text[], $2::timestamptz[]) AS k(series, snap)
+             CROSS JOIN LATERAL (
+                 SELECT v.snap, v.value FROM official_values v
+                  WHERE v.reference_data_id = k.series AND v.snap < k.snap
+                  ORDER BY v.snap DESC, v.version DESC LIMIT 1) AS p""",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return {(row["series"], row["for_snap"]): (row["snap"], row["value"]) for row in rows}

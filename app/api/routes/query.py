@@ -1,0 +1,298 @@
+"""Query routes (api.md "Official values" and "Quality"): wire <-> `QueryService`.
+
+Handlers answer with the bytes the service returns (the cached, already encoded body),
+so a cache hit is served without decoding or encoding; the 200 schemas are declared
+with `ResponseSpec` for the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Annotated
+
+import msgspec
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, PathParameter, QueryParameter
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from app.api.problems import ApiProblem, Problem, ProblemItem
+from app.domain.observation import AwareDatetime
+from app.domain.reading import (
+    MAX_PAGE,
+    Granularity,
+    HistoryPage,
+    LineagePage,
+    QualitySummary,
+    VersionList,
+)
+from app.domain.series import is_valid_series_id
+from app.domain.versions import OfficialValue
+from app.services.cache import ABSENT
+from app.services.query import InvalidQuery, QueryService
+
+DEFAULT_PAGE = 100
+MAX_WINDOW = timedelta(days=366)
+_WINDOW = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+_PROBLEMS = {
+    400: ResponseSpec(Problem, description="invalid id, timestamp, parameter or cursor"),
+}
+_NOT_FOUND = {404: ResponseSpec(Problem, description="no version (yet) for that snap")}
+
+Limit = Annotated[
+    int,
+    QueryParameter(ge=1, le=MAX_PAGE, description=f"page size, 1 to {MAX_PAGE}"),
+]
+Cursor = Annotated[
+    str | None,
+    QueryParameter(description="`next_cursor` of the previous page", max_length=512),
+]
+
+
+class JsonBody:
+    """A 200 with an already encoded JSON body, as a bare ASGI response.
+
+    The body comes from the cache as bytes; a `Response` would be built, converted to an
+    ASGI response and its headers re-parsed on every hit, which on the hot path costs as
+    much as the cache lookup and the handler together. Middleware still sees the usual
+    `http.response.start` / `http.response.body` messages (and may add headers).
+    """
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(self.body)),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+
+
+def _json(body: bytes) -> ASGIApp:
+    return JsonBody(body)
+
+
+def _series(reference_data_id: str) -> str:
+    if not is_valid_series_id(reference_data_id):
+        raise ApiProblem(
+            400,
+            "reference_data_id must match ^[A-Z0-9][A-Z0-9._:-]{0,63}$",
+            errors=[ProblemItem(loc=["path", "reference_data_id"], msg="invalid series id")],
+        )
+    return reference_data_id
+
+
+def _timestamp(text: str, source: str, name: str) -> datetime:
+    try:
+        return msgspec.convert(text, AwareDatetime)
+    except msgspec.ValidationError as exc:
+        raise ApiProblem(
+            400,
+            f"{name} must be an RFC 3339 timestamp with a time zone, e.g. 2026-01-15T14:00:00Z",
+            errors=[ProblemItem(loc=[source, name], msg=str(exc))],
+        ) from None
+
+
+def _optional_timestamp(text: str | None, name: str) -> datetime | None:
+    return None if text is None else _timestamp(text, "query", name)
+
+
+def _invalid(exc: InvalidQuery) -> ApiProblem:
+    return ApiProblem(
+        400, str(exc), errors=[ProblemItem(loc=["query", exc.parameter], msg=str(exc))]
+    )
+
+
+def _window(text: str) -> timedelta:
+    match = _WINDOW.match(text)
+    window = timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]]) if match else timedelta(0)
+    if not match or window > MAX_WINDOW:
+        raise ApiProblem(
+            400,
+            "window is a count and a unit (s, m, h, d) of at most 366 days, e.g. 1h",
+            errors=[ProblemItem(loc=["query", "window"], msg="invalid window")],
+        )
+    return window
+
+
+@get(
+    "/v1/reference-data/{reference_data_id:str}/official-values/{snap:str}",
+    tags=["official values"],
+    summary="Official value of a snap: latest, a version, or as of a time",
+    responses={
+        200: ResponseSpec(OfficialValue, description="the official value"),
+        **_PROBLEMS,
+        **_NOT_FOUND,
+    },
+)
+async def get_official_value(
+    reference_data_id: FromPath[str],
+    snap: Annotated[str, PathParameter(description="RFC 3339 snap, e.g. 2026-01-15T14:00:00Z")],
+    query_service: NamedDependency[QueryService],
+    version: Annotated[
+        int | None, QueryParameter(ge=1, description="that version (exclusive with as_of)")
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        QueryParameter(description="the highest version recorded at or before this time"),
+    ] = None,
+) -> ASGIApp:
+    """Latest version; `version=N` that version; `as_of=T` the highest recorded by T."""
+    if version is not None and as_of is not None:
+        raise ApiProblem(
+            400,
+            "version and as_of are mutually exclusive",
+            errors=[ProblemItem(loc=["query", "as_of"], msg="not allowed with version")],
+        )
+    series = _series(reference_data_id)
+    at = _timestamp(snap, "path", "snap")
+    body = await query_service.official_value(
+        series, at, version=version, as_of=_optional_timestamp(as_of, "as_of")
+    )
+    if body == ABSENT:
+        raise ApiProblem(404, f"no official value of {series} at {snap} (for that version/time)")
+    return _json(body)
+
+
+@get(
+    "/v1/reference-data/{reference_data_id:str}/official-values/{snap:str}/versions",
+    tags=["official values"],
+    summary="Every version of a snap, oldest first",
+    responses={
+        200: ResponseSpec(VersionList, description="the versions"),
+        **_PROBLEMS,
+        **_NOT_FOUND,
+    },
+)
+async def get_versions(
+    reference_data_id: FromPath[str],
+    snap: Annotated[str, PathParameter(description="RFC 3339 snap, e.g. 2026-01-15T14:00:00Z")],
+    query_service: NamedDependency[QueryService],
+) -> ASGIApp:
+    """Every version of one snap, oldest first; 404 when there is none."""
+    series = _series(reference_data_id)
+    body = await query_service.versions(series, _timestamp(snap, "path", "snap"))
+    if body == ABSENT:
+        raise ApiProblem(404, f"no official value of {series} at {snap}")
+    return _json(body)
+
+
+@get(
+    "/v1/reference-data/{reference_data_id:str}/official-values",
+    tags=["official values"],
+    summary="History of official values, optionally bucketed and as of a time",
+    responses={200: ResponseSpec(HistoryPage, description="one page of history"), **_PROBLEMS},
+)
+async def get_history(
+    reference_data_id: FromPath[str],
+    query_service: NamedDependency[QueryService],
+    from_: Annotated[
+        str, QueryParameter(name="from", description="first snap, inclusive (RFC 3339)")
+    ],
+    to: Annotated[str, QueryParameter(description="end of the range, exclusive (RFC 3339)")],
+    granularity: Annotated[
+        Granularity,
+        QueryParameter(description="raw: every snap; 1m/1h/1d: per UTC bucket the last snap"),
+    ] = "raw",
+    as_of: Annotated[
+        str | None, QueryParameter(description="read the series as it was known at this time")
+    ] = None,
+    limit: Limit = DEFAULT_PAGE,
+    cursor: Cursor = None,
+) -> ASGIApp:
+    """Latest (or as-of) versions with `from <= snap < to`, cursor-paginated."""
+    series = _series(reference_data_id)
+    try:
+        body = await query_service.history(
+            series,
+            _timestamp(from_, "query", "from"),
+            _timestamp(to, "query", "to"),
+            granularity=granularity,
+            as_of=_optional_timestamp(as_of, "as_of"),
+            limit=limit,
+            cursor=cursor,
+        )
+    except InvalidQuery as exc:
+        raise _invalid(exc) from None
+    return _json(body)
+
+
+@get(
+    "/v1/reference-data/{reference_data_id:str}/observations",
+    tags=["official values"],
+    summary="Lineage: the raw observations behind a snap",
+    responses={200: ResponseSpec(LineagePage, description="observations"), **_PROBLEMS},
+)
+async def get_lineage(
+    reference_data_id: FromPath[str],
+    query_service: NamedDependency[QueryService],
+    snap: Annotated[str, QueryParameter(description="RFC 3339 snap, e.g. 2026-01-15T14:00:00Z")],
+    limit: Limit = DEFAULT_PAGE,
+    cursor: Cursor = None,
+) -> ASGIApp:
+    """Every observation of the snap with its `received_at`, in order of receipt."""
+    series = _series(reference_data_id)
+    try:
+        body = await query_service.lineage(
+            series, _timestamp(snap, "query", "snap"), limit=limit, cursor=cursor
+        )
+    except InvalidQuery as exc:
+        raise _invalid(exc) from None
+    return _json(body)
+
+
+@get(
+    "/v1/reference-data/{reference_data_id:str}/quality",
+    tags=["quality"],
+    summary="Quality summary over a window of snaps",
+    responses={200: ResponseSpec(QualitySummary, description="quality summary"), **_PROBLEMS},
+)
+async def get_quality(
+    reference_data_id: FromPath[str],
+    query_service: NamedDependency[QueryService],
+    window: Annotated[
+        str | None,
+        QueryParameter(description="the last window of snaps, e.g. 1h, 30m, 7d (default 1h)"),
+    ] = None,
+    from_: Annotated[
+        str | None, QueryParameter(name="from", description="instead of window: first snap")
+    ] = None,
+    to: Annotated[
+        str | None, QueryParameter(description="instead of window: end, exclusive")
+    ] = None,
+) -> ASGIApp:
+    """Count, average and minimum score, suspect count and average dimensions."""
+    series = _series(reference_data_id)
+    start, end = _optional_timestamp(from_, "from"), _optional_timestamp(to, "to")
+    if (start is None) != (end is None) or (window is not None and start is not None):
+        raise ApiProblem(
+            400,
+            "give either window, or both from and to",
+            errors=[ProblemItem(loc=["query", "window"], msg="window or from/to")],
+        )
+    try:
+        body = await query_service.quality(
+            series,
+            window=_window(window or "1h") if start is None else None,
+            start=start,
+            end=end,
+        )
+    except InvalidQuery as exc:
+        raise _invalid(exc) from None
+    return _json(body)
+
+
+ROUTES = [get_official_value, get_versions, get_history, get_lineage, get_quality]

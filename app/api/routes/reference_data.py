@@ -1,0 +1,169 @@
+"""Series configuration: `PUT`/`GET /v1/reference-data/{id}` and the paginated list.
+
+(The official-value routes, with their cache, are in `query.py`.)
+
+- `PUT` decodes the body itself (one msgspec decoder, unknown fields rejected) so every
+  invalid field is a 422 with its `loc`, like ingestion; it writes through the writer
+  pool. The `GET`s read the reader pool.
+- The list is keyset-paginated on the id: `next_cursor` is the last id, base64url
+  encoded (opaque to clients), so pages stay stable while series are added.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, get, put
+from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, QueryParameter
+
+from app.api.problems import (
+    PROBLEM_JSON,
+    ApiProblem,
+    Problem,
+    ProblemItem,
+    item_from_msgspec,
+    items_from_domain,
+)
+from app.domain.errors import InvalidSeriesConfig
+from app.domain.series import Series, SeriesConfig, is_valid_series_id
+from app.ports import PipelineDatabase, ReferenceDataReader
+from app.services.series import configure_series
+
+MAX_CONFIG_BYTES = 64 * 1024
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+
+_config = msgspec.json.Decoder(SeriesConfig)
+
+
+class SeriesPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of series, ordered by id; pass `next_cursor` back for the next (null: last)."""
+
+    items: list[Series]
+    next_cursor: str | None
+
+
+def _problem(description: str) -> ResponseSpec:
+    return ResponseSpec(Problem, description=description, media_type=PROBLEM_JSON)
+
+
+def decode_config(body: bytes) -> SeriesConfig:
+    """Decode and validate a configuration; 400 for non-JSON, 422 listing invalid fields."""
+    try:
+        config = _config.decode(body)
+    except msgspec.ValidationError as exc:
+        item = item_from_msgspec(exc, [])
+        raise ApiProblem(422, "invalid series configuration", errors=[item]) from None
+    except msgspec.DecodeError as exc:
+        raise ApiProblem(400, f"body is not valid JSON: {exc}") from None
+    return config
+
+
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        last_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        last_id = ""
+    if not is_valid_series_id(last_id):
+        raise ApiProblem(
+            400,
+            "cursor is not one this API returned",
+            errors=[ProblemItem(loc=["query", "cursor"], msg="invalid cursor")],
+        )
+    return last_id
+
+
+@put(
+    "/v1/reference-data/{reference_data_id:str}",
+    status_code=200,
+    request_max_body_size=MAX_CONFIG_BYTES,
+    tags=["reference-data"],
+    responses={
+        400: _problem("body is not JSON"),
+        415: _problem("media type is not application/json"),
+        422: _problem("invalid id or configuration, each invalid field listed"),
+    },
+)
+async def put_series(
+    request: Request[Any, Any, Any],
+    reference_data_id: FromPath[str],
+    pipeline_db: NamedDependency[PipelineDatabase],
+) -> Series:
+    """Create or replace a series configuration; every change is audited."""
+    media_type, _ = request.content_type
+    if media_type != "application/json":
+        raise ApiProblem(415, f"expected application/json, got {media_type or 'nothing'}")
+    if not is_valid_series_id(reference_data_id):
+        raise ApiProblem(
+            422,
+            "invalid series id",
+            errors=[
+                ProblemItem(
+                    loc=["path", "reference_data_id"],
+                    msg="must match ^[A-Z0-9][A-Z0-9._:-]{0,63}$",
+                )
+            ],
+        )
+    config = decode_config(await request.body())
+    try:
+        return await configure_series(pipeline_db, reference_data_id, config, actor="api")
+    except InvalidSeriesConfig as exc:
+        raise ApiProblem(
+            422, "invalid series configuration", errors=items_from_domain(exc.errors, [])
+        ) from None
+
+
+@get(
+    "/v1/reference-data/{reference_data_id:str}",
+    tags=["reference-data"],
+    responses={404: _problem("unknown series")},
+)
+async def get_series(
+    reference_data_id: FromPath[str], reference_data_reader: NamedDependency[ReferenceDataReader]
+) -> Series:
+    """One series configuration."""
+    series = (
+        await reference_data_reader.series(reference_data_id)
+        if is_valid_series_id(reference_data_id)
+        else None
+    )
+    if series is None:
+        raise ApiProblem(404, f"no series {reference_data_id!r}")
+    return series
+
+
+@get(
+    "/v1/reference-data",
+    tags=["reference-data"],
+    responses={400: _problem("invalid limit or cursor")},
+)
+async def list_series(
+    reference_data_reader: NamedDependency[ReferenceDataReader],
+    limit: Annotated[
+        int, QueryParameter(ge=1, le=MAX_LIMIT, description="page size, 1 to 1000")
+    ] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None, QueryParameter(description="`next_cursor` of the previous page")
+    ] = None,
+) -> SeriesPage:
+    """Series configurations ordered by id, cursor-paginated."""
+    after = None if cursor is None else decode_cursor(cursor)
+    page = await reference_data_reader.list_series(after, limit + 1)
+    more = len(page) > limit
+    items = page[:limit]
+    return SeriesPage(
+        items=items,
+        next_cursor=encode_cursor(items[-1].reference_data_id) if more and items else None,
+    )
+
+
+ROUTES = [put_series, get_series, list_series]

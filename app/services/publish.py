@@ -1,0 +1,126 @@
+"""The relays: outbox events and the audit trail, published in commit order.
+
+`relay_outbox` publishes committed outbox rows in id order, then marks and audits them.
+`relay_audit` follows the audit trail by seq and publishes each record to the audit topic,
+then saves its position. Both orders are commit orders (rows and records are written
+under the journal lock), so neither skips a late committer nor reorders a series.
+
+At-least-once: a crash between the broker's acknowledgement and the mark (or the saved
+position) re-publishes the same events with the same ids (fixed when the row or record
+was written), so consumers deduplicate on `event_id`. A failed batch is retried whole, so
+a series' events never overtake each other. Marking is conditional (`published_at IS
+NULL`), so two relays overlapping during a leadership change audit a publication once.
+
+Publication of an official value or a quality alert is a state change and is audited
+(`event.published`, with the topic, partition and offset); publishing an audit record is
+not (it would audit itself forever).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Link
+
+from app.domain.events import OfficialValuePublished, QualityAlertRaised, decode_event
+from app.ports import AuditEntry, EventPublisher, PendingMessage, PipelineDatabase
+from app.services.journal import Topics, audit_message, version_entity, write_journal
+from app.telemetry.metrics import QisMetrics, noop_metrics
+
+_log = logging.getLogger("qis.relay")
+_tracer = trace.get_tracer("qis.scheduler")
+
+
+async def relay_outbox(
+    db: PipelineDatabase,
+    publisher: EventPublisher,
+    *,
+    topics: Topics,
+    metrics: QisMetrics | None = None,
+    limit: int = 500,
+) -> int:
+    """Publish up to `limit` pending events; return how many were sent."""
+    meter = metrics or noop_metrics("scheduler")
+    async with db.transaction() as store:
+        pending = await store.unpublished(limit)
+    if not pending:
+        return 0
+    with _tracer.start_as_current_span(
+        "outbox-relay", kind=trace.SpanKind.PRODUCER, links=_links(pending)
+    ) as span:
+        span.set_attribute("qis.events", len(pending))
+        receipts = await publisher.publish(pending)
+    async with db.transaction() as store:
+        marked = set(await store.mark_published([m.id for m in pending]))
+        published = [
+            (message, receipt)
+            for message, receipt in zip(pending, receipts, strict=True)
+            if message.id in marked and message.topic != topics.audit
+        ]
+        if published:
+            at = await store.open_journal()
+            entries = [_publication(message, receipt) for message, receipt in published]
+            await write_journal(store, at, entries, [])
+            _record_freshness(meter, [m for m, _ in published], at)
+    _log.debug("events relayed", extra={"events": len(pending), "marked": len(marked)})
+    return len(pending)
+
+
+def _publication(message: PendingMessage, receipt: tuple[int, int]) -> AuditEntry:
+    event = decode_event(message.payload)
+    entity_type, entity_id = "event", message.event_id
+    if isinstance(event, OfficialValuePublished | QualityAlertRaised):
+        entity_type = "official_value"
+        entity_id = version_entity(event.reference_data_id, event.snap, event.version)
+    partition, offset = receipt
+    return AuditEntry(
+        actor="relay",
+        action="event.published",
+        entity_type=entity_type,
+        entity_id=entity_id,
+        before=None,
+        after={
+            "event_id": message.event_id,
+            "type": type(event).__struct_config__.tag,
+            "topic": message.topic,
+            "partition": partition,
+            "offset": offset,
+        },
+    )
+
+
+def _record_freshness(meter: QisMetrics, messages: list[PendingMessage], at: datetime) -> None:
+    """Snap -> first version published, for version 1 events (revisions are late data)."""
+    for message in messages:
+        event = decode_event(message.payload)
+        if isinstance(event, OfficialValuePublished) and event.version == 1:
+            meter.publication_freshness((at - event.snap).total_seconds())
+
+
+def _links(messages: list[PendingMessage]) -> list[Link]:
+    links: list[Link] = []
+    for message in messages[:64]:  # a span keeps a bounded number of links
+        context = trace.get_current_span(propagate.extract(message.headers)).get_span_context()
+        if context.is_valid:
+            links.append(Link(context))
+    return links
+
+
+AUDIT_RELAY = "audit"
+
+
+async def relay_audit(
+    db: PipelineDatabase, publisher: EventPublisher, *, topics: Topics, limit: int = 500
+) -> int:
+    """Publish up to `limit` audit records after the saved position; return how many."""
+    async with db.transaction() as store:
+        position = await store.relay_position(AUDIT_RELAY)
+        records = await store.audit_after(position, limit)
+    if not records:
+        return 0
+    await publisher.publish([audit_message(record, topics.audit) for record in records])
+    async with db.transaction() as store:
+        await store.save_relay_position(AUDIT_RELAY, records[-1].seq or position)
+    return len(records)

@@ -1,0 +1,443 @@
+"""Reconcile (series, snap)s into versioned official values, in the writer's transaction.
+
+Used by the worker (`reconciliation_stage`, its `after_store` hook: same transaction as the
+observations and the consumer offsets) and by the scheduler (`close_due_windows`). Both
+call `reconcile_snaps`, which for the given snaps:
+
+1. locks the touched series (sorted by lock key), so one series is reconciled by one
+   transaction at a time, whichever process runs it, also across a rebalance;
+2. creates series never configured with the defaults (audited as `series.created`);
+3. loads every observation of each snap, its latest version, the previous snap's value
+   (for spike detection; a snap earlier in the same batch counts with its new value) and
+   its state, then reconciles, scores and applies the publication rules (`decide_version`);
+4. opens the journal and writes, in this order: the new versions (`recorded_at` = the
+   journal time), the snap states, the audit records and the outbox events.
+
+`recorded_at` is `clock_timestamp()` read just after the journal lock is granted: the
+last step before the inserts and the commit, a few milliseconds before the commit
+becomes visible. The journal lock serialises that tail of every writer, so `recorded_at`
+increases in commit order: a later version of a snap always has a later `recorded_at`,
+and `as_of=T` is monotonic in T. What remains is the gap between `recorded_at` and the
+commit (inserts, offsets, fsync): a reader at exactly that moment does not see a version
+that `as_of` that moment later returns. `now()` (the transaction's start) was rejected:
+a batch that waited for a series lock would record a time before the version it
+supersedes.
+
+Audit granularity: one `observations.accepted` record per (batch, series) listing the new
+observation ids; one `official_value.created` per version (before = the superseded
+version); one `quality_alert.raised` per suspect version; `snap.insufficient` when a
+window closes without enough usable sources; `snap.insufficient_after_publication`
+when new observations leave a published snap without enough usable sources (versions
+cannot be withdrawn, so this is recorded instead). Publication is audited by the relay.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import msgspec
+from opentelemetry import trace
+
+from app.domain.events import OfficialValuePublished, events_for_version
+from app.domain.observation import Observation
+from app.domain.reconciliation import Reconciliation, all_expected_reported, reconcile
+from app.domain.series import Series, SeriesConfig, is_window_closed, window_closes_at
+from app.domain.versions import OfficialValue, VersionDecision, decide_version, official_value
+from app.ports import (
+    AuditEntry,
+    OutboxMessage,
+    PipelineDatabase,
+    PipelineStore,
+    SnapKey,
+    SnapState,
+    SnapStateName,
+)
+from app.services.journal import (
+    Topics,
+    event_message,
+    iso,
+    json_native,
+    snap_entity,
+    trace_headers,
+    version_entity,
+    write_journal,
+)
+from app.telemetry.metrics import QisMetrics, noop_metrics
+from app.telemetry.tracing import annotate
+
+_log = logging.getLogger("qis.reconcile")
+_tracer = trace.get_tracer("qis.worker")
+_json = msgspec.json.Encoder()
+
+DEFAULT_CONFIG = SeriesConfig()
+SERIES_PER_TRANSACTION = 50
+
+C = TypeVar("C")
+
+
+class SnapOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What one reconciliation decided and left behind."""
+
+    reference_data_id: str
+    snap: datetime
+    reason: str
+    status: str
+    version: int | None  # the version published now, if any
+    state: SnapStateName
+
+
+class _Plan(msgspec.Struct, frozen=True, kw_only=True):
+    key: SnapKey
+    config: SeriesConfig
+    result: Reconciliation
+    decision: VersionDecision
+    latest: OfficialValue | None
+    state_before: SnapState | None
+    state: SnapState
+    window_closed: bool
+
+
+def reconciliation_stage(
+    store_for: Callable[[C], PipelineStore],
+    *,
+    topics: Topics,
+    metrics: QisMetrics | None = None,
+) -> Callable[[C, Sequence[Observation]], Awaitable[None]]:
+    """The worker's `after_store` hook: reconcile every snap the new observations touched."""
+    meter = metrics or noop_metrics("worker")
+
+    async def after_store(conn: C, observations: Sequence[Observation]) -> None:
+        if not observations:
+            return  # a redelivered batch: its effects committed with it the first time
+        accepted: dict[str, list[str]] = {}
+        for observation in observations:
+            accepted.setdefault(observation.reference_data_id, []).append(
+                observation.observation_id
+            )
+        keys = [(o.reference_data_id, o.snap) for o in observations]
+        await reconcile_snaps(
+            store_for(conn), keys, actor="worker", topics=topics, metrics=meter, accepted=accepted
+        )
+
+    return after_store
+
+
+async def close_due_windows(
+    db: PipelineDatabase,
+    *,
+    topics: Topics,
+    metrics: QisMetrics | None = None,
+    limit: int = 1000,
+    series_per_transaction: int = SERIES_PER_TRANSACTION,
+) -> list[SnapOutcome]:
+    """Reconcile open snaps whose window has ended: publish what arrived, or `insufficient`."""
+    async with db.transaction() as store:
+        due = await store.due_snaps(limit)
+    by_series: dict[str, list[SnapKey]] = {}
+    for key in due:
+        by_series.setdefault(key[0], []).append(key)
+    ordered = sorted(by_series)
+    outcomes: list[SnapOutcome] = []
+    for start in range(0, len(ordered), series_per_transaction):
+        keys = [k for s in ordered[start : start + series_per_transaction] for k in by_series[s]]
+        async with db.transaction() as store:
+            outcomes += await reconcile_snaps(
+                store, keys, actor="scheduler", topics=topics, metrics=metrics
+            )
+    return outcomes
+
+
+async def reconcile_snaps(
+    store: PipelineStore,
+    keys: Sequence[SnapKey],
+    *,
+    actor: str,
+    topics: Topics,
+    metrics: QisMetrics | None = None,
+    accepted: Mapping[str, Sequence[str]] | None = None,
+) -> list[SnapOutcome]:
+    """Reconcile each (series, snap) and write what the publication rules call for."""
+    meter = metrics or noop_metrics(actor)
+    unique = sorted({(series_id, snap.astimezone(UTC)) for series_id, snap in keys})
+    if not unique:
+        return []
+    series_ids = sorted({series_id for series_id, _ in unique})
+    await store.lock_series(series_ids)
+    created = await store.create_missing_series(series_ids, DEFAULT_CONFIG)
+    configs = {sid: s.config for sid, s in (await store.series(series_ids)).items()}
+    now = await store.clock()
+    observations = await store.observations(unique)
+    latest = await store.latest_versions(unique)
+    previous = await store.previous_values(unique)
+    states = await store.snap_states(unique)
+
+    plans: list[_Plan] = []
+    carried: dict[str, tuple[datetime, float]] = {}
+    for key in unique:
+        series_id, snap = key
+        config = configs[series_id]
+        before = previous.get(key)
+        in_batch = carried.get(series_id)
+        if in_batch is not None and (before is None or in_batch[0] >= before[0]):
+            before = in_batch
+        plan = _plan(
+            key,
+            config,
+            observations.get(key, []),
+            None if before is None else before[1],
+            latest.get(key),
+            states.get(key),
+            now,
+        )
+        plans.append(plan)
+        value = plan.result.value if plan.decision.publish else _value(plan.latest)
+        if value is not None:
+            carried[series_id] = (snap, value)
+
+    await store.save_snap_states([p.state for p in plans if p.state != p.state_before])
+
+    entries = [_series_created(series, actor) for series in created]
+    entries += [
+        AuditEntry(
+            actor=actor,
+            action="observations.accepted",
+            entity_type="reference_data",
+            entity_id=series_id,
+            before=None,
+            after={"count": len(ids), "observation_ids": sorted(ids)},
+        )
+        for series_id, ids in sorted((accepted or {}).items())
+    ]
+    for plan in plans:
+        entries += _state_entries(plan, actor)
+        if (
+            not plan.decision.publish
+            and plan.window_closed
+            and plan.result.status == "insufficient"
+        ):
+            meter.reconciliation(succeeded=False)
+    publishing = [plan for plan in plans if plan.decision.publish]
+    if not entries and not publishing:
+        return _outcomes(plans)  # nothing changed: no need to queue behind the journal lock
+
+    at = await store.open_journal()
+    headers = trace_headers()
+    versions: list[tuple[OfficialValue, tuple[str, ...]]] = []
+    messages: list[OutboxMessage] = []
+    for plan in publishing:
+        official = official_value(*plan.key, plan.result, plan.decision, recorded_at=at)
+        versions.append((official, plan.result.observation_ids))
+        entries += _version_entries(plan, official, actor)
+        for event in events_for_version(
+            official, plan.result.observation_ids, plan.config.quality_policy
+        ):
+            topic = (
+                topics.official_values
+                if isinstance(event, OfficialValuePublished)
+                else topics.quality_alerts
+            )
+            messages.append(event_message(event, topic, official.reference_data_id, headers))
+        meter.reconciliation(succeeded=True)
+        meter.quality_score(official.quality.score, official.reference_data_id)
+
+    await store.insert_versions(versions)
+    await write_journal(store, at, entries, messages)
+    _log.debug(
+        "snaps reconciled",
+        extra={"actor": actor, "snaps": len(plans), "published": len(versions)},
+    )
+    return _outcomes(plans)
+
+
+def _outcomes(plans: Sequence[_Plan]) -> list[SnapOutcome]:
+    return [
+        SnapOutcome(
+            reference_data_id=p.key[0],
+            snap=p.key[1],
+            reason=p.decision.reason,
+            status=p.result.status,
+            version=p.decision.version if p.decision.publish else None,
+            state=p.state.state,
+        )
+        for p in plans
+    ]
+
+
+def _plan(
+    key: SnapKey,
+    config: SeriesConfig,
+    observations: Sequence[Observation],
+    previous_value: float | None,
+    latest: OfficialValue | None,
+    state_before: SnapState | None,
+    now: datetime,
+) -> _Plan:
+    series_id, snap = key
+    with _tracer.start_as_current_span("multi-source-reconciliation") as span:
+        result = reconcile(config, snap, observations, previous_value=previous_value)
+        if span.is_recording():
+            annotate(
+                span,
+                {
+                    "source-count": len(result.sources_reporting),
+                    "conflict-resolution": config.method,
+                },
+                {
+                    "reference-data-id": series_id,
+                    "snap": iso(snap),
+                    "source-values": _json.encode(
+                        {o.source: o.value for o in observations}
+                    ).decode(),
+                    "reconciliation-algorithm": (
+                        f"{config.method}; exclude invalid (bounds), stale "
+                        f"(> {config.staleness_seconds} s before the snap), outliers "
+                        f"(> {config.tolerance_bps:g} bps from the median); "
+                        f"min_sources {config.min_sources}"
+                    ),
+                },
+            )
+    window_closed = is_window_closed(config, snap, now)
+    with _tracer.start_as_current_span("quality-assessment") as span:
+        decision = decide_version(
+            result,
+            latest,
+            all_expected_reported=all_expected_reported(config, result),
+            window_closed=window_closed,
+        )
+        if span.is_recording():
+            annotate(
+                span,
+                {
+                    "quality-score": result.quality.score,
+                    "assessment-type": config.quality_policy.formula,
+                },
+                {
+                    "quality-metrics": _json.encode(result.quality).decode(),
+                    "anomaly-detection": _json.encode(
+                        {
+                            "status": result.status,
+                            "threshold": config.quality_policy.threshold,
+                            "spike": result.quality.validity < 1.0,
+                            "excluded": result.sources_excluded,
+                            "decision": decision.reason,
+                        }
+                    ).decode(),
+                },
+            )
+    had_version = latest is not None
+    state: SnapStateName
+    if decision.publish or had_version:
+        state = "published"
+    elif window_closed:
+        state = "insufficient"
+    else:
+        state = "open"
+    version = decision.version if decision.publish else (latest.version if latest else None)
+    return _Plan(
+        key=key,
+        config=config,
+        result=result,
+        decision=decision,
+        latest=latest,
+        state_before=state_before,
+        state=SnapState(
+            reference_data_id=series_id,
+            snap=snap,
+            window_closes_at=window_closes_at(config, snap),
+            state=state,
+            latest_version=version,
+        ),
+        window_closed=window_closed,
+    )
+
+
+def _value(latest: OfficialValue | None) -> float | None:
+    return None if latest is None else latest.value
+
+
+def series_state(series: Series) -> dict[str, Any]:
+    """A series as audited: its configuration and when it took effect."""
+    return {"config": json_native(series.config), "updated_at": iso(series.updated_at)}
+
+
+def _series_created(series: Series, actor: str) -> AuditEntry:
+    return AuditEntry(
+        actor=actor,
+        action="series.created",
+        entity_type="reference_data",
+        entity_id=series.reference_data_id,
+        before=None,
+        after=series_state(series),
+    )
+
+
+def _state_entries(plan: _Plan, actor: str) -> list[AuditEntry]:
+    series_id, snap = plan.key
+    result = plan.result
+    facts = {
+        "sources_used": list(result.sources_used),
+        "sources_excluded": json_native(result.sources_excluded),
+        "min_sources": plan.config.min_sources,
+    }
+    if plan.decision.reason == "insufficient_after_publication" and plan.latest is not None:
+        return [
+            AuditEntry(
+                actor=actor,
+                action="snap.insufficient_after_publication",
+                entity_type="snap",
+                entity_id=snap_entity(series_id, snap),
+                before={"latest_version": plan.latest.version},
+                after=facts,
+            )
+        ]
+    was = None if plan.state_before is None else plan.state_before.state
+    if plan.state.state == "insufficient" and was != "insufficient":
+        return [
+            AuditEntry(
+                actor=actor,
+                action="snap.insufficient",
+                entity_type="snap",
+                entity_id=snap_entity(series_id, snap),
+                before=None if was is None else {"state": was},
+                after={"state": "insufficient", **facts},
+            )
+        ]
+    return []
+
+
+def _version_entries(plan: _Plan, official: OfficialValue, actor: str) -> list[AuditEntry]:
+    series_id = official.reference_data_id
+    entity = version_entity(series_id, official.snap, official.version)
+    after = {
+        **json_native(official),
+        "observation_ids": list(plan.result.observation_ids),
+        "changes": list(plan.decision.changes),
+    }
+    entries = [
+        AuditEntry(
+            actor=actor,
+            action="official_value.created",
+            entity_type="official_value",
+            entity_id=entity,
+            before=None if plan.latest is None else json_native(plan.latest),
+            after=after,
+        )
+    ]
+    if official.status == "suspect":
+        entries.append(
+            AuditEntry(
+                actor=actor,
+                action="quality_alert.raised",
+                entity_type="official_value",
+                entity_id=entity,
+                before=None,
+                after={
+                    "quality": json_native(official.quality),
+                    "threshold": plan.config.quality_policy.threshold,
+                },
+            )
+        )
+    return entries

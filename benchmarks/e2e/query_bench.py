@@ -1,0 +1,313 @@
+"""Query benchmark: latest official values, Zipf-skewed over 10,000 series, one API process.
+
+    .venv/bin/python -m benchmarks.e2e.query_bench [--seconds 15] [--connections 16]
+
+What it does, in one run:
+1. seeds version 1 of one snap for 10,000 series `BENCH-Q-00000..09999` (idempotent:
+   `INSERT ... SELECT generate_series ... ON CONFLICT DO NOTHING`, kept between runs);
+2. starts ONE API process (`qis api`'s app and uvicorn settings, telemetry off) from
+   this module's `serve` mode, which adds two benchmark-only routes: `GET /bench/bare`
+   (the bare framework GET route: the ceiling) and `GET /bench/cache-stats`;
+3. warms the cache by reading every series once;
+4. drives each route for `--seconds` with wrk (one thread, `--connections` keep-alive
+   connections, on loopback): the official-value route with paths drawn from a Zipf
+   distribution (s = 1.0 over the 10,000 series, a fresh draw per request, in Lua), then
+   the bare route;
+5. prints requests/s and P50/P95/P99 of each, the ratio to the ceiling, and the cache
+   hit ratios over the measured run (from the process' own counters).
+
+wrk, not a Python client: on a 2-core machine a Python load generator needs more CPU
+per request than the server and would measure itself. wrk (C, epoll) takes one core,
+the API process the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from litestar import Response, get
+from litestar.di import NamedDependency
+
+from app.services.query import QueryService
+from app.settings import load_settings
+from benchmarks.e2e.processes import LOGS, Process, env, free_port, prepare_stack
+
+SERIES = 10_000
+PREFIX = "BENCH-Q-"
+SNAP = datetime(2026, 1, 15, 14, tzinfo=UTC)
+SNAP_TEXT = "2026-01-15T14:00:00Z"
+ZIPF_S = 1.0
+
+# wrk script: Zipf(s) ranks drawn at start (inverse CDF by binary search), 200,000 of
+# them so the sequence does not repeat within a run, then one prepared request per call:
+# drawing per request in Lua would cost wrk more CPU than the server spends.
+_WRK_ZIPF = """
+local n, s, prefix, snap, draws = %(n)d, %(s)f, "%(prefix)s", "%(snap)s", 200000
+local cdf, total = {}, 0
+for k = 1, n do total = total + 1 / (k ^ s); cdf[k] = total end
+for k = 1, n do cdf[k] = cdf[k] / total end
+math.randomseed(os.time())
+local requests, i = {}, 0
+for d = 1, draws do
+  local u, lo, hi = math.random(), 1, n
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if cdf[mid] < u then lo = mid + 1 else hi = mid end
+  end
+  requests[d] = wrk.format("GET", string.format(
+    "/v1/reference-data/%%s%%05d/official-values/%%s", prefix, lo - 1, snap))
+end
+
+request = function()
+  i = i %% draws + 1
+  return requests[i]
+end
+"""
+_WRK_REPORT = """
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout
+  io.write(string.format(
+    'RESULT {"requests": %d, "seconds": %f, "non_2xx": %d, "errors": %d, '
+    .. '"p50_us": %d, "p95_us": %d, "p99_us": %d, "max_us": %d}\\n',
+    summary.requests, summary.duration / 1e6, summary.errors.status, errors,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max))
+end
+"""
+
+
+# -- the API process -------------------------------------------------------------------
+
+
+def serve(port: int) -> None:
+    """The production app plus the benchmark-only routes, served like `qis api`."""
+    import uvicorn
+
+    from app.api.app import create_app
+    from app.telemetry.logging import configure_logging
+    from app.telemetry.setup import setup_telemetry
+
+    @get("/bench/bare", sync_to_thread=False)
+    def bare() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/bench/cache-stats", sync_to_thread=False)
+    def cache_stats(query_service: NamedDependency[QueryService]) -> Response[dict[str, int]]:
+        stats = query_service.cache_stats
+        return Response(
+            {
+                "l1_hits": stats.l1_hits,
+                "l1_misses": stats.l1_misses,
+                "l2_hits": stats.l2_hits,
+                "l2_misses": stats.l2_misses,
+                "loads": stats.loads,
+                "fallbacks": stats.fallbacks,
+            }
+        )
+
+    settings = load_settings(os.environ)
+    configure_logging(settings.telemetry.log_level)
+    telemetry = setup_telemetry(settings.telemetry, "api")
+    app = create_app(settings, telemetry)
+    app.register(bare)
+    app.register(cache_stats)
+    uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+        )
+    ).run()
+
+
+# -- the driver ------------------------------------------------------------------------
+
+
+async def seed(dsn: str) -> None:
+    """Version 1 of SNAP for every benchmark series (kept between runs)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            """INSERT INTO official_values
+                   (reference_data_id, snap, version, value, status, method, sources_used,
+                    sources_excluded, quality, observation_ids, supersedes, recorded_at)
+               SELECT $1 || lpad(i::text, 5, '0'), $2::timestamptz, 1, 100 + i / 100.0, 'official',
+                      'median', ARRAY['binance', 'coinbase', 'kraken'],
+                      '[{"source": "bitstamp", "reason": "outlier"}]'::jsonb,
+                      '{"score": 1.0, "completeness": 1.0, "timeliness": 1.0,
+                        "consistency": 1.0, "validity": 1.0}'::jsonb,
+                      ARRAY['o1', 'o2', 'o3'], NULL, $2::timestamptz + interval '3 seconds'
+                 FROM generate_series(0, $3 - 1) AS i
+               ON CONFLICT DO NOTHING""",
+            PREFIX,
+            SNAP,
+            SERIES,
+        )
+    finally:
+        await conn.close()
+
+
+def start_api(port: int) -> Process:
+    process = Process(
+        f"query-api-{port}",
+        [sys.executable, "-m", "benchmarks.e2e.query_bench", "serve", str(port)],
+        env(QIS_TELEMETRY__ENABLED="false", **_db_env()),
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.popen.poll() is not None:
+            raise RuntimeError(f"api exited; see {process.log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.stop()
+    raise RuntimeError(f"api not ready in 60 s; see {process.log}")
+
+
+def _db_env() -> dict[str, str]:
+    # The database (and the rest of the stack) the caller points at, if not the defaults.
+    return {k: v for k, v in os.environ.items() if k.startswith(("QIS_DB__", "QIS_REDIS__"))}
+
+
+def get_json(url: str) -> Any:
+    import httpx
+
+    return httpx.get(url, timeout=5).raise_for_status().json()
+
+
+async def warm(base: str) -> None:
+    """Read every series once (fills L1 and L2)."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        queue = list(range(SERIES))
+
+        async def reader() -> None:
+            while queue:
+                i = queue.pop()
+                url = f"/v1/reference-data/{PREFIX}{i:05d}/official-values/{SNAP_TEXT}"
+                response = await client.get(url)
+                response.raise_for_status()
+
+        await asyncio.gather(*(reader() for _ in range(16)))
+
+
+def wrk(url: str, seconds: int, connections: int, script: str) -> dict[str, Any]:
+    """One wrk run; returns its RESULT line."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
+        lua.write(script + _WRK_REPORT)
+    try:
+        done = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--timeout",
+                "5s",
+                "-s",
+                lua.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=seconds + 60,
+        )
+    finally:
+        Path(lua.name).unlink()
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
+    result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
+    result["req_per_s"] = round(result["requests"] / result["seconds"], 1)
+    return result
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median throughput, plus every round's requests/s."""
+    ordered = sorted(runs, key=lambda r: r["req_per_s"])
+    return ordered[len(ordered) // 2] | {"rounds_req_per_s": [r["req_per_s"] for r in runs]}
+
+
+def ratio(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--warmup-seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per route")
+    parser.add_argument("--no-stack", action="store_true", help="the stack is already up")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
+    if not args.no_stack:
+        prepare_stack()
+    settings = load_settings(_db_env())
+    asyncio.run(seed(settings.db.writer_dsn))
+    port = free_port()
+    api = start_api(port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        asyncio.run(warm(base))
+        zipf = _WRK_ZIPF % {"n": SERIES, "s": ZIPF_S, "prefix": PREFIX, "snap": SNAP_TEXT}
+        wrk(base, args.warmup_seconds, args.connections, zipf)
+        wrk(f"{base}/bench/bare", args.warmup_seconds, args.connections, "")
+        before = get_json(f"{base}/bench/cache-stats")
+        queries, bares = [], []
+        # Alternating rounds: other load on the machine hits both routes alike.
+        for _ in range(args.rounds):
+            queries.append(wrk(base, args.seconds, args.connections, zipf))
+            bares.append(wrk(f"{base}/bench/bare", args.seconds, args.connections, ""))
+        after = get_json(f"{base}/bench/cache-stats")
+    finally:
+        api.stop()
+    query, bare = median_run(queries), median_run(bares)
+    delta = {k: after[k] - before[k] for k in after}
+    lookups = delta["l1_hits"] + delta["l1_misses"]
+    report = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "connections": args.connections,
+            "load": os.getloadavg(),
+        },
+        "workload": f"latest official value, Zipf(s={ZIPF_S}) over {SERIES} series",
+        "official_value_latest": query,
+        "bare_route": bare,
+        "ratio_to_bare": round(query["req_per_s"] / bare["req_per_s"], 3),
+        "cache": {
+            **delta,
+            "l1_hit_ratio": ratio(delta["l1_hits"], lookups),
+            "hit_ratio": ratio(lookups - delta["loads"], lookups),
+        },
+        "logs": str(LOGS),
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "serve":
+        serve(int(sys.argv[2]))
+    else:
+        main()

@@ -1,0 +1,58 @@
+"""In-memory stand-ins for the cache tests: a controllable clock and an L2 with Redis' rules."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+from app.ports import CacheUnavailable
+
+
+class Clock:
+    """Monotonic time the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class MemorySharedCache:
+    """`SharedCache` semantics (TTLs ignored) with a switch to make every call fail."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+        self.generations: dict[str, str] = {}
+        self.down = False
+        self.calls: list[str] = []
+        self._ids = itertools.count(1)
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if self.down:
+            raise CacheUnavailable("redis: down")
+
+    async def get(self, key: str) -> bytes | None:
+        self._call("get")
+        return self.values.get(key)
+
+    async def get_scoped(self, scope: str, key: str) -> tuple[str, bytes | None]:
+        self._call("get_scoped")
+        generation = self.generations.setdefault(scope, f"g{next(self._ids)}")
+        return generation, self.values.get(f"{key}@{generation}")
+
+    async def put(self, key: str, value: bytes, ttl_seconds: int, generation: str = "") -> None:
+        self._call("put")
+        assert ttl_seconds > 0
+        self.values[f"{key}@{generation}" if generation else key] = value
+
+    async def invalidate(self, keys: Sequence[str], scopes: Sequence[str]) -> None:
+        self._call("invalidate")
+        for key in keys:
+            self.values.pop(key, None)
+        for scope in scopes:
+            self.generations[scope] = f"g{next(self._ids)}"
