@@ -47,6 +47,12 @@ unit: setup ## Unit tests only (no services needed)
 test: setup lint stack-up ## Everything CI runs: lint, types, unit, integration and e2e tests on the real stack
 	@$(VENV)/pytest -q
 
-.PHONY: bench
-bench: setup stack-up ## Benchmarks (pytest-benchmark; out of the default test run)
-	@$(VENV)/pytest benchmarks --benchmark-only --benchmark-enable -q -p no:randomly
+.PHONY: bench bench-gate loadtest-smoke sizing
+bench: setup ## Micro benchmarks (pytest-benchmark groups; out of the default test run)
+	@$(VENV)/pytest benchmarks/micro --benchmark-only --benchmark-enable -q
+bench-gate: setup ## Micro benchmarks, base vs head interleaved; fails on a > 25 % slowdown of a group
+	@$(VENV)/python -m benchmarks.gate
+loadtest-smoke: setup stack-up ## 60 s headless Locust run on the local stack; exit code = SLO gate
+	@$(VENV)/python -m loadtests.smoke
+sizing: setup stack-up ## ElastiCache/Aurora sizing report measured on the local stack
+	@$(VENV)/python -m benchmarks.sizing

@@ -1,0 +1,397 @@
+"""Benchmark regression gate: base and head measured in the same job, interleaved.
+
+    .venv/bin/python -m benchmarks.gate [--base REV] [--threshold 0.25] [--rounds 3]
+
+Why this shape: on a shared, noisy CI machine two pytest-benchmark runs taken at different
+times differ by more than the regressions we want to catch, so comparing against a stored
+result is noise. Instead the gate exports the base revision into a temporary directory
+(`git archive`, which leaves the repository untouched: no worktree metadata, nothing to
+clean up on a crash) and runs the micro suite alternately in base and head, A B A B A B,
+with the head's Python environment for both. Slow phases of the machine then hit both
+sides alike.
+
+- Timing is the benchmark process' CPU time (`--timer`), not wall-clock time: CPU taken
+  by other processes of a shared machine does not count.
+- Per benchmark: each run reports a median (pytest-benchmark's own rounds); the gate takes
+  the median of those per-run medians on each side, and the ratio head / base.
+- Per group: the geometric mean of its benchmarks' ratios (the typical slowdown of that
+  hot path; a group's parametrised variants are one path). `--aggregate max` makes the
+  worst benchmark decide instead.
+- The gate fails (exit 1) when any group's ratio exceeds 1 + threshold (default 1.25), or
+  when the head's suite itself fails. Benchmarks or groups the base lacks are reported
+  and skipped: there is nothing to compare them with.
+- Base, unless given: the merge base of HEAD and origin/main when that differs from
+  HEAD; else the commit in `benchmarks/BASELINE`; else HEAD~1.
+- Head: the working tree of `--repo` as it is (in CI, the checked-out commit), or
+  `--head REV` exported like the base.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Aggregate = Literal["geomean", "max"]
+DEFAULT_SUITE = "benchmarks/micro"
+BASELINE_FILE = "benchmarks/BASELINE"
+
+
+# -- comparison (pure) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """One benchmark on both sides: the median of its per-run medians, in seconds."""
+
+    name: str
+    group: str
+    base: float | None
+    head: float | None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.base is None or self.head is None or self.base <= 0:
+            return None
+        return self.head / self.base
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """A group's ratio (head / base) and verdict; `ratio` None when it cannot be compared."""
+
+    group: str
+    ratio: float | None
+    benchmarks: tuple[BenchmarkResult, ...]
+    failed: bool
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    groups: tuple[GroupResult, ...]
+    threshold: float
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def failed(self) -> bool:
+        return any(g.failed for g in self.groups)
+
+
+def per_run_medians(report: dict[str, Any]) -> dict[str, tuple[str, float]]:
+    """`fullname -> (group, median seconds)` of one pytest-benchmark JSON report."""
+    out: dict[str, tuple[str, float]] = {}
+    for bench in report.get("benchmarks", []):
+        out[bench["fullname"]] = (bench.get("group") or "(none)", float(bench["stats"]["median"]))
+    return out
+
+
+def _median_of(runs: Sequence[dict[str, tuple[str, float]]], name: str) -> float | None:
+    values = [run[name][1] for run in runs if name in run]
+    return statistics.median(values) if values else None
+
+
+def compare(
+    base_reports: Sequence[dict[str, Any]],
+    head_reports: Sequence[dict[str, Any]],
+    threshold: float = 0.25,
+    aggregate: Aggregate = "geomean",
+) -> Comparison:
+    """Median-of-medians per benchmark, a ratio per group, a verdict per group."""
+    base_runs = [per_run_medians(r) for r in base_reports]
+    head_runs = [per_run_medians(r) for r in head_reports]
+    groups: dict[str, list[BenchmarkResult]] = {}
+    for name in sorted({n for run in head_runs for n in run}):
+        group = next(run[name][0] for run in head_runs if name in run)
+        groups.setdefault(group, []).append(
+            BenchmarkResult(name, group, _median_of(base_runs, name), _median_of(head_runs, name))
+        )
+    notes: list[str] = []
+    removed = sorted({n for run in base_runs for n in run} - {n for run in head_runs for n in run})
+    if removed:
+        notes.append(f"{len(removed)} benchmark(s) only in the base: {', '.join(removed)}")
+    results: list[GroupResult] = []
+    for group, benches in sorted(groups.items()):
+        ratios = [b.ratio for b in benches if b.ratio is not None]
+        if not ratios:
+            results.append(
+                GroupResult(group, None, tuple(benches), False, "not in the base: skipped")
+            )
+            continue
+        if aggregate == "max":
+            ratio = max(ratios)
+        else:
+            ratio = math.exp(statistics.fmean(math.log(r) for r in ratios))
+        missing = len(benches) - len(ratios)
+        note = f"{missing} new benchmark(s) not compared" if missing else ""
+        results.append(GroupResult(group, ratio, tuple(benches), ratio > 1 + threshold, note))
+    return Comparison(tuple(results), threshold, tuple(notes))
+
+
+def _time(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def format_table(comparison: Comparison) -> str:
+    """Per group: verdict and ratio, then its benchmarks with both medians."""
+    limit = 1 + comparison.threshold
+    lines = [
+        f"{'group / benchmark':62} {'base':>10} {'head':>10} {'ratio':>7}  verdict",
+        "-" * 100,
+    ]
+    for g in comparison.groups:
+        verdict = "SKIP" if g.ratio is None else "FAIL" if g.failed else "pass"
+        ratio = "-" if g.ratio is None else f"{g.ratio:.2f}"
+        lines.append(f"{g.group:62} {'':>10} {'':>10} {ratio:>7}  {verdict} {g.note}".rstrip())
+        for b in g.benchmarks:
+            short = b.name.rsplit("::", 1)[-1]
+            r = "-" if b.ratio is None else f"{b.ratio:.2f}"
+            lines.append(f"  {short:60} {_time(b.base):>10} {_time(b.head):>10} {r:>7}")
+    lines.append("-" * 100)
+    lines.extend(f"note: {n}" for n in comparison.notes)
+    worst = max((g.ratio for g in comparison.groups if g.ratio is not None), default=None)
+    summary = "FAILED" if comparison.failed else "passed"
+    worst_text = "n/a" if worst is None else f"{worst:.2f}"
+    lines.append(f"gate {summary}: limit {limit:.2f} x base per group, worst group {worst_text}")
+    return "\n".join(lines)
+
+
+# -- running (git + pytest) -------------------------------------------------------------
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _commit(repo: Path, rev: str) -> str | None:
+    try:
+        return _git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    except subprocess.CalledProcessError:
+        return None
+
+
+def resolve_base(repo: Path, explicit: str | None) -> tuple[str, str]:
+    """The base commit and why it was chosen."""
+    if explicit:
+        commit = _commit(repo, explicit)
+        if commit is None:
+            raise SystemExit(f"gate: base {explicit!r} is not a commit")
+        return commit, f"--base {explicit}"
+    head = _commit(repo, "HEAD")
+    upstream = _commit(repo, "origin/main")
+    if upstream is not None:
+        merge_base = _git(repo, "merge-base", "HEAD", upstream)
+        if merge_base != head:
+            return merge_base, "merge base of HEAD and origin/main"
+    baseline = repo / BASELINE_FILE
+    if baseline.is_file():
+        text = baseline.read_text().split("#", 1)[0].strip()
+        commit = _commit(repo, text) if text else None
+        if commit is not None and commit != head:
+            return commit, f"committed baseline ({BASELINE_FILE})"
+    parent = _commit(repo, "HEAD~1")
+    if parent is None:
+        raise SystemExit("gate: no base: no origin/main, no benchmarks/BASELINE, no HEAD~1")
+    return parent, "HEAD~1"
+
+
+def export_tree(repo: Path, rev: str, dest: Path) -> None:
+    """The files of `rev` in `dest`, without touching the repository's state."""
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", "--format=tar", rev],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tempfile.TemporaryFile() as tar_file:
+        tar_file.write(archive)
+        tar_file.seek(0)
+        with tarfile.open(fileobj=tar_file) as tar:
+            tar.extractall(dest, filter="data")
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    suite: str = DEFAULT_SUITE
+    max_time: float = 0.5
+    min_rounds: int = 5
+    timeout: float = 900.0
+    # CPU time of the benchmark process: another process taking the CPU away (the usual
+    # noise on a shared runner) does not inflate it, as it inflates wall-clock time.
+    timer: str = "time.process_time"
+    plugins: tuple[str, ...] = ()  # extra `-p NAME` arguments, e.g. ("-p", "asyncio")
+
+
+def run_suite(
+    tree: Path, out: Path, options: SuiteOptions, python: str = sys.executable
+) -> tuple[int, dict[str, Any] | None, str]:
+    """Run the micro suite of `tree` with its own code first on the path; (rc, report, log)."""
+    if not (tree / options.suite).exists():
+        return 0, None, f"{options.suite} does not exist in {tree}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QIS_")}
+    env["PYTHONPATH"] = str(tree)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # Only pytest-benchmark: other plugins (hypothesis, faker, ...) cost seconds per run.
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    command = [
+        python,
+        "-m",
+        "pytest",
+        options.suite,
+        "-q",
+        # The tree's pytest configuration (addopts with --benchmark-skip, filterwarnings,
+        # plugin options) must not apply: an empty one, the tree as rootdir.
+        "-c",
+        os.devnull,
+        "--rootdir",
+        str(tree),
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "pytest_benchmark.plugin",
+        *options.plugins,
+        "--benchmark-only",
+        "--benchmark-enable",
+        f"--benchmark-json={out}",
+        f"--benchmark-max-time={options.max_time}",
+        f"--benchmark-min-rounds={options.min_rounds}",
+        f"--benchmark-timer={options.timer}",
+    ]
+    done = subprocess.run(
+        command, cwd=tree, env=env, capture_output=True, text=True, timeout=options.timeout
+    )
+    report = json.loads(out.read_text()) if out.exists() else None
+    return done.returncode, report, done.stdout[-4000:] + done.stderr[-4000:]
+
+
+def run_gate(
+    repo: Path,
+    base_rev: str,
+    head_rev: str | None,
+    rounds: int,
+    options: SuiteOptions,
+    log: Any = print,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """Interleaved runs, base first in each round; returns both sides' reports and errors."""
+    errors: list[str] = []
+    base_reports: list[dict[str, Any]] = []
+    head_reports: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp:
+        work = Path(tmp)
+        base_tree = work / "base"
+        base_tree.mkdir()
+        export_tree(repo, base_rev, base_tree)
+        head_tree = repo
+        if head_rev is not None:
+            head_tree = work / "head"
+            head_tree.mkdir()
+            export_tree(repo, head_rev, head_tree)
+        for n in range(rounds):
+            for side, tree, reports in (
+                ("base", base_tree, base_reports),
+                ("head", head_tree, head_reports),
+            ):
+                out = work / f"{side}-{n}.json"
+                rc, report, output = run_suite(tree, out, options)
+                if report is None and rc == 0:
+                    log(f"round {n + 1}/{rounds} {side}: {output}")
+                    continue
+                if rc != 0:
+                    message = f"{side} suite exited {rc} in round {n + 1}"
+                    log(f"{message}\n{output}")
+                    if side == "head":
+                        errors.append(message)
+                if report is not None:
+                    reports.append(report)
+                    log(f"round {n + 1}/{rounds} {side}: {len(report['benchmarks'])} benchmarks")
+    return base_reports, head_reports, errors
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gate", description=__doc__)
+    parser.add_argument("--repo", type=Path, default=Path.cwd(), help="repository (default: .)")
+    parser.add_argument("--base", help="base revision (default: see above)")
+    parser.add_argument("--head", help="head revision (default: the working tree)")
+    parser.add_argument("--threshold", type=float, default=0.25, help="allowed slowdown")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs per side")
+    parser.add_argument("--aggregate", choices=["geomean", "max"], default="geomean")
+    parser.add_argument("--suite", default=DEFAULT_SUITE, help="benchmark path in each tree")
+    parser.add_argument("--max-time", type=float, default=0.5, help="per benchmark, per run")
+    parser.add_argument("--min-rounds", type=int, default=5)
+    parser.add_argument(
+        "--timer",
+        default="time.process_time",
+        help="pytest-benchmark timer (default: process CPU time; time.perf_counter: wall)",
+    )
+    parser.add_argument("--json-out", type=Path, help="write the comparison as JSON here")
+    args = parser.parse_args(argv)
+    if shutil.which("git") is None:
+        print("gate: git not found", file=sys.stderr)
+        return 2
+    repo = args.repo.resolve()
+    base, reason = resolve_base(repo, args.base)
+    print(
+        f"gate: base {base[:12]} ({reason}); head {args.head or 'working tree'}; "
+        f"{args.rounds} interleaved round(s); threshold +{args.threshold:.0%}"
+    )
+    options = SuiteOptions(args.suite, args.max_time, args.min_rounds, timer=args.timer)
+    base_reports, head_reports, errors = run_gate(repo, base, args.head, args.rounds, options)
+    if not head_reports:
+        print("gate: the head produced no benchmark results", file=sys.stderr)
+        return 1
+    comparison = compare(base_reports, head_reports, args.threshold, args.aggregate)
+    if not base_reports:
+        comparison = Comparison(
+            comparison.groups, comparison.threshold, (*comparison.notes, "base has no suite")
+        )
+    print(format_table(comparison))
+    if args.json_out:
+        args.json_out.write_text(
+            json.dumps(
+                {
+                    "base": base,
+                    "base_reason": reason,
+                    "threshold": args.threshold,
+                    "failed": comparison.failed or bool(errors),
+                    "errors": errors,
+                    "groups": [
+                        {
+                            "group": g.group,
+                            "ratio": g.ratio,
+                            "failed": g.failed,
+                            "note": g.note,
+                            "benchmarks": [
+                                {"name": b.name, "base_s": b.base, "head_s": b.head}
+                                for b in g.benchmarks
+                            ],
+                        }
+                        for g in comparison.groups
+                    ],
+                },
+                indent=1,
+            )
+        )
+    for error in errors:
+        print(f"gate: {error}", file=sys.stderr)
+    return 1 if comparison.failed or errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The gate for real: a tiny benchmarked module in a throwaway git repository.
+
+The base commit has `work()`; the head commit either slows it down five-fold (the gate
+must exit 1) or changes nothing it measures (the gate must exit 0). Both sides run the
+real machinery: `git archive` of the base, interleaved pytest-benchmark runs, comparison.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from benchmarks.gate import main
+
+WORK = """
+def work() -> int:
+    total = 0
+    for _ in range({repeat}):
+        for i in range(3000):
+            total += i * i
+    return total // {repeat}
+"""
+
+BENCH = """
+import pytest
+
+from slowpoke import work
+
+
+@pytest.mark.benchmark(group="work")
+def test_work(benchmark):
+    assert benchmark(work) == sum(i * i for i in range(3000))
+"""
+
+FAST_GATE = ["--rounds", "2", "--max-time", "0.1", "--min-rounds", "5"]
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=gate",
+            "-c",
+            "user.email=gate@example.com",
+            "-C",
+            str(repo),
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    (tmp_path / "benchmarks" / "micro").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "micro" / "test_work.py").write_text(BENCH)
+    (tmp_path / "slowpoke.py").write_text(WORK.format(repeat=1))
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "base")
+    return tmp_path
+
+
+def test_the_gate_fails_on_a_deliberately_slowed_function(repo: Path) -> None:
+    (repo / "slowpoke.py").write_text(WORK.format(repeat=5))
+    git(repo, "commit", "-q", "-am", "slow down work() five-fold")
+
+    assert main(["--repo", str(repo), "--base", "HEAD~1", *FAST_GATE]) == 1
+
+
+def test_the_gate_passes_when_the_measured_code_is_unchanged(repo: Path) -> None:
+    (repo / "README").write_text("nothing measured changes\n")
+    git(repo, "add", "README")
+    git(repo, "commit", "-q", "-m", "docs only")
+
+    assert main(["--repo", str(repo), *FAST_GATE]) == 0  # base defaults to HEAD~1 here
