@@ -7,10 +7,10 @@ import time
 from typing import Any
 
 from litestar.enums import ScopeType
+from litestar.middleware.base import DefineMiddleware
 from litestar.plugins.opentelemetry import (
     OpenTelemetryConfig,
     OpenTelemetryInstrumentationMiddleware,
-    OpenTelemetryPlugin,
 )
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from opentelemetry import metrics as otel_metrics
@@ -72,16 +72,19 @@ class TracedRequests(OpenTelemetryInstrumentationMiddleware):
             self.metrics.http_request(route_label(scope), status, elapsed_ms)
 
 
-def http_telemetry_plugin(provider: TracerProvider, metrics: QisMetrics) -> OpenTelemetryPlugin:
-    """Litestar's OpenTelemetry plugin configured with our middleware and tracer provider."""
+def http_telemetry_middleware(provider: TracerProvider, metrics: QisMetrics) -> DefineMiddleware:
+    """Litestar's OpenTelemetry middleware, as our subclass, for `Litestar(middleware=[...])`.
+
+    Passed as middleware rather than as `OpenTelemetryPlugin(config)`: the plugin ignores
+    `config.middleware_class`, while Litestar turns an OpenTelemetry middleware found in
+    the middleware list into the outermost layer, keeping its class.
+    """
     middleware = type("TracedRequestsWithMetrics", (TracedRequests,), {"metrics": metrics})
-    return OpenTelemetryPlugin(
-        OpenTelemetryConfig(
-            tracer_provider=provider,
-            # The ASGI instrumentation's own http.server.* metrics would duplicate ours.
-            meter=otel_metrics.NoOpMeter("asgi"),
-            scope_span_details_extractor=span_details,
-            exclude_spans=["receive", "send"],
-            middleware_class=middleware,
-        )
-    )
+    return OpenTelemetryConfig(
+        tracer_provider=provider,
+        # The ASGI instrumentation's own http.server.* metrics would duplicate ours.
+        meter=otel_metrics.NoOpMeter("asgi"),
+        scope_span_details_extractor=span_details,
+        exclude_spans=["receive", "send"],
+        middleware_class=middleware,
+    ).middleware

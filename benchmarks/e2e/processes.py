@@ -64,7 +64,12 @@ def start_api(port: int, **settings: str) -> Process:
         [sys.executable, "-m", "benchmarks.e2e.serve", str(port)],
         env(**settings),
     )
-    deadline = time.monotonic() + 60
+    return wait_live(process, port)
+
+
+def wait_live(process: Process, port: int, timeout: float = 60) -> Process:
+    """Return `process` once `/health/live` answers on `port`; stop it and raise otherwise."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.popen.poll() is not None:
             raise RuntimeError(f"api exited; see {process.log}")
@@ -74,7 +79,7 @@ def start_api(port: int, **settings: str) -> Process:
         except OSError:
             time.sleep(0.2)
     process.stop()
-    raise RuntimeError(f"api not ready in 60 s; see {process.log}")
+    raise RuntimeError(f"api not ready in {timeout} s; see {process.log}")
 
 
 def start_worker(**settings: str) -> Process:
