@@ -165,11 +165,24 @@ async def seed(dsn: str) -> None:
         await conn.close()
 
 
-def start_api(port: int) -> Process:
+def start_api(port: int, telemetry: bool = False) -> Process:
+    # Telemetry on = production-like: sampling at the seed's rates, spans to a JSON-lines
+    # file, EMF metrics to a file (a 10 s interval so the exporter really runs).
+    settings = (
+        {
+            "QIS_TELEMETRY__TRACES_EXPORTER": "file",
+            "QIS_TELEMETRY__TRACES_FILE": str(LOGS / "query-traces.jsonl"),
+            "QIS_TELEMETRY__METRICS_EXPORTER": "file",
+            "QIS_TELEMETRY__METRICS_FILE": str(LOGS / "query-metrics.emf.jsonl"),
+            "QIS_TELEMETRY__METRICS_INTERVAL_SECONDS": "10",
+        }
+        if telemetry
+        else {"QIS_TELEMETRY__ENABLED": "false"}
+    )
     process = Process(
         f"query-api-{port}",
         [sys.executable, "-m", "benchmarks.e2e.query_bench", "serve", str(port)],
-        env(QIS_TELEMETRY__ENABLED="false", **_db_env()),
+        env(**settings, **_db_env()),
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -259,7 +272,27 @@ def main() -> None:
     parser.add_argument("--warmup-seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per route")
     parser.add_argument("--no-stack", action="store_true", help="the stack is already up")
+    parser.add_argument(
+        "--telemetry",
+        choices=["off", "on", "both"],
+        default="off",
+        help="both: the same rounds against a telemetry-off and a telemetry-on process",
+    )
     args = parser.parse_args()
+    if args.telemetry == "both":
+        off = run_once(args, telemetry=False)
+        on = run_once(args, telemetry=True)
+        cost = (
+            1 - on["official_value_latest"]["req_per_s"] / off["official_value_latest"]["req_per_s"]
+        )
+        print(json.dumps({"telemetry_off": off, "telemetry_on": on}, indent=2))
+        print(f"telemetry cost on latest reads throughput: {100 * cost:.1f} %")
+        return
+    print(json.dumps(run_once(args, telemetry=args.telemetry == "on"), indent=2))
+
+
+def run_once(args: argparse.Namespace, telemetry: bool) -> dict[str, Any]:
+    """Seed, start one API process, warm it, then alternate wrk rounds: latest vs bare."""
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
     if not args.no_stack:
@@ -267,7 +300,7 @@ def main() -> None:
     settings = load_settings(_db_env())
     asyncio.run(seed(settings.db.writer_dsn))
     port = free_port()
-    api = start_api(port)
+    api = start_api(port, telemetry)
     base = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(warm(base))
@@ -286,7 +319,7 @@ def main() -> None:
     query, bare = median_run(queries), median_run(bares)
     delta = {k: after[k] - before[k] for k in after}
     lookups = delta["l1_hits"] + delta["l1_misses"]
-    report = {
+    return {
         "machine": {
             "cpus": os.cpu_count(),
             "connections": args.connections,
@@ -302,8 +335,8 @@ def main() -> None:
             "hit_ratio": ratio(lookups - delta["loads"], lookups),
         },
         "logs": str(LOGS),
+        "telemetry": "on" if telemetry else "off",
     }
-    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
