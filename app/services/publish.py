@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+import msgspec
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Link
 
@@ -68,8 +69,21 @@ async def relay_outbox(
     return len(pending)
 
 
+def _decoded(message: PendingMessage) -> object | None:
+    """The domain event in a row, or None for a payload this release cannot decode.
+
+    Such a row (written by a newer release, or by hand) is published and audited like
+    any other: it must never stop the relay.
+    """
+    try:
+        return decode_event(message.payload)
+    except msgspec.DecodeError:
+        return None
+
+
 def _publication(message: PendingMessage, receipt: tuple[int, int]) -> AuditEntry:
-    event = decode_event(message.payload)
+    event = _decoded(message)
+    kind = "unknown" if event is None else type(event).__struct_config__.tag  # type: ignore[attr-defined]
     entity_type, entity_id = "event", message.event_id
     if isinstance(event, OfficialValuePublished | QualityAlertRaised):
         entity_type = "official_value"
@@ -83,7 +97,7 @@ def _publication(message: PendingMessage, receipt: tuple[int, int]) -> AuditEntr
         before=None,
         after={
             "event_id": message.event_id,
-            "type": type(event).__struct_config__.tag,
+            "type": kind,
             "topic": message.topic,
             "partition": partition,
             "offset": offset,
@@ -94,7 +108,7 @@ def _publication(message: PendingMessage, receipt: tuple[int, int]) -> AuditEntr
 def _record_freshness(meter: QisMetrics, messages: list[PendingMessage], at: datetime) -> None:
     """Snap -> first version published, for version 1 events (revisions are late data)."""
     for message in messages:
-        event = decode_event(message.payload)
+        event = _decoded(message)
         if isinstance(event, OfficialValuePublished) and event.version == 1:
             meter.publication_freshness((at - event.snap).total_seconds())
 

@@ -12,7 +12,7 @@ from app.domain.audit import AuditRecord
 from app.domain.errors import InvalidSeriesConfig
 from app.domain.observation import Observation
 from app.domain.series import SeriesConfig
-from app.ports import EventBusUnavailable
+from app.ports import EventBusUnavailable, OutboxMessage
 from app.services.audit import verify_audit_trail
 from app.services.journal import Topics
 from app.services.publish import relay_audit, relay_outbox
@@ -246,3 +246,21 @@ async def test_verification_across_chunks() -> None:
         assert (await verify_audit_trail(_records(broken))).broken_seq == trail[2].seq
     finally:
         audit_service.CHUNK = original
+
+
+async def test_relay_publishes_and_audits_a_payload_it_cannot_decode() -> None:
+    db = FakeDatabase()
+    async with db.transaction() as store:
+        await store.open_journal()
+        await store.enqueue(
+            [OutboxMessage(event_id="foreign-1", topic="ov", key="ETH-USD", payload=b'{"x": 1}')]
+        )
+    publisher = FakePublisher()
+
+    assert await relay_outbox(db, publisher, topics=TOPICS) == 1
+
+    assert [m.event_id for m in publisher.sent] == ["foreign-1"]
+    (record,) = [r for r in db.state.audit if r.action == "event.published"]
+    assert (record.entity_type, record.entity_id) == ("event", "foreign-1")
+    assert record.after is not None
+    assert record.after["type"] == "unknown"
