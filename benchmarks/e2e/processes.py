@@ -31,10 +31,9 @@ def prepare_stack() -> None:
 
 
 def env(**settings: str) -> dict[str, str]:
-    """The parent environment without QIS_* variables, plus the given settings."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("QIS_")}
-    base.update({"QIS_TELEMETRY__LOG_LEVEL": "WARNING", **settings})
-    return base
+    """The parent environment (its QIS_* settings, e.g. a stack on other ports, included)
+    plus the given settings, which win."""
+    return {**os.environ, "QIS_TELEMETRY__LOG_LEVEL": "WARNING", **settings}
 
 
 class Process:

@@ -39,9 +39,16 @@ class AuditOrderError(RuntimeError):
     """The database assigned seq numbers out of chain order (the batch is rolled back)."""
 
 
+# Waiting for the journal is normal under load (every writer's tail queues there); giving
+# up after the pool's statement timeout would only throw the batch's work away.
+JOURNAL_WAIT_SECONDS = 60.0
+
+
 async def lock_journal(conn: Connection) -> datetime:
     """Take the journal lock until the transaction ends; return the database clock after it."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", JOURNAL_LOCK_KEY)
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1)", JOURNAL_LOCK_KEY, timeout=JOURNAL_WAIT_SECONDS
+    )
     now: datetime = await conn.fetchval("SELECT clock_timestamp()")
     return now
 
