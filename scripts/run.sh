@@ -15,6 +15,8 @@ export QIS_TELEMETRY__METRICS_EXPORTER="${QIS_TELEMETRY__METRICS_EXPORTER:-file}
 pids=()
 stop() {
   trap - INT TERM
+  [[ -z "${stopped:-}" ]] || return 0
+  stopped=1
   echo "run: stopping api, worker, scheduler..." >&2
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
