@@ -66,14 +66,16 @@ def start_api(port: int, **settings: str) -> Process:
     return wait_live(process, port)
 
 
-def wait_live(process: Process, port: int, timeout: float = 60) -> Process:
-    """Return `process` once `/health/live` answers on `port`; stop it and raise otherwise."""
+def wait_live(
+    process: Process, port: int, timeout: float = 60, probe: str = "/health/live"
+) -> Process:
+    """Return `process` once `probe` answers 2xx on `port`; stop it and raise otherwise."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.popen.poll() is not None:
             raise RuntimeError(f"api exited; see {process.log}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=1):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{probe}", timeout=2):
                 return process
         except OSError:
             time.sleep(0.2)

@@ -31,8 +31,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +41,7 @@ from litestar.di import NamedDependency
 
 from app.services.query import QueryService
 from app.settings import load_settings
-from benchmarks.e2e.processes import LOGS, Process, env, free_port, prepare_stack
+from benchmarks.e2e.processes import LOGS, Process, env, free_port, prepare_stack, wait_live
 
 SERIES = 10_000
 PREFIX = "BENCH-Q-"
@@ -184,17 +182,7 @@ def start_api(port: int, telemetry: bool = False) -> Process:
         [sys.executable, "-m", "benchmarks.e2e.query_bench", "serve", str(port)],
         env(**settings, **_db_env()),
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.popen.poll() is not None:
-            raise RuntimeError(f"api exited; see {process.log}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2):
-                return process
-        except OSError:
-            time.sleep(0.2)
-    process.stop()
-    raise RuntimeError(f"api not ready in 60 s; see {process.log}")
+    return wait_live(process, port, probe="/health/ready")
 
 
 def _db_env() -> dict[str, str]:
