@@ -170,9 +170,11 @@ async def test_one_sampled_request_is_one_trace_across_processes_and_stores(
     quality = by_name["quality-assessment"]
     assert set(_annotation_keys(quality[0])) == {"quality-score", "assessment-type"}
     assert quality[0].attributes is not None
-    assert [q.attributes["quality-score"] for q in quality if q.attributes] == [1.0], [
-        dict(q.attributes or {}) for q in quality
-    ]
+    # One per attempt: a fenced first attempt (see below) reconciled too, then rolled back.
+    scores = [q.attributes["quality-score"] for q in quality if q.attributes]
+    assert scores, "no quality-assessment span"
+    assert set(scores) == {1.0}, [dict(q.attributes or {}) for q in quality]
+    assert 1 <= len(quality) <= len(processes)
     assert {"quality-metrics", "anomaly-detection"} <= set(quality[0].attributes)
 
     # Parent links: worker spans hang under the producer's context, not a new root.
