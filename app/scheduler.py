@@ -148,7 +148,11 @@ class Scheduler:
             _log.error("closing windows failed", extra={"error": repr(exc)})
 
     async def relay(self, halt: asyncio.Event | None = None) -> None:
-        """Publish the outbox, then the audit trail, until both are drained (or `halt`)."""
+        """Publish the outbox, then the audit trail, until both are drained (or `halt`).
+
+        Official values and alerts go first: an audit backlog is only worked on while the
+        outbox has less than a batch waiting, so it never delays them by more than a batch.
+        """
         limit = self._settings.relay_batch_size
         try:
             while not (halt and halt.is_set()):
@@ -159,11 +163,13 @@ class Scheduler:
                     metrics=self._metrics,
                     limit=limit,
                 )
+                if events >= limit:
+                    continue  # a full batch: more events may be waiting
                 records = await relay_audit(
                     self._db, self._publisher, topics=self._topics, limit=limit
                 )
-                if events < limit and records < limit:
-                    break  # drained; a full batch means more may be waiting
+                if records < limit:
+                    break  # both drained
         except (EventBusUnavailable, *_RECOVERABLE) as exc:
             _log.error("relay failed", extra={"error": repr(exc)})
 

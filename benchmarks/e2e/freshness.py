@@ -2,7 +2,9 @@
 
     .venv/bin/python -m benchmarks.e2e.freshness [--seconds 30] [--load-rate 100]
 
-Starts the stack, a `qis api` (the benchmark app), a `qis worker` and a `qis scheduler`.
+Starts the stack, a `qis api` (the benchmark app) and a `qis worker` on an observations
+topic and consumer group of their own (and, with `--with-scheduler`, a `qis scheduler`:
+not needed, all expected sources arrive together and the relay does not gate reads).
 While the ingestion benchmark's batch scenario runs in the background (100-observation
 requests, open loop at `--load-rate` requests/s, 1000 series x 5 sources), it sends a
 wave of probe series every `--every` seconds: one request carrying the 3 expected sources
@@ -13,7 +15,9 @@ as the commit is announced, then every `--poll-ms`), and reports P50/P95/P99.
 Target: P95 <= 1 s.
 
 Also reported: `recorded_at - ack` (the worker's commit, without the polling and read
-path), and the background load actually achieved.
+path), and the background load actually achieved. By default everything runs against a
+database of its own (`--database`), created and migrated on first use, so concurrent
+users of the shared `qis` database do not queue on the same locks.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import statistics
 import time
 import uuid
@@ -29,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 
+from app.adapters.postgres.migrate import bundled_migrations, migrate
 from app.adapters.postgres.publications import CHANNEL, parse_payload
 from app.settings import Settings
 from benchmarks.e2e.ingestion import bodies
@@ -181,35 +187,65 @@ class Probe:
         return None
 
 
+async def own_database(name: str) -> str:
+    """DSN of database `name` on the stack's server, created and migrated if needed.
+
+    A database of its own keeps the benchmark out of other users' way and them out of its:
+    advisory locks (the journal, the series locks) are per database, so concurrent tests
+    on the shared `qis` database do not queue with the measured worker.
+    """
+    base = Settings().db.writer_dsn
+    dsn = base.rsplit("/", 1)[0] + "/" + name
+    conn = await asyncpg.connect(base)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn, bundled_migrations())
+    finally:
+        await conn.close()
+    return dsn
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
     port = free_port()
     settings = {"QIS_TELEMETRY__ENABLED": "false"} if args.telemetry_off else {}
+    if args.database:
+        dsn = await own_database(args.database)
+        settings |= {"QIS_DB__WRITER_DSN": dsn, "QIS_DB__READER_DSN": dsn}
     prefix = "FRESH" + uuid.uuid4().hex[:6].upper()
     probe = Probe(f"http://127.0.0.1:{port}", prefix, args.wave, args.poll_ms)
     processes: list[Process] = []
     # An observations topic and consumer group of its own: other `qis worker`s on this
     # machine (tests, other benchmarks) neither join the group mid-measurement nor process
-    # these observations. The database (and its journal lock) is still shared with them.
+    # these observations.
     isolated = {
         **settings,
         "QIS_KAFKA__OBSERVATIONS_TOPIC": f"qis.observations.{prefix.lower()}",
         "QIS_WORKER__GROUP_ID": f"{prefix.lower()}-worker",
-        "QIS_TELEMETRY__LOG_LEVEL": "INFO",
     }
     try:
-        await probe.listen(Settings().db.writer_dsn)
+        await probe.listen(settings.get("QIS_DB__WRITER_DSN", Settings().db.writer_dsn))
         processes.append(start_worker(**isolated))  # creates the topic
         processes.append(start_api(port, **isolated))
-        processes.append(
-            Process("scheduler", [str(VENV_BIN / "qis"), "scheduler"], env(**settings))
-        )
+        if args.with_scheduler:  # readability does not depend on it (the relay publishes to Kafka)
+            processes.append(
+                Process("scheduler", [str(VENV_BIN / "qis"), "scheduler"], env(**isolated))
+            )
         waves = int(args.seconds / args.every)
         series = [probe.next_series() for _ in range(waves + 1)]
         await probe.configure([s for wave in series for s in wave])
         await probe.send_wave(series[0])  # warm-up: connections, caches, first assignment
         probe.readable_ms.clear()
         probe.recorded_ms.clear()
-        load_bodies = bodies(prefix + "L", 100, 400)
+        # Distinct bodies for the whole run: a repeated observation is a no-op in the store,
+        # so cycling through a few bodies would understate the reconciliation load.
+        load_bodies = bodies(
+            prefix + "L", 100, max(1, math.ceil(args.load_rate * (args.seconds + 2)))
+        )
         payloads = [request_bytes("POST", "/v1/observations", b) for b in load_bodies]
         load: asyncio.Task[Result] | None = None
         if args.load_rate > 0:
@@ -245,6 +281,14 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=0.5, help="seconds between waves")
     parser.add_argument("--poll-ms", type=float, default=20)
     parser.add_argument("--telemetry-off", action="store_true")
+    parser.add_argument(
+        "--with-scheduler", action="store_true", help="also run a scheduler (relays the outbox)"
+    )
+    parser.add_argument(
+        "--database",
+        default="qis_freshness",
+        help="database of its own on the stack's server ('' = the shared one)",
+    )
     args = parser.parse_args()
     prepare_stack()
     results = asyncio.run(run(args))
