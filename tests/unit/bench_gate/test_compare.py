@@ -9,12 +9,12 @@ import pytest
 from benchmarks.gate import compare, format_table
 
 
-def report(**medians: tuple[str, float]) -> dict[str, Any]:
-    """A pytest-benchmark JSON report: `name=(group, median seconds)`."""
+def report(**minimums: tuple[str, float]) -> dict[str, Any]:
+    """A pytest-benchmark JSON report: `name=(group, fastest round in seconds)`."""
     return {
         "benchmarks": [
-            {"fullname": f"suite.py::{name}", "group": group, "stats": {"median": median}}
-            for name, (group, median) in medians.items()
+            {"fullname": f"suite.py::{name}", "group": group, "stats": {"min": fastest}}
+            for name, (group, fastest) in minimums.items()
         ]
     }
 
@@ -33,14 +33,22 @@ def test_a_40_percent_slowdown_fails_its_group_and_10_percent_passes() -> None:
     assert "gate FAILED" in table
 
 
-def test_medians_of_per_run_medians_ignore_one_noisy_run() -> None:
-    base = [report(a=("g", 10e-6)), report(a=("g", 10e-6)), report(a=("g", 10e-6))]
-    head = [report(a=("g", 10e-6)), report(a=("g", 30e-6)), report(a=("g", 11e-6))]
+def test_the_fastest_run_decides_so_noisy_runs_on_either_side_do_not() -> None:
+    base = [report(a=("g", 10e-6)), report(a=("g", 16e-6)), report(a=("g", 10.5e-6))]
+    head = [report(a=("g", 30e-6)), report(a=("g", 29e-6)), report(a=("g", 11e-6))]
 
     result = compare(base, head)
 
     assert result.groups[0].ratio == pytest.approx(1.1)
     assert not result.failed
+
+
+def test_a_slowdown_in_every_run_still_fails() -> None:
+    base = [report(a=("g", 10e-6)) for _ in range(4)]
+    head = [report(a=("g", 13e-6)), report(a=("g", 14e-6)), report(a=("g", 13.5e-6))]
+
+    assert compare(base, head).groups[0].ratio == pytest.approx(1.3)
+    assert compare(base, head).failed
 
 
 def test_the_group_ratio_is_the_geometric_mean_unless_max_is_asked() -> None:

@@ -65,16 +65,25 @@ def repo(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_the_gate_fails_on_a_deliberately_slowed_function(repo: Path) -> None:
+def test_the_gate_fails_on_a_deliberately_slowed_function_after_confirming_it(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (repo / "slowpoke.py").write_text(WORK.format(repeat=5))
     git(repo, "commit", "-q", "-am", "slow down work() five-fold")
 
-    assert main(["--repo", str(repo), "--base", "HEAD~1", *FAST_GATE]) == 1
+    assert main(["--repo", str(repo), "--base", "HEAD~1", *FAST_GATE, "--confirm-rounds", "1"]) == 1
+
+    printed = capsys.readouterr().out
+    assert "1 more interleaved round(s) to confirm" in printed
+    assert "round 3/3 head: 1 benchmarks" in printed
 
 
-def test_the_gate_passes_when_the_measured_code_is_unchanged(repo: Path) -> None:
+def test_the_gate_passes_when_the_measured_code_is_unchanged(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (repo / "README").write_text("nothing measured changes\n")
     git(repo, "add", "README")
     git(repo, "commit", "-q", "-m", "docs only")
 
     assert main(["--repo", str(repo), *FAST_GATE]) == 0  # base defaults to HEAD~1 here
+    assert "to confirm" not in capsys.readouterr().out
