@@ -168,12 +168,21 @@ def _settle(waiter: asyncio.Future[None], error: BaseException | None) -> None:
         waiter.set_exception(error)
 
 
+def _context_headers() -> list[tuple[str, bytes]]:
+    """The current trace context as record headers, computed once per request: every
+    record of the request shares this one list (traceparent and X-Amzn-Trace-Id)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return [(k, v.encode()) for k, v in carrier.items()]
+
+
 class KafkaIngestionLog:
     """Produces `ObservationsRecorded` to the observations topic, keyed by series id.
 
     Partitions come from the murmur2 partitioner the Java clients use, over all
     partitions, so a series always lands on the same partition. The trace context is
-    injected once per request into every record's headers, under one PRODUCER span.
+    injected once per request into every record's headers, under one PRODUCER span when
+    the request is sampled (unsampled requests propagate their own, unsampled, context).
     """
 
     def __init__(self, producer: AIOKafkaProducer, settings: KafkaSettings) -> None:
@@ -190,33 +199,39 @@ class KafkaIngestionLog:
         """Send every record and wait for all acknowledgements within the ack timeout."""
         try:
             async with asyncio.timeout(self._timeout):
-                with _tracer.start_as_current_span(
-                    f"{self._topic} send",
-                    kind=trace.SpanKind.PRODUCER,
-                    attributes={
-                        "messaging.system": "kafka",
-                        "messaging.destination.name": self._topic,
-                        "messaging.batch.message_count": len(records),
-                    },
-                ):
-                    carrier: dict[str, str] = {}
-                    propagate.inject(carrier)
-                    headers = [(k, v.encode()) for k, v in carrier.items()]
-                    partitions = sorted(await self._producer.partitions_for(self._topic))
-                    await asyncio.gather(
-                        *(
-                            self._batcher.submit(
-                                self._partition(key, partitions),
-                                key,
-                                self._encoder.encode(record),
-                                headers,
-                            )
-                            for record in records
-                            for key in (record.reference_data_id.encode(),)
-                        )
-                    )
+                current = trace.get_current_span()
+                if current.is_recording() or not current.get_span_context().is_valid:
+                    with _tracer.start_as_current_span(
+                        f"{self._topic} send",
+                        kind=trace.SpanKind.PRODUCER,
+                        attributes={
+                            "messaging.system": "kafka",
+                            "messaging.destination.name": self._topic,
+                            "messaging.batch.message_count": len(records),
+                        },
+                    ):
+                        await self._send(records, _context_headers())
+                else:
+                    # A request that is not sampled: the PRODUCER span would not be
+                    # recorded either; the request's context (its trace id, not sampled)
+                    # still goes downstream in the headers, so the worker does not trace.
+                    await self._send(records, _context_headers())
         except (TimeoutError, KafkaError) as exc:
             raise IngestionLogUnavailable(f"ingestion log did not acknowledge: {exc!r}") from exc
+
+    async def _send(
+        self, records: Sequence[ObservationsRecorded], headers: list[tuple[str, bytes]]
+    ) -> None:
+        partitions = sorted(await self._producer.partitions_for(self._topic))
+        await asyncio.gather(
+            *(
+                self._batcher.submit(
+                    self._partition(key, partitions), key, self._encoder.encode(record), headers
+                )
+                for record in records
+                for key in (record.reference_data_id.encode(),)
+            )
+        )
 
     def _partition(self, key: bytes, partitions: list[int]) -> int:
         partition = self._partition_of.get((key, len(partitions)), -1)

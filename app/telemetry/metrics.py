@@ -18,7 +18,7 @@ from amazon.opentelemetry.distro.exporter.aws.metrics.console_emf_exporter impor
 )
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
@@ -100,17 +100,37 @@ def build_meter_provider(
                 exporter, export_interval_millis=int(settings.metrics_interval_seconds * 1000)
             )
         )
-    return MeterProvider(resource=resource, metric_readers=readers)
+    # EMF carries no exemplars: the default trace-based filter would only cost a context
+    # lookup per measurement.
+    return MeterProvider(
+        resource=resource, metric_readers=readers, exemplar_filter=AlwaysOffExemplarFilter()
+    )
+
+
+_MAX_CACHED_ROUTES = 1000
 
 
 class QisMetrics:
-    """The platform's instruments; names and units are the dashboards' and alarms' contract."""
+    """The platform's instruments; names and units are the dashboards' and alarms' contract.
+
+    Per-request recording is on the hot path of every HTTP request, so it avoids work
+    that does not change the exported data: attribute dicts are built once per route
+    (and status class), and HttpRequests is counted in a plain dict and added to the
+    OpenTelemetry counter when a reader collects (the ConsumerLag callback runs before
+    any instrument is collected), one `add(n)` per route and status class. An interval
+    without requests still exports nothing, as with a per-request `add(1)`.
+    """
 
     def __init__(self, meter: Meter, service: str, quality_series: frozenset[str] = frozenset()):
         self.service = service
         self._base = {"Service": service}
         self._quality_series = quality_series
         self._lag: dict[str, int] = {}
+        self._route_attributes: dict[str, dict[str, str]] = {}
+        self._status_attributes: dict[tuple[str, int], dict[str, str]] = {}
+        self._cache_attributes: dict[str, dict[str, str]] = {}
+        self._pending_lock = threading.Lock()
+        self._pending_requests: dict[tuple[str, int], int] = {}
         self._ingestion_latency = meter.create_histogram(
             "IngestionLatency", unit="ms", description="request received to broker ack"
         )
@@ -134,7 +154,7 @@ class QisMetrics:
         self._freshness = meter.create_histogram(
             "PublicationFreshness", unit="s", description="snap to published"
         )
-        meter.create_observable_gauge("ConsumerLag", callbacks=[self._observe_lag], unit="Count")
+        meter.create_observable_gauge("ConsumerLag", callbacks=[self._collect], unit="Count")
 
     def ingestion_latency(self, route: str, milliseconds: float) -> None:
         self._ingestion_latency.record(milliseconds, {**self._base, "Route": route})
@@ -143,8 +163,14 @@ class QisMetrics:
         self._ingested.add(count, self._base)
 
     def http_request(self, route: str, status: int, milliseconds: float) -> None:
-        attributes = {**self._base, "Route": route}
-        self._http_requests.add(1, {**attributes, "StatusClass": f"{status // 100}xx"})
+        attributes = self._route_attributes.get(route)
+        if attributes is None:
+            attributes = self._route_attributes[route] = {**self._base, "Route": route}
+            if len(self._route_attributes) > _MAX_CACHED_ROUTES:  # bounded, whatever comes in
+                self._route_attributes.clear()
+        key = (route, status // 100)
+        with self._pending_lock:
+            self._pending_requests[key] = self._pending_requests.get(key, 0) + 1
         self._http_latency.record(milliseconds, attributes)
 
     def reconciliation(self, succeeded: bool) -> None:
@@ -159,7 +185,10 @@ class QisMetrics:
         self._dead_letters.add(count, self._base)
 
     def cache_lookup(self, level: str, hit: bool) -> None:
-        self._cache_hits.record(1.0 if hit else 0.0, {**self._base, "Level": level})
+        attributes = self._cache_attributes.get(level)
+        if attributes is None:
+            attributes = self._cache_attributes[level] = {**self._base, "Level": level}
+        self._cache_hits.record(1.0 if hit else 0.0, attributes)
 
     def cache_fallback(self) -> None:
         self._cache_fallbacks.add(1, self._base)
@@ -170,7 +199,25 @@ class QisMetrics:
     def consumer_lag(self, topic: str, lag: int) -> None:
         self._lag[topic] = lag
 
-    def _observe_lag(self, _: CallbackOptions) -> list[Observation]:
+    def flush(self) -> None:
+        """Add the requests counted since the last flush to the HttpRequests counter."""
+        with self._pending_lock:
+            pending, self._pending_requests = self._pending_requests, {}
+        for (route, status_class), count in pending.items():
+            attributes = self._status_attributes.get((route, status_class))
+            if attributes is None:
+                if len(self._status_attributes) > _MAX_CACHED_ROUTES:
+                    self._status_attributes.clear()
+                attributes = self._status_attributes[(route, status_class)] = {
+                    **self._base,
+                    "Route": route,
+                    "StatusClass": f"{status_class}xx",
+                }
+            self._http_requests.add(count, attributes)
+
+    def _collect(self, _: CallbackOptions) -> list[Observation]:
+        # Runs when a reader collects, before the instruments are read.
+        self.flush()
         return [
             Observation(lag, {**self._base, "Topic": topic}) for topic, lag in self._lag.items()
         ]

@@ -14,7 +14,9 @@ Sampling, decided once at the root of a trace and inherited by every child:
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
@@ -64,11 +67,18 @@ def route_class(path: str) -> str:
 
 
 class RouteSampler(Sampler):
-    """Root sampler: a trace-id ratio per route class (read from the span's start attributes)."""
+    """Root sampler: a trace-id ratio per route class (read from the span's start attributes).
+
+    Deterministic on the trace id (`TraceIdRatioBased`): `is_sampled(route, trace_id)`
+    answers what `should_sample` will decide for a root span of that route and trace id,
+    which lets the HTTP layer decide before any span exists (`app/telemetry/http.py`).
+    """
 
     def __init__(self, rates: dict[str, float], default_rate: float) -> None:
         self._samplers: dict[str, Sampler] = {name: _ratio(rate) for name, rate in rates.items()}
         self._default = _ratio(default_rate)
+        self._bounds = {name: _bound(sampler) for name, sampler in self._samplers.items()}
+        self._default_bound = _bound(self._default)
 
     def should_sample(
         self,
@@ -87,8 +97,24 @@ class RouteSampler(Sampler):
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )
 
+    def is_sampled(self, route: str, trace_id: int) -> bool:
+        """`should_sample`'s decision for a root span of this route class, without a span."""
+        return trace_id & _TRACE_ID_LIMIT < self._bounds.get(route, self._default_bound)
+
     def get_description(self) -> str:
         return "RouteSampler"
+
+
+_TRACE_ID_LIMIT = TraceIdRatioBased.TRACE_ID_LIMIT
+
+
+def _bound(sampler: Sampler) -> int:
+    """The trace-id bound below which `sampler` samples (`TraceIdRatioBased`'s rule)."""
+    if sampler is ALWAYS_ON:
+        return _TRACE_ID_LIMIT + 1
+    if isinstance(sampler, TraceIdRatioBased):
+        return sampler.bound
+    return 0
 
 
 def _ratio(rate: float) -> Sampler:
@@ -99,23 +125,72 @@ def _ratio(rate: float) -> Sampler:
     return TraceIdRatioBased(rate)
 
 
-def build_sampler(settings: TelemetrySettings) -> Sampler:
+class QisSampler(ParentBased):
+    """Parent-based: a parent's decision wins; without a usable parent, `route` decides."""
+
+    def __init__(self, route: RouteSampler) -> None:
+        super().__init__(
+            root=route,
+            remote_parent_sampled=ALWAYS_ON,
+            remote_parent_not_sampled=ALWAYS_OFF,
+            local_parent_sampled=ALWAYS_ON,
+            local_parent_not_sampled=ALWAYS_OFF,
+        )
+        self.route = route
+
+
+def build_sampler(settings: TelemetrySettings) -> QisSampler:
     """Parent-based: a remote parent's decision wins; otherwise the route's rate."""
-    root = RouteSampler(
-        {
-            "ingestion": settings.sample_rate_ingestion,
-            "query": settings.sample_rate_query,
-            "health": settings.sample_rate_health,
-        },
-        settings.sample_rate_default,
+    return QisSampler(
+        RouteSampler(
+            {
+                "ingestion": settings.sample_rate_ingestion,
+                "query": settings.sample_rate_query,
+                "health": settings.sample_rate_health,
+            },
+            settings.sample_rate_default,
+        )
     )
-    return ParentBased(
-        root=root,
-        remote_parent_sampled=ALWAYS_ON,
-        remote_parent_not_sampled=ALWAYS_OFF,
-        local_parent_sampled=ALWAYS_ON,
-        local_parent_not_sampled=ALWAYS_OFF,
-    )
+
+
+_PRESET_TRACE_ID: ContextVar[int] = ContextVar("qis_preset_trace_id", default=0)
+
+
+class PresetTraceIds(IdGenerator):
+    """X-Ray ids (`AwsXRayIdGenerator`), except that a trace id decided on before its root
+    span starts (`preset_trace_id`) is the one that root span gets, once.
+
+    The HTTP layer draws the trace id and asks the route sampler itself; when the answer
+    is "sampled" it starts the server span with that same id, so the sampler, which is
+    deterministic on the trace id, decides the same way again: one draw, not two.
+    """
+
+    def __init__(self, inner: IdGenerator | None = None) -> None:
+        self._inner = inner or AwsXRayIdGenerator()
+
+    def generate_span_id(self) -> int:
+        return self._inner.generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        preset = _PRESET_TRACE_ID.get()
+        if preset:
+            _PRESET_TRACE_ID.set(0)
+            return preset
+        return self._inner.generate_trace_id()
+
+    def new_trace_id(self) -> int:
+        """A fresh trace id, never a preset one."""
+        return self._inner.generate_trace_id()
+
+
+@contextmanager
+def preset_trace_id(trace_id: int) -> Iterator[None]:
+    """The next root span started in this context gets `trace_id` (see `PresetTraceIds`)."""
+    token = _PRESET_TRACE_ID.set(trace_id)
+    try:
+        yield
+    finally:
+        _PRESET_TRACE_ID.reset(token)
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -168,7 +243,7 @@ def build_tracer_provider(
 ) -> TracerProvider:
     """TracerProvider with X-Ray ids, the sampler, and the configured exporter."""
     provider = TracerProvider(
-        resource=resource, id_generator=AwsXRayIdGenerator(), sampler=build_sampler(settings)
+        resource=resource, id_generator=PresetTraceIds(), sampler=build_sampler(settings)
     )
     if settings.traces_exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -188,9 +263,23 @@ def xray_header(span: trace.Span) -> str | None:
     context = span.get_span_context()
     if not context.is_valid:
         return None
-    hex_id = f"{context.trace_id:032x}"
-    sampled = 1 if context.trace_flags.sampled else 0
-    return f"Root=1-{hex_id[:8]}-{hex_id[8:]};Parent={context.span_id:016x};Sampled={sampled}"
+    return xray_header_value(
+        context.trace_id, context.span_id, context.trace_flags.sampled
+    ).decode()
+
+
+_LOW_96_BITS = (1 << 96) - 1
+
+
+def xray_header_value(trace_id: int, span_id: int, sampled: bool) -> bytes:
+    """The `X-Amzn-Trace-Id` value for these ids, as header bytes (the same text as
+    `xray_trace_id` in logs for the `Root`)."""
+    return b"Root=1-%08x-%024x;Parent=%016x;Sampled=%d" % (
+        trace_id >> 96,
+        trace_id & _LOW_96_BITS,
+        span_id,
+        1 if sampled else 0,
+    )
 
 
 def annotate(span: trace.Span, annotations: dict[str, Any], metadata: dict[str, Any]) -> None:

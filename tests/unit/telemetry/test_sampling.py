@@ -8,7 +8,14 @@ from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from app.settings import TelemetrySettings
-from app.telemetry.tracing import ROUTE_CLASS, XRayPropagator, build_sampler, route_class
+from app.telemetry.tracing import (
+    ROUTE_CLASS,
+    PresetTraceIds,
+    XRayPropagator,
+    build_sampler,
+    preset_trace_id,
+    route_class,
+)
 
 DECISIONS = 20_000
 
@@ -87,3 +94,24 @@ def test_root_only_header_lets_the_route_decide() -> None:
 def test_w3c_sampled_parent_is_followed() -> None:
     traceparent = "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01"
     assert decision_for({"traceparent": traceparent}) is Decision.RECORD_AND_SAMPLE
+
+
+@pytest.mark.parametrize("route", ["ingestion", "query", "health", "default", "unknown"])
+def test_is_sampled_answers_what_should_sample_decides(route: str) -> None:
+    """The HTTP layer decides with `is_sampled`; the SDK then decides with `should_sample`
+    on the same trace id: the two must agree, or a request would be drawn twice."""
+    sampler = build_sampler(TelemetrySettings(sample_rate_default=0.3))
+    ids = AwsXRayIdGenerator()
+    for _ in range(5000):
+        trace_id = ids.generate_trace_id()
+        decided = sampler.should_sample(None, trace_id, "span", attributes={ROUTE_CLASS: route})
+        expected = decided.decision is Decision.RECORD_AND_SAMPLE
+        assert sampler.route.is_sampled(route, trace_id) is expected
+
+
+def test_a_preset_trace_id_goes_to_the_next_root_span_only() -> None:
+    ids = PresetTraceIds()
+    with preset_trace_id(0x5759E988BD862E3FE1BE46A994272793):
+        assert ids.generate_trace_id() == 0x5759E988BD862E3FE1BE46A994272793
+        assert ids.generate_trace_id() != 0x5759E988BD862E3FE1BE46A994272793
+    assert ids.generate_trace_id() != 0x5759E988BD862E3FE1BE46A994272793

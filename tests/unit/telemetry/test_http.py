@@ -1,0 +1,298 @@
+"""The HTTP layer's sampling fast path: response header, incoming contexts, spans, metrics.
+
+A small Litestar app with the production middleware (`http_telemetry_middleware`), an
+in-memory span exporter and an in-memory metric reader; requests go straight to the
+ASGI app (no server), so thousands of them measure the sampling rate end to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from litestar import Litestar, get, post
+from litestar.params import FromPath
+from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from app.settings import TelemetrySettings
+from app.telemetry.http import http_telemetry_middleware
+from app.telemetry.logging import JsonFormatter
+from app.telemetry.metrics import QisMetrics
+from app.telemetry.tracing import build_tracer_provider, install_propagators
+
+ROOT = "1-5759e988-bd862e3fe1be46a994272793"
+ROOT_HEX = "5759e988bd862e3fe1be46a994272793"
+PARENT = "53995c3f42cd8ad8"
+QUERY_PATH = "/v1/reference-data/ETH-USD"
+QUERY_ROUTE = "GET /v1/reference-data/{reference_data_id}"
+_log = logging.getLogger("qis.test.http")
+
+
+@get("/health/live", sync_to_thread=False)
+def live() -> dict[str, str]:
+    _log.info("live")
+    return {"status": "ok"}
+
+
+@get("/v1/reference-data/{reference_data_id:str}", sync_to_thread=False)
+def read(reference_data_id: FromPath[str]) -> dict[str, str]:
+    _log.info("read")
+    return {"id": reference_data_id}
+
+
+@post("/v1/observations", status_code=202, sync_to_thread=False)
+def ingest() -> dict[str, int]:
+    return {"accepted": 1}
+
+
+@dataclass
+class Harness:
+    app: Litestar
+    spans: InMemorySpanExporter
+    reader: InMemoryMetricReader
+    logs: io.StringIO
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str]]:
+        return asyncio.run(asgi_request(self.app, method, path, headers or {}))
+
+    def logged(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.logs.getvalue().splitlines()]
+
+    def http_metrics(self) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+        """HttpRequests per (route, status class) and HttpLatency counts per route."""
+        data = self.reader.get_metrics_data()
+        requests: dict[tuple[str, str], int] = {}
+        latency: dict[str, int] = {}
+        for resource in data.resource_metrics if data is not None else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    for point in metric.data.data_points:
+                        attributes = dict(point.attributes or {})
+                        if metric.name == "httprequests":  # the SDK lower-cases names
+                            key = (str(attributes["Route"]), str(attributes["StatusClass"]))
+                            requests[key] = requests.get(key, 0) + int(point.value)  # type: ignore[union-attr]
+                        elif metric.name == "httplatency":
+                            route = str(attributes["Route"])
+                            latency[route] = latency.get(route, 0) + int(point.count)  # type: ignore[union-attr]
+        return requests, latency
+
+
+async def asgi_request(
+    app: Litestar, method: str, path: str, headers: dict[str, str]
+) -> tuple[int, dict[str, str]]:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"test")]
+        + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+    response: dict[str, Any] = {}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            response["status"] = message["status"]
+            response["headers"] = {k.decode(): v.decode() for k, v in message["headers"]}
+
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    return response["status"], response["headers"]
+
+
+def harness(**rates: float) -> Harness:
+    settings = TelemetrySettings(
+        traces_exporter="memory",
+        sample_rate_ingestion=rates.get("ingestion", 0.0),
+        sample_rate_query=rates.get("query", 0.0),
+        sample_rate_health=rates.get("health", 0.0),
+        sample_rate_default=0.0,
+    )
+    install_propagators()
+    spans = InMemorySpanExporter()
+    provider = build_tracer_provider(settings, Resource.create({}), spans)
+    delta = AggregationTemporality.DELTA
+    reader = InMemoryMetricReader(preferred_temporality={Counter: delta, Histogram: delta})
+    metrics = QisMetrics(MeterProvider(metric_readers=[reader]).get_meter("qis"), "api")
+    app = Litestar(
+        route_handlers=[live, read, ingest],
+        middleware=[http_telemetry_middleware(provider, metrics)],
+        logging_config=None,
+    )
+    return Harness(app, spans, reader, io.StringIO())
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    _log.addHandler(handler)
+    _log.setLevel(logging.INFO)
+    yield stream
+    _log.removeHandler(handler)
+
+
+def header_fields(value: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in value.split(";"))
+
+
+def test_unsampled_request_has_sampled_0_and_the_logs_root(captured_logs: io.StringIO) -> None:
+    h = harness()
+    status, headers = h.request("GET", QUERY_PATH)
+    assert status == 200
+    fields = header_fields(headers["x-amzn-trace-id"])
+    assert fields["Sampled"] == "0"
+    assert len(fields["Parent"]) == 16
+    (entry,) = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+    assert entry["trace_id"] == fields["Root"]
+    assert entry["span_id"] == fields["Parent"]
+    assert h.spans.get_finished_spans() == ()
+    # a fresh trace id per request
+    _, again = h.request("GET", QUERY_PATH)
+    assert header_fields(again["x-amzn-trace-id"])["Root"] != fields["Root"]
+
+
+def test_sampled_request_is_traced_under_the_route_template(captured_logs: io.StringIO) -> None:
+    h = harness(query=1.0)
+    status, headers = h.request("GET", QUERY_PATH)
+    assert status == 200
+    fields = header_fields(headers["x-amzn-trace-id"])
+    assert fields["Sampled"] == "1"
+    (span,) = h.spans.get_finished_spans()
+    assert span.name == QUERY_ROUTE
+    assert span.kind is SpanKind.SERVER
+    assert span.attributes is not None
+    assert span.attributes["http.route"] == "/v1/reference-data/{reference_data_id}"
+    assert span.context is not None
+    hex_id = f"{span.context.trace_id:032x}"
+    assert fields["Root"] == f"1-{hex_id[:8]}-{hex_id[8:]}"
+    assert fields["Parent"] == f"{span.context.span_id:016x}"
+    (entry,) = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+    assert entry["trace_id"] == fields["Root"]
+
+
+@pytest.mark.parametrize(
+    "incoming",
+    [
+        {"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=1"},
+        {"traceparent": f"00-{ROOT_HEX}-{PARENT}-01"},
+    ],
+)
+def test_incoming_sampled_context_is_traced_even_at_a_zero_rate(incoming: dict[str, str]) -> None:
+    h = harness()  # every root rate 0 %
+    status, headers = h.request("GET", "/health/live", incoming)
+    assert status == 200
+    fields = header_fields(headers["x-amzn-trace-id"])
+    assert (fields["Root"], fields["Sampled"]) == (ROOT, "1")
+    (span,) = h.spans.get_finished_spans()
+    assert span.name == "GET /health/live"
+    assert span.context is not None
+    assert span.parent is not None
+    assert f"{span.context.trace_id:032x}" == ROOT_HEX
+    assert f"{span.parent.span_id:016x}" == PARENT
+    assert fields["Parent"] == f"{span.context.span_id:016x}"
+
+
+@pytest.mark.parametrize(
+    "incoming",
+    [
+        {"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=0"},
+        {"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=?"},
+        {"traceparent": f"00-{ROOT_HEX}-{PARENT}-00"},
+    ],
+)
+def test_incoming_unsampled_context_keeps_its_root_and_is_not_traced(
+    incoming: dict[str, str], captured_logs: io.StringIO
+) -> None:
+    h = harness(query=1.0)  # the route alone would be traced
+    status, headers = h.request("GET", QUERY_PATH, incoming)
+    assert status == 200
+    fields = header_fields(headers["x-amzn-trace-id"])
+    assert (fields["Root"], fields["Sampled"]) == (ROOT, "0")
+    assert fields["Parent"] != PARENT  # this request's own (unrecorded) span id
+    assert h.spans.get_finished_spans() == ()
+    (entry,) = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+    assert entry["trace_id"] == ROOT
+
+
+def test_root_only_header_lets_the_route_decide() -> None:
+    h = harness(query=1.0)
+    _, headers = h.request("GET", QUERY_PATH, {"X-Amzn-Trace-Id": f"Root={ROOT}"})
+    fields = header_fields(headers["x-amzn-trace-id"])
+    assert fields["Sampled"] == "1"
+    assert fields["Root"] != ROOT  # no parent: a new trace, as before
+    assert len(h.spans.get_finished_spans()) == 1
+
+
+def test_http_metrics_are_recorded_per_route_on_both_paths() -> None:
+    h = harness(query=1.0)  # query requests take the traced path, the others the fast one
+    for _ in range(3):
+        h.request("GET", QUERY_PATH)
+    h.request("GET", "/health/live")
+    h.request("GET", "/health/live", {"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=1"})
+    h.request("GET", "/no/such/route")
+    h.request("POST", "/v1/observations")
+    requests, latency = h.http_metrics()
+    assert requests == {
+        (QUERY_ROUTE, "2xx"): 3,
+        ("GET /health/live", "2xx"): 2,
+        ("GET unmatched", "4xx"): 1,
+        ("POST /v1/observations", "2xx"): 1,
+    }
+    assert latency == {
+        QUERY_ROUTE: 3,
+        "GET /health/live": 2,
+        "GET unmatched": 1,
+        "POST /v1/observations": 1,
+    }
+    assert len(h.spans.get_finished_spans()) == 4  # 3 query + the sampled incoming parent
+    # counted once: a second collection sees no new requests
+    assert h.http_metrics() == ({}, {})
+
+
+def test_end_to_end_sampling_rate_is_the_route_rate() -> None:
+    """One decision per request, not two: ~10 % of ingestion requests yield a server span."""
+    h = harness(ingestion=0.10, query=0.05)
+    requests = 6000
+
+    async def run() -> list[str]:
+        out = []
+        for i in range(requests):
+            path, method = ("/v1/observations", "POST") if i % 2 == 0 else (QUERY_PATH, "GET")
+            _, headers = await asgi_request(h.app, method, path, {})
+            out.append(headers["x-amzn-trace-id"])
+        return out
+
+    responses = asyncio.run(run())
+    spans = h.spans.get_finished_spans()
+    ingestion = [s for s in spans if s.name == "POST /v1/observations"]
+    query = [s for s in spans if s.name == QUERY_ROUTE]
+    assert len(ingestion) + len(query) == len(spans)
+    # binomial: sd 0.55 points for ingestion, 0.40 for query, over 3000 requests each
+    assert abs(len(ingestion) / (requests / 2) - 0.10) <= 0.02, len(ingestion)
+    assert abs(len(query) / (requests / 2) - 0.05) <= 0.015, len(query)
+    # every span is announced as sampled, and only those
+    assert sum(r.endswith(";Sampled=1") for r in responses) == len(spans)
