@@ -6,7 +6,10 @@ Starts the stack, a `qis api` (the benchmark app) and a `qis worker` on an obser
 topic and consumer group of their own (and, with `--with-scheduler`, a `qis scheduler`:
 not needed, all expected sources arrive together and the relay does not gate reads).
 While the ingestion benchmark's batch scenario runs in the background (100-observation
-requests, open loop at `--load-rate` requests/s, 1000 series x 5 sources), it sends a
+requests, open loop at `--load-rate` requests/s, 1000 series x 5 sources; with
+`--load-series configured`, the default, those series are configured with their 5 sources
+and their snaps are in open windows, so each snap gets one version when its fifth source
+arrives; `unconfigured` is the worst case, every observation a new version), it sends a
 wave of probe series every `--every` seconds: one request carrying the 3 expected sources
 (a, b, c) of `--wave` fresh series for the current second. For each probe series it
 measures from the 202 (observation acknowledged) to the first `200` of
@@ -29,6 +32,7 @@ import math
 import statistics
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -50,6 +54,9 @@ from benchmarks.e2e.processes import (
 from benchmarks.loadgen import Result, open_loop, request_bytes
 
 SOURCES = ("a", "b", "c")
+# The background load's series and sources (ingestion.bodies: src0..src4).
+LOAD_SERIES = 1000
+LOAD_SOURCES = tuple(f"src{n}" for n in range(5))
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -118,8 +125,8 @@ class Probe:
         if self._listener is not None:
             await self._listener.close()
 
-    async def configure(self, series: list[str]) -> None:
-        config = {"expected_sources": list(SOURCES), "window_seconds": 60}
+    async def configure(self, series: list[str], sources: Sequence[str] = SOURCES) -> None:
+        config = {"expected_sources": list(sources), "window_seconds": 60}
         semaphore = asyncio.Semaphore(20)
 
         async def put(series_id: str) -> None:
@@ -187,8 +194,9 @@ class Probe:
         return None
 
 
-async def own_database(name: str) -> str:
-    """DSN of database `name` on the stack's server, created and migrated if needed.
+async def own_database(name: str, fresh: bool = False) -> str:
+    """DSN of database `name` on the stack's server, created and migrated if needed
+    (`fresh`: dropped and created again, so every run starts from empty tables).
 
     A database of its own keeps the benchmark out of other users' way and them out of its:
     advisory locks (the journal, the series locks) are per database, so concurrent tests
@@ -198,6 +206,8 @@ async def own_database(name: str) -> str:
     dsn = base.rsplit("/", 1)[0] + "/" + name
     conn = await asyncpg.connect(base)
     try:
+        if fresh:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -214,7 +224,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     port = free_port()
     settings = {"QIS_TELEMETRY__ENABLED": "false"} if args.telemetry_off else {}
     if args.database:
-        dsn = await own_database(args.database)
+        # Empty tables each run: results do not drift with what earlier runs left behind.
+        dsn = await own_database(args.database, fresh=True)
         settings |= {"QIS_DB__WRITER_DSN": dsn, "QIS_DB__READER_DSN": dsn}
     prefix = "FRESH" + uuid.uuid4().hex[:6].upper()
     probe = Probe(f"http://127.0.0.1:{port}", prefix, args.wave, args.poll_ms)
@@ -243,9 +254,19 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         probe.recorded_ms.clear()
         # Distinct bodies for the whole run: a repeated observation is a no-op in the store,
         # so cycling through a few bodies would understate the reconciliation load.
-        load_bodies = bodies(
-            prefix + "L", 100, max(1, math.ceil(args.load_rate * (args.seconds + 2)))
-        )
+        count = max(1, math.ceil(args.load_rate * (args.seconds + 2)))
+        if args.load_series == "configured":
+            # Like a production feed: series configured with their 5 sources and snaps in
+            # open windows, so a snap's version 1 comes when its fifth source arrives.
+            await probe.configure(
+                [f"{prefix}L-{n:04d}" for n in range(LOAD_SERIES)], sources=LOAD_SOURCES
+            )
+            now = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+            load_bodies = bodies(prefix + "L", 100, count, LOAD_SERIES, base=now)
+        else:
+            # Worst case: unconfigured series, snaps in closed windows: every observation
+            # publishes a new version (and its audit record and event).
+            load_bodies = bodies(prefix + "L", 100, count, LOAD_SERIES)
         payloads = [request_bytes("POST", "/v1/observations", b) for b in load_bodies]
         load: asyncio.Task[Result] | None = None
         if args.load_rate > 0:
@@ -280,6 +301,13 @@ def main() -> None:
     parser.add_argument("--wave", type=int, default=20, help="probe series per wave")
     parser.add_argument("--every", type=float, default=0.5, help="seconds between waves")
     parser.add_argument("--poll-ms", type=float, default=20)
+    parser.add_argument(
+        "--load-series",
+        choices=["configured", "unconfigured"],
+        default="configured",
+        help="background series configured with their 5 sources and open windows (a version "
+        "per snap), or unconfigured in closed windows (a version per observation)",
+    )
     parser.add_argument("--telemetry-off", action="store_true")
     parser.add_argument(
         "--with-scheduler", action="store_true", help="also run a scheduler (relays the outbox)"

@@ -39,9 +39,12 @@ TELEMETRY = {
 }
 
 
-def bodies(prefix: str, per_request: int, count: int, series: int = 1000) -> list[bytes]:
-    """Distinct request bodies: `series` series x 5 sources, snaps one minute apart."""
-    base = datetime(2026, 1, 1, tzinfo=UTC)
+def bodies(
+    prefix: str, per_request: int, count: int, series: int = 1000, base: datetime | None = None
+) -> list[bytes]:
+    """Distinct request bodies: `series` series x 5 sources, snaps one minute apart from
+    `base` (default 2026-01-01: windows long closed, so every observation is published)."""
+    base = base or datetime(2026, 1, 1, tzinfo=UTC)
     out = []
     n = 0
     for _ in range(count):

@@ -23,7 +23,8 @@ REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
 # Configuration
 # ---------------------------------------------------------------------------
 CFG_VARS=(STACK_PG_PORT STACK_REDIS_PORT STACK_KAFKA_PORT STACK_KAFKA_CONTROLLER_PORT
-          STACK_REDIS_MAXMEMORY STACK_PG_USER STACK_PG_PASSWORD STACK_PG_DB)
+          STACK_REDIS_MAXMEMORY STACK_PG_USER STACK_PG_PASSWORD STACK_PG_DB
+          STACK_PG_SHARED_BUFFERS)
 
 load_config() {
   # The env file holds plain assignments; remember what the caller exported so
@@ -41,7 +42,7 @@ load_config() {
   # Fallbacks in case the env file is missing or incomplete.
   : "${STACK_PG_PORT:=55432}" "${STACK_REDIS_PORT:=56379}"
   : "${STACK_KAFKA_PORT:=59092}" "${STACK_KAFKA_CONTROLLER_PORT:=59093}"
-  : "${STACK_REDIS_MAXMEMORY:=256mb}"
+  : "${STACK_REDIS_MAXMEMORY:=256mb}" "${STACK_PG_SHARED_BUFFERS:=512MB}"
   : "${STACK_PG_USER:=qis}" "${STACK_PG_PASSWORD:=qis}" "${STACK_PG_DB:=qis}"
 }
 load_config
@@ -294,7 +295,9 @@ listen_addresses = '127.0.0.1'
 port = $STACK_PG_PORT
 unix_socket_directories = '$run'
 max_connections = 200
-shared_buffers = 128MB
+shared_buffers = $STACK_PG_SHARED_BUFFERS
+# Fewer forced checkpoints under the benchmarks' write bursts.
+max_wal_size = 4GB
 password_encryption = scram-sha-256
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
