@@ -98,6 +98,11 @@ class WorkerSettings(_Section, frozen=True):
     group_id: str = "qis-worker"
     max_batch_records: int = 5000
     poll_timeout_ms: int = 200
+    # Transactions a polled batch is split into, by partition, run concurrently: one
+    # lane's Python work overlaps another's database round trips. Each lane commits its
+    # partitions' observations, effects and offsets together, so exactly-once holds per
+    # partition. At most pool_max_size - 1 (one connection stays for position restores).
+    lanes: int = 1
 
 
 class SchedulerSettings(_Section, frozen=True):
@@ -158,6 +163,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             raise SettingsError(f"unknown setting {name}: {section} has {sorted(known)}")
         tree.setdefault(section, {})[field] = raw
     try:
-        return msgspec.convert(tree, Settings, strict=False)
+        settings = msgspec.convert(tree, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise SettingsError(f"bad setting value: {exc}") from exc
+    if not 1 <= settings.worker.lanes < settings.db.pool_max_size:
+        raise SettingsError(
+            f"QIS_WORKER__LANES={settings.worker.lanes} must be at least 1 and below "
+            f"QIS_DB__POOL_MAX_SIZE={settings.db.pool_max_size}"
+        )
+    return settings

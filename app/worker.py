@@ -102,6 +102,27 @@ def split_batch(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]])
     return Decoded(observations, dead, next_offsets)
 
 
+def split_lanes(
+    batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], lanes: int
+) -> list[dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]]:
+    """The batch's partitions dealt into at most `lanes` groups of similar record counts.
+
+    A partition is never split: its records stay in order in one transaction, and a series
+    lives in one partition (records are keyed by series), so lanes never share a series.
+    """
+    if lanes <= 1 or len(batch) <= 1:
+        return [batch]
+    groups: list[dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]] = [
+        {} for _ in range(min(lanes, len(batch)))
+    ]
+    sizes = [0] * len(groups)
+    for tp, records in sorted(batch.items(), key=lambda item: (-len(item[1]), item[0].partition)):
+        smallest = sizes.index(min(sizes))
+        groups[smallest][tp] = records
+        sizes[smallest] += len(records)
+    return groups
+
+
 def batch_parent_context(
     batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
 ) -> Context | None:
@@ -216,6 +237,23 @@ class ObservationWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         self._metrics.consumer_lag(self._topic, lag)
 
     async def _process(
+        self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        lanes = split_lanes(batch, self._settings.worker.lanes)
+        if len(lanes) == 1:
+            await self._process_lane(lanes[0])
+            return
+        # A lane that fails rolls back alone; the others may commit (their partitions'
+        # offsets with them). The caller then rewinds every partition to its stored
+        # position, so the failed lane's records are read again and nothing twice.
+        outcomes = await asyncio.gather(
+            *(self._process_lane(lane) for lane in lanes), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _process_lane(
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
         decoded = split_batch(batch)

@@ -32,3 +32,14 @@ def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(AttributeError):
         s.db = s.db  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("lanes", "pool"), [("0", "10"), ("10", "10"), ("4", "4")])
+def test_worker_lanes_must_leave_a_connection_in_the_pool(lanes: str, pool: str) -> None:
+    with pytest.raises(SettingsError, match="QIS_WORKER__LANES"):
+        load_settings({"QIS_WORKER__LANES": lanes, "QIS_DB__POOL_MAX_SIZE": pool})
+
+
+def test_worker_lanes_below_the_pool_size_are_accepted() -> None:
+    settings = load_settings({"QIS_WORKER__LANES": "3", "QIS_DB__POOL_MAX_SIZE": "4"})
+    assert (settings.worker.lanes, settings.db.pool_max_size) == (3, 4)
