@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -39,3 +40,23 @@ async def redis_client(settings: Settings, running_stack: None) -> AsyncIterator
     client = redis.Redis.from_url(settings.redis.url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def empty_db(settings: Settings, running_stack: None) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to a freshly created and migrated database, dropped afterwards.
+
+    For tests whose subject looks at a whole table (oldest rows first, counts), which the
+    shared database fills with every other test's rows.
+    """
+    name = f"qis_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(settings.db.writer_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    conn = await asyncpg.connect(settings.db.writer_dsn.rsplit("/", 1)[0] + "/" + name)
+    try:
+        await migrate(conn, bundled_migrations())
+        yield conn
+    finally:
+        await conn.close()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
