@@ -14,8 +14,9 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
@@ -24,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.trace import Link
 
 from app.adapters.postgres.observations import insert_observations
 from app.adapters.postgres.offsets import (
@@ -46,11 +48,29 @@ _records = msgspec.json.Decoder(ObservationsRecorded)
 _dead_letters = msgspec.json.Encoder()
 
 # Called inside the batch transaction with the newly stored observations (reconciliation hooks in).
-AfterStore: TypeAlias = "Callable[[Connection, Sequence[Observation]], Awaitable[None]]"
+# `traced`: ids of the observations that arrived in sampled records (their work is traced).
+AfterStore: TypeAlias = (
+    "Callable[[Connection, Sequence[Observation], Collection[str]], Awaitable[None]]"
+)
 
 
-async def _nothing_after_store(_: Connection, __: Sequence[Observation]) -> None:
+async def _nothing_after_store(
+    _: Connection, __: Sequence[Observation], ___: Collection[str]
+) -> None:
     return None
+
+
+def record_sampled(headers: Sequence[tuple[str, bytes | None]] | None) -> bool:
+    """Whether a record's trace headers carry a sampled decision (W3C or X-Ray), read
+    without building a context: this runs for every record."""
+    for key, value in headers or ():
+        if value is None:
+            continue
+        if key == "traceparent":
+            return len(value) >= 2 and int(value[-2:], 16) & 1 == 1
+        if key.lower() == "x-amzn-trace-id":
+            return b"Sampled=1" in value
+    return False
 
 
 @dataclass
@@ -60,6 +80,7 @@ class Decoded:
     observations: list[Observation]
     dead_letters: list[DeadLetter]
     next_offsets: dict[int, int]
+    traced: set[str] = field(default_factory=set)  # observation ids from sampled records
 
 
 def decode_record(record: ConsumerRecord[bytes, bytes]) -> ObservationsRecorded:
@@ -82,10 +103,14 @@ def split_batch(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]])
     observations: list[Observation] = []
     dead: list[DeadLetter] = []
     next_offsets: dict[int, int] = {}
+    traced: set[str] = set()
     for tp, records in batch.items():
         for record in records:
             try:
-                observations.extend(decode_record(record).observations)
+                decoded = decode_record(record).observations
+                observations.extend(decoded)
+                if record_sampled(record.headers):
+                    traced.update(o.observation_id for o in decoded)
             except (msgspec.DecodeError, ValueError, UnicodeDecodeError) as exc:
                 dead.append(
                     DeadLetter(
@@ -99,7 +124,7 @@ def split_batch(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]])
                 )
         if records:
             next_offsets[tp.partition] = records[-1].offset + 1
-    return Decoded(observations, dead, next_offsets)
+    return Decoded(observations, dead, next_offsets, traced)
 
 
 def split_lanes(
@@ -123,24 +148,45 @@ def split_lanes(
     return groups
 
 
-def batch_parent_context(
+def receive_sampled(
     batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
-) -> Context | None:
-    """The trace context of the first sampled record: the batch's work joins that trace.
+) -> tuple[Context | None, list[Link]]:
+    """A CONSUMER `receive` span for each record of a sampled request, in that request's
+    trace; returns the context the batch's `process` span joins (the first sampled
+    record's) and links to the other sampled records' contexts.
 
-    A batch mixes records of many requests and a span has one parent, so the others are
-    reachable through the per-record `receive` spans the aiokafka instrumentation makes.
+    Only sampled records are looked at closely (`record_sampled` reads the flag from the
+    raw header): extracting a context and starting a span for every record, as the
+    aiokafka consumer instrumentation does, cost ~15 % of the worker's CPU at 4,000
+    records/s for the ~90 % of records that are not traced (docs/tracing.md).
     """
-    for records in batch.values():
+    parent: Context | None = None
+    links: list[Link] = []
+    for tp, records in batch.items():
         for record in records:
-            if not record.headers:
+            if not record_sampled(record.headers):
                 continue
             context = propagate.extract(
-                {k: v.decode("latin-1") for k, v in record.headers if v is not None}
+                {k: v.decode("latin-1") for k, v in record.headers or () if v is not None}
             )
-            if trace.get_current_span(context).get_span_context().trace_flags.sampled:
-                return context
-    return None
+            span = _tracer.start_span(
+                f"{tp.topic} receive",
+                context=context,
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": tp.topic,
+                    "messaging.destination.partition.id": str(tp.partition),
+                    "messaging.kafka.message.offset": record.offset,
+                    "messaging.operation.type": "receive",
+                },
+            )
+            span.end()
+            if parent is None:
+                parent = context
+            else:
+                links.append(Link(trace.get_current_span(context).get_span_context()))
+    return parent, links
 
 
 class ObservationWorker(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -219,9 +265,11 @@ class ObservationWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
         """Store one polled batch and its positions atomically, in one `process` span."""
+        parent, links = receive_sampled(batch)
         with _tracer.start_as_current_span(
             f"{self._topic} process",
-            context=batch_parent_context(batch),
+            context=parent,
+            links=links,
             kind=trace.SpanKind.CONSUMER,
             attributes={"messaging.batch.message_count": sum(len(r) for r in batch.values())},
         ):
@@ -256,6 +304,7 @@ class ObservationWorker(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _process_lane(
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
+        started = time.perf_counter()
         decoded = split_batch(batch)
         if decoded.dead_letters:
             await self._send_dead_letters(decoded.dead_letters)
@@ -266,10 +315,19 @@ class ObservationWorker(ConsumerRebalanceListener):  # type: ignore[misc]
             await lock_partitions(conn, self._group, self._topic, positions)
             stored_ids = set(await insert_observations(conn, decoded.observations))
             new = [o for o in decoded.observations if o.observation_id in stored_ids]
-            await self._after_store(conn, new)
+            await self._after_store(conn, new, decoded.traced)
             await advance(conn, self._group, self._topic, positions, self.owner)
         self.stored += len(new)
         self.dead_lettered += len(decoded.dead_letters)
+        _log.debug(
+            "batch committed",
+            extra={
+                "partitions": len(positions),
+                "observations": len(decoded.observations),
+                "stored": len(new),
+                "seconds": round(time.perf_counter() - started, 4),
+            },
+        )
         if decoded.dead_letters:
             self._metrics.dead_letters(len(decoded.dead_letters))
 

@@ -33,7 +33,7 @@ def prepare_stack() -> None:
 def env(**settings: str) -> dict[str, str]:
     """The parent environment (its QIS_* settings, e.g. a stack on other ports, included)
     plus the given settings, which win."""
-    return {**os.environ, "QIS_TELEMETRY__LOG_LEVEL": "WARNING", **settings}
+    return {"QIS_TELEMETRY__LOG_LEVEL": "WARNING", **os.environ, **settings}
 
 
 class Process:

@@ -1,0 +1,123 @@
+"""How the worker reads a polled batch: lanes, and which records were sampled."""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+import app.worker as worker_module
+from app.worker import receive_sampled, record_sampled, split_lanes
+
+TOPIC = "qis.observations.v1"
+
+
+def records(partition: int, count: int) -> list[ConsumerRecord[bytes, bytes]]:
+    return [
+        ConsumerRecord(TOPIC, partition, offset, 0, 0, b"k", b"v", None, 1, 1, [])
+        for offset in range(count)
+    ]
+
+
+def batch(**counts: int) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+    return {TopicPartition(TOPIC, int(p[1:])): records(int(p[1:]), n) for p, n in counts.items()}
+
+
+def test_partitions_are_dealt_whole_into_lanes_of_similar_size() -> None:
+    polled = batch(p0=500, p1=300, p2=250, p3=200, p4=40)
+
+    lanes = split_lanes(polled, 2)
+
+    assert len(lanes) == 2
+    sizes = sorted(sum(len(r) for r in lane.values()) for lane in lanes)
+    assert sizes == [590, 700]  # largest first, each to the lightest lane
+    every = [tp.partition for lane in lanes for tp in lane]
+    assert sorted(every) == [0, 1, 2, 3, 4]  # each partition in exactly one lane
+    for lane in lanes:
+        for tp, recs in lane.items():
+            assert recs is polled[tp]  # never split, order kept
+
+
+def test_one_lane_or_one_partition_keeps_the_batch_as_it_is() -> None:
+    polled = batch(p0=10, p1=10)
+    assert split_lanes(polled, 1) == [polled]
+    single = batch(p3=10)
+    assert split_lanes(single, 4) == [single]
+
+
+def test_no_more_lanes_than_partitions() -> None:
+    lanes = split_lanes(batch(p0=1, p1=1, p2=1), 8)
+    assert [len(lane) for lane in lanes] == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("headers", "sampled"),
+    [
+        ([("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")], True),
+        ([("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00")], False),
+        ([("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03")], True),
+        ([("X-Amzn-Trace-Id", b"Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1")], True),
+        ([("x-amzn-trace-id", b"Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0")], False),
+        ([("qis-other", b"x"), ("traceparent", None)], False),
+        ([], False),
+        (None, False),
+    ],
+)
+def test_record_sampled_reads_the_decision_from_the_headers(
+    headers: list[tuple[str, bytes | None]] | None, sampled: bool
+) -> None:
+    assert record_sampled(headers) is sampled
+
+
+def traced_record(offset: int, traceparent: bytes | None) -> ConsumerRecord[bytes, bytes]:
+    headers = [] if traceparent is None else [("traceparent", traceparent)]
+    return ConsumerRecord(TOPIC, 3, offset, 0, 0, b"k", b"v", None, 1, 1, headers)
+
+
+def test_receive_spans_only_for_sampled_records_and_the_batch_joins_the_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(worker_module, "_tracer", provider.get_tracer("test"))
+    first = "0af7651916cd43dd8448eb211c80319c"
+    second = "1bf7651916cd43dd8448eb211c80319d"
+    polled = {
+        TopicPartition(TOPIC, 3): [
+            traced_record(10, f"00-{'f' * 32}-b7ad6b7169203331-00".encode()),
+            traced_record(11, f"00-{first}-b7ad6b7169203331-01".encode()),
+            traced_record(12, None),
+            traced_record(13, f"00-{second}-c7ad6b7169203332-01".encode()),
+        ]
+    }
+
+    parent, links = receive_sampled(polled)
+
+    spans = exporter.get_finished_spans()
+    assert [
+        (f"{s.context.trace_id:032x}", (s.attributes or {}).get("messaging.kafka.message.offset"))
+        for s in spans
+        if s.context is not None
+    ] == [(first, 11), (second, 13)]
+    assert {s.kind for s in spans} == {SpanKind.CONSUMER}
+    assert {s.name for s in spans} == {f"{TOPIC} receive"}
+    assert parent is not None
+    assert f"{trace.get_current_span(parent).get_span_context().trace_id:032x}" == first
+    assert [f"{link.context.trace_id:032x}" for link in links] == [second]
+
+
+def test_an_unsampled_batch_has_no_parent_and_no_spans(monkeypatch: pytest.MonkeyPatch) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(worker_module, "_tracer", provider.get_tracer("test"))
+
+    polled = {TopicPartition(TOPIC, 3): [traced_record(1, None), traced_record(2, None)]}
+
+    assert receive_sampled(polled) == (None, [])
+    assert exporter.get_finished_spans() == ()
