@@ -107,7 +107,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         kind="histogram",
         dimensions=("Service", "Level"),
         service="api",
-        meaning="1 per hit, 0 per miss; Average is the hit ratio",
+        meaning="hits / lookups over each export interval (a gauge)",
     ),
     MetricSpec(
         name="CacheFallbackCount",

@@ -137,3 +137,30 @@ def test_status_classes_and_bounded_series(documents: list[dict[str, Any]]) -> N
     assert requests == {"2xx": 1, "5xx": 1}
     by_series = by_metric(documents)["QualityScoreBySeries"]
     assert [d["Series"] for d in by_series] == ["SPX"]
+
+
+def test_cache_hit_ratio_is_the_hit_share_of_each_interval_per_level() -> None:
+    exporter = Collecting()
+    reader = InMemoryMetricReader(
+        preferred_temporality=exporter._preferred_temporality,
+        preferred_aggregation=exporter._preferred_aggregation,
+    )
+    provider = MeterProvider(metric_readers=[reader])
+    metrics = QisMetrics(provider.get_meter("qis"), "api")
+
+    def interval() -> dict[str, float]:
+        exporter.lines.clear()
+        data = reader.get_metrics_data()
+        if data is not None:
+            exporter.export(data)
+        found = by_metric([json.loads(line) for line in exporter.lines])
+        return {doc["Level"]: doc["CacheHitRatio"] for doc in found.get("CacheHitRatio", [])}
+
+    for hit in (True, True, True, False):
+        metrics.cache_lookup("L1", hit)
+    metrics.cache_lookup("L2", False)
+    assert interval() == {"L1": 0.75, "L2": 0.0}
+    metrics.cache_lookup("L2", True)
+    assert interval() == {"L2": 1.0}  # L1 had no lookups: nothing, not a stale ratio
+    assert interval() == {}
+    provider.shutdown()
