@@ -38,7 +38,6 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import httpx
 
-from app.adapters.postgres.migrate import bundled_migrations, migrate
 from app.adapters.postgres.publications import CHANNEL, parse_payload
 from app.settings import Settings
 from benchmarks.e2e.ingestion import bodies
@@ -47,6 +46,8 @@ from benchmarks.e2e.processes import (
     Process,
     env,
     free_port,
+    own_database,
+    own_topic_and_group,
     prepare_stack,
     start_api,
     start_worker,
@@ -194,32 +195,6 @@ class Probe:
         return None
 
 
-async def own_database(name: str, fresh: bool = False) -> str:
-    """DSN of database `name` on the stack's server, created and migrated if needed
-    (`fresh`: dropped and created again, so every run starts from empty tables).
-
-    A database of its own keeps the benchmark out of other users' way and them out of its:
-    advisory locks (the journal, the series locks) are per database, so concurrent tests
-    on the shared `qis` database do not queue with the measured worker.
-    """
-    base = Settings().db.writer_dsn
-    dsn = base.rsplit("/", 1)[0] + "/" + name
-    conn = await asyncpg.connect(base)
-    try:
-        if fresh:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn, bundled_migrations())
-    finally:
-        await conn.close()
-    return dsn
-
-
 async def run(args: argparse.Namespace) -> dict[str, object]:
     port = free_port()
     settings = {"QIS_TELEMETRY__ENABLED": "false"} if args.telemetry_off else {}
@@ -230,14 +205,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     prefix = "FRESH" + uuid.uuid4().hex[:6].upper()
     probe = Probe(f"http://127.0.0.1:{port}", prefix, args.wave, args.poll_ms)
     processes: list[Process] = []
-    # An observations topic and consumer group of its own: other `qis worker`s on this
-    # machine (tests, other benchmarks) neither join the group mid-measurement nor process
-    # these observations.
-    isolated = {
-        **settings,
-        "QIS_KAFKA__OBSERVATIONS_TOPIC": f"qis.observations.{prefix.lower()}",
-        "QIS_WORKER__GROUP_ID": f"{prefix.lower()}-worker",
-    }
+    isolated = {**settings, **own_topic_and_group(prefix)}
     try:
         await probe.listen(settings.get("QIS_DB__WRITER_DSN", Settings().db.writer_dsn))
         processes.append(start_worker(**isolated))  # creates the topic

@@ -23,8 +23,16 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from app.settings import Settings
-from benchmarks.e2e.processes import free_port, prepare_stack, start_api, start_worker
+from benchmarks.e2e.processes import (
+    create_topics,
+    database_settings,
+    free_port,
+    own_database,
+    own_topic_and_group,
+    prepare_stack,
+    start_api,
+    start_worker,
+)
 from benchmarks.loadgen import closed_loop, open_loop, request_bytes, send_all
 
 TELEMETRY = {
@@ -67,10 +75,10 @@ def bodies(
 
 
 async def http_scenarios(
-    seconds: float, telemetry: str, prefix: str
+    seconds: float, telemetry: str, prefix: str, isolation: dict[str, str]
 ) -> dict[str, dict[str, float]]:
     port = free_port()
-    api = start_api(port, **TELEMETRY[telemetry])
+    api = start_api(port, **{**TELEMETRY[telemetry], **isolation})
     try:
         batch = bodies(f"{prefix}{telemetry.upper()}B", 100, 400)
         single = bodies(f"{prefix}{telemetry.upper()}S", 1, 30_000)
@@ -99,11 +107,12 @@ async def stored(pool: asyncpg.Pool, prefix: str) -> int:
     )
 
 
-async def worker_persistence(prefix: str, total: int) -> dict[str, float]:
+async def worker_persistence(prefix: str, total: int, dsn: str) -> dict[str, float]:
     """Post a backlog while no worker runs, then time one worker draining it."""
-    settings = Settings()
+    isolation = {**TELEMETRY["off"], **own_topic_and_group(prefix), **database_settings(dsn)}
+    create_topics(isolation)
     port = free_port()
-    api = start_api(port, **TELEMETRY["off"])
+    api = start_api(port, **isolation)
     try:
         payloads = [
             request_bytes("POST", "/v1/observations", b) for b in bodies(prefix, 500, total // 500)
@@ -112,9 +121,9 @@ async def worker_persistence(prefix: str, total: int) -> dict[str, float]:
     finally:
         api.stop()
     assert posted.statuses == {202: len(payloads)}, posted.statuses
-    pool = await asyncpg.create_pool(settings.db.writer_dsn, min_size=1, max_size=2)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     assert pool is not None
-    worker = start_worker(**TELEMETRY["off"])
+    worker = start_worker(**isolation)
     try:
         started = time.perf_counter()
         first = None
@@ -166,14 +175,19 @@ def main() -> None:
     args = parser.parse_args()
     prepare_stack()
     prefix = "BENCH" + uuid.uuid4().hex[:6].upper()
-    worker = start_worker(**TELEMETRY["off"])
+    # A database, topic and group of its own, emptied each run: the shared `qis` database
+    # and topic stay free of benchmark backlogs (a test's worker would inherit them).
+    dsn = asyncio.run(own_database("qis_ingestion", fresh=True))
+    isolation = {**own_topic_and_group(prefix), **database_settings(dsn)}
+    create_topics(isolation)
+    worker = start_worker(**{**TELEMETRY["off"], **isolation})
     try:
         results: dict[str, dict[str, float]] = {}
         for telemetry in ("off", "on"):
-            results.update(asyncio.run(http_scenarios(args.seconds, telemetry, prefix)))
+            results.update(asyncio.run(http_scenarios(args.seconds, telemetry, prefix, isolation)))
     finally:
         worker.stop()
-    results["worker persistence"] = asyncio.run(worker_persistence(prefix + "W", args.backlog))
+    results["worker persistence"] = asyncio.run(worker_persistence(prefix + "W", args.backlog, dsn))
     print(json.dumps(results, indent=1))
     print_table(results)
 

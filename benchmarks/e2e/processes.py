@@ -10,6 +10,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import asyncpg
+
+from app.adapters.postgres.migrate import bundled_migrations, migrate
+from app.settings import Settings
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
 LOGS = REPO / ".local" / "bench-logs"
@@ -85,3 +90,54 @@ def wait_live(
 
 def start_worker(**settings: str) -> Process:
     return Process("worker", [str(VENV_BIN / "qis"), "worker"], env(**settings))
+
+
+async def own_database(name: str, fresh: bool = False) -> str:
+    """DSN of database `name` on the stack's server, created and migrated if needed
+    (`fresh`: dropped and created again, so every run starts from empty tables).
+
+    A database of its own keeps the benchmark out of other users' way and them out of its:
+    advisory locks (the journal, the series locks) are per database, so concurrent tests
+    on the shared `qis` database do not queue with the measured worker.
+    """
+    base = Settings().db.writer_dsn
+    dsn = base.rsplit("/", 1)[0] + "/" + name
+    conn = await asyncpg.connect(base)
+    try:
+        if fresh:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn, bundled_migrations())
+    finally:
+        await conn.close()
+    return dsn
+
+
+def own_topic_and_group(prefix: str) -> dict[str, str]:
+    """Settings giving a benchmark's api and worker an observations topic and a consumer
+    group of their own: other `qis worker`s on this machine (tests, other benchmarks)
+    neither join the group mid-measurement nor inherit the benchmark's backlog."""
+    return {
+        "QIS_KAFKA__OBSERVATIONS_TOPIC": f"qis.observations.{prefix.lower()}",
+        "QIS_WORKER__GROUP_ID": f"{prefix.lower()}-worker",
+    }
+
+
+def create_topics(settings: dict[str, str]) -> None:
+    """The platform's topics under `settings` (e.g. a benchmark's own observations topic)."""
+    subprocess.run(
+        [str(VENV_BIN / "qis"), "kafka", "topics"],
+        env=env(**settings),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def database_settings(dsn: str) -> dict[str, str]:
+    return {"QIS_DB__WRITER_DSN": dsn, "QIS_DB__READER_DSN": dsn}
