@@ -64,10 +64,10 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     MetricSpec(
         name="ReconciliationSuccessRate",
         unit="Percent",
-        kind="histogram",
+        kind="gauge",
         dimensions=("Service",),
         service="worker",
-        meaning="100 or 0 per reconciled snap; Average is the success percentage",
+        meaning="successful / all reconciliations over each export interval, in %",
     ),
     MetricSpec(
         name="QualityScoreAverage",
@@ -104,10 +104,10 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     MetricSpec(
         name="CacheHitRatio",
         unit="None",
-        kind="histogram",
+        kind="gauge",
         dimensions=("Service", "Level"),
         service="api",
-        meaning="hits / lookups over each export interval (a gauge)",
+        meaning="hits / lookups over each export interval",
     ),
     MetricSpec(
         name="CacheFallbackCount",

@@ -20,6 +20,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.aws import AwsXRayPropagator
@@ -45,6 +46,7 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
     TraceIdRatioBased,
 )
+from opentelemetry.sdk.util import ns_to_iso_str
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
@@ -194,21 +196,86 @@ def preset_trace_id(trace_id: int) -> Iterator[None]:
 
 
 class JsonLinesSpanExporter(SpanExporter):
-    """Appends each finished span as one JSON line: traces of a local run, readable offline."""
+    """Appends each finished span as one JSON line: traces of a local run, readable offline.
+
+    The line has the fields of the SDK's `ReadableSpan.to_json`, encoded with msgspec and
+    the resource encoded once: `to_json` re-serialised the resource for every span through
+    the standard json module, a fifth of a traced worker's CPU (a batch of a sampled
+    request exports hundreds of spans).
+    """
 
     def __init__(self, path: str) -> None:
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._resources: dict[int, tuple[Resource, msgspec.Raw]] = {}
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        lines = "".join(span.to_json(indent=None) + "\n" for span in spans)
-        with self._lock, self._path.open("a", encoding="utf-8") as out:
+        lines = b"".join(_encode_span.encode(self._line(span)) + b"\n" for span in spans)
+        with self._lock, self._path.open("ab") as out:
             out.write(lines)
         return SpanExportResult.SUCCESS
 
+    def _line(self, span: ReadableSpan) -> dict[str, Any]:
+        context = span.context
+        return {
+            "name": span.name,
+            "context": None if context is None else _context_fields(context),
+            "kind": str(span.kind),
+            "parent_id": None if span.parent is None else f"0x{span.parent.span_id:016x}",
+            "start_time": _iso(span.start_time),
+            "end_time": _iso(span.end_time),
+            "status": {
+                "status_code": span.status.status_code.name,
+                **({"description": span.status.description} if span.status.description else {}),
+            },
+            "attributes": dict(span.attributes or {}),
+            "events": [
+                {
+                    "name": event.name,
+                    "timestamp": _iso(event.timestamp),
+                    "attributes": dict(event.attributes or {}),
+                }
+                for event in span.events
+            ],
+            "links": [
+                {
+                    "context": _context_fields(link.context),
+                    "attributes": dict(link.attributes or {}),
+                }
+                for link in span.links
+            ],
+            "resource": self._resource(span.resource),
+        }
+
+    def _resource(self, resource: Resource) -> msgspec.Raw:
+        cached = self._resources.get(id(resource))
+        if cached is None or cached[0] is not resource:
+            encoded = msgspec.Raw(
+                _encode_span.encode(
+                    {"attributes": dict(resource.attributes), "schema_url": resource.schema_url}
+                )
+            )
+            cached = self._resources[id(resource)] = (resource, encoded)
+        return cached[1]
+
     def shutdown(self) -> None:
         return None
+
+
+_encode_span = msgspec.json.Encoder()
+
+
+def _context_fields(context: trace.SpanContext) -> dict[str, str]:
+    return {
+        "trace_id": f"0x{context.trace_id:032x}",
+        "span_id": f"0x{context.span_id:016x}",
+        "trace_state": repr(context.trace_state),
+    }
+
+
+def _iso(nanoseconds: int | None) -> str | None:
+    return ns_to_iso_str(nanoseconds) if nanoseconds else None
 
 
 class XRayPropagator(AwsXRayPropagator):

@@ -78,7 +78,7 @@ def traced_record(offset: int, traceparent: bytes | None) -> ConsumerRecord[byte
     return ConsumerRecord(TOPIC, 3, offset, 0, 0, b"k", b"v", None, 1, 1, headers)
 
 
-def test_receive_spans_only_for_sampled_records_and_the_batch_joins_the_first(
+def test_one_receive_span_per_sampled_request_and_the_batch_joins_the_first(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     exporter = InMemorySpanExporter()
@@ -93,7 +93,9 @@ def test_receive_spans_only_for_sampled_records_and_the_batch_joins_the_first(
             traced_record(11, f"00-{first}-b7ad6b7169203331-01".encode()),
             traced_record(12, None),
             traced_record(13, f"00-{second}-c7ad6b7169203332-01".encode()),
-        ]
+        ],
+        # another record of the first request (another series, another partition)
+        TopicPartition(TOPIC, 4): [traced_record(7, f"00-{first}-b7ad6b7169203331-01".encode())],
     }
 
     parent, links = receive_sampled(polled)
