@@ -387,17 +387,21 @@ async def test_events_need_the_journal_lock(pool: asyncpg.Pool) -> None:
             await store.append_audit([entry("K")], SNAP)
 
 
-async def test_marking_published_reports_only_rows_it_marked(pool: asyncpg.Pool) -> None:
+async def test_marking_published_reports_only_rows_it_marked(
+    empty_db: asyncpg.Connection,
+) -> None:
+    # A database of its own: on the shared one a relay (a scheduler started by another
+    # test) may publish the row between the enqueue and the first mark (seen in CI).
     m = message(unique_series())
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            store = PostgresPipelineStore(conn)
-            await store.open_journal()
-            await store.enqueue([m, m])  # the same event twice is queued once
-        row_ids = await conn.fetch("SELECT id FROM outbox WHERE event_id = $1", m.event_id)
-        ids = [r["id"] for r in row_ids]
-        first = await outbox.mark_published(conn, ids)
-        second = await outbox.mark_published(conn, ids)
+    conn = empty_db
+    async with conn.transaction():
+        store = PostgresPipelineStore(conn)
+        await store.open_journal()
+        await store.enqueue([m, m])  # the same event twice is queued once
+    row_ids = await conn.fetch("SELECT id FROM outbox WHERE event_id = $1", m.event_id)
+    ids = [r["id"] for r in row_ids]
+    first = await outbox.mark_published(conn, ids)
+    second = await outbox.mark_published(conn, ids)
     assert len(ids) == 1
     assert first == ids
     assert second == []
