@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -67,7 +66,7 @@ from app.services.journal import (
     write_journal,
 )
 from app.telemetry.metrics import QisMetrics, noop_metrics
-from app.telemetry.tracing import annotate
+from app.telemetry.tracing import annotate, traced_span
 
 _log = logging.getLogger("qis.reconcile")
 _tracer = trace.get_tracer("qis.worker")
@@ -311,7 +310,7 @@ def _plan(
     traced: bool = True,
 ) -> _Plan:
     series_id, snap = key
-    with _span("multi-source-reconciliation", traced) as span:
+    with traced_span(_tracer, "multi-source-reconciliation", traced) as span:
         result = reconcile(config, snap, observations, previous_value=previous_value)
         if span.is_recording():
             annotate(
@@ -335,7 +334,7 @@ def _plan(
                 },
             )
     window_closed = is_window_closed(config, snap, now)
-    with _span("quality-assessment", traced) as span:
+    with traced_span(_tracer, "quality-assessment", traced) as span:
         decision = decide_version(
             result,
             latest,
@@ -387,13 +386,6 @@ def _plan(
         ),
         window_closed=window_closed,
     )
-
-
-def _span(name: str, traced: bool) -> AbstractContextManager[trace.Span]:
-    """A custom span, or when the work is not traced, the invalid span (no bookkeeping)."""
-    if traced:
-        return _tracer.start_as_current_span(name)
-    return nullcontext(trace.INVALID_SPAN)
 
 
 def _value(latest: OfficialValue | None) -> float | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,22 @@ from app.settings import TelemetrySettings
 
 ROUTE_CLASS = "qis.route_class"
 XRAY_ANNOTATIONS = "aws.xray.annotations"
+
+
+def traced_span(
+    tracer: trace.Tracer, name: str, traced: bool | None = None
+) -> AbstractContextManager[trace.Span]:
+    """`tracer.start_as_current_span(name)` when the work is traced, else the invalid span.
+
+    `traced` defaults to whether the current span is recorded: under an unsampled parent
+    every child is unsampled too, and the SDK would still draw ids, ask the sampler and
+    attach a context for it (~15 µs, a tenth of a single-observation POST's CPU).
+    """
+    if traced is None:
+        traced = trace.get_current_span().is_recording()
+    if traced:
+        return tracer.start_as_current_span(name)
+    return nullcontext(trace.INVALID_SPAN)
 
 
 def route_class(path: str) -> str:

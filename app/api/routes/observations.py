@@ -18,7 +18,7 @@ from app.domain.observation import MAX_BATCH, ObservationSubmission, SubmittedOb
 from app.ports import IngestionLog, IngestionLogUnavailable
 from app.services.ingest import ingest
 from app.telemetry.metrics import QisMetrics
-from app.telemetry.tracing import annotate
+from app.telemetry.tracing import annotate, traced_span
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 
@@ -92,7 +92,7 @@ def decode_submission(body: bytes) -> ObservationSubmission:
 
 def validated(body: bytes) -> ObservationSubmission:
     """`decode_submission` inside the seed's `data-validation` span."""
-    with _tracer.start_as_current_span("data-validation") as span:
+    with traced_span(_tracer, "data-validation") as span:
         try:
             submission = decode_submission(body)
         except ApiProblem as problem:

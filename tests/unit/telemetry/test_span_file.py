@@ -1,4 +1,4 @@
-"""The JSON-lines span file: the SDK's `to_json` fields, one line per span."""
+"""The JSON-lines span file, and `traced_span` (no child spans under an unsampled one)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,21 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    set_span_in_context,
+    use_span,
+)
 
-from app.telemetry.tracing import JsonLinesSpanExporter
+from app.telemetry.tracing import JsonLinesSpanExporter, traced_span
 
 
 def test_each_span_is_one_line_with_the_fields_of_the_sdks_to_json(tmp_path: Path) -> None:
@@ -42,3 +54,24 @@ def test_each_span_is_one_line_with_the_fields_of_the_sdks_to_json(tmp_path: Pat
     assert child_line["name"] == "child"
     assert child_line["status"] == {"status_code": "ERROR", "description": "fenced"}
     assert child_line["resource"]["attributes"]["service.name"] == "qis-worker"
+
+
+def test_traced_span_follows_the_current_spans_decision() -> None:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.5)))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("test")
+    unsampled = NonRecordingSpan(SpanContext(1, 2, is_remote=True))
+    sampled = NonRecordingSpan(SpanContext(1, 3, is_remote=True, trace_flags=TraceFlags(1)))
+
+    with use_span(unsampled), traced_span(tracer, "data-validation") as span:
+        assert span is INVALID_SPAN  # nothing drawn, nothing attached
+    with use_span(sampled), traced_span(tracer, "data-validation") as span:
+        assert span is INVALID_SPAN  # the current span itself is not recorded here
+    with tracer.start_as_current_span("request", context=set_span_in_context(sampled)):
+        with traced_span(tracer, "data-validation") as span:
+            assert span.is_recording()
+        with traced_span(tracer, "forced off", traced=False) as span:
+            assert span is INVALID_SPAN
+
+    assert [s.name for s in memory.get_finished_spans()] == ["data-validation", "request"]
