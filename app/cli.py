@@ -12,6 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import asyncpg
+from aiokafka.errors import KafkaError
 
 from app.settings import Settings, SettingsError, load_settings
 
@@ -25,6 +26,27 @@ async def _until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await main(stop)
+
+
+SHUTDOWN_STEP_SECONDS = 10.0
+
+
+async def _bounded(step: Awaitable[None], what: str) -> None:
+    """One shutdown step, given up after SHUTDOWN_STEP_SECONDS: with the broker or the
+    database gone, aiokafka's stop (flushing to an unreachable broker) or a pool close
+    can wait forever, and a process that ignores SIGTERM gets SIGKILLed mid-write."""
+    try:
+        await asyncio.wait_for(step, SHUTDOWN_STEP_SECONDS)
+    except (TimeoutError, OSError, asyncpg.PostgresError, KafkaError) as exc:
+        _log.warning("shutdown step abandoned", extra={"step": what, "error": repr(exc)})
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    try:
+        await asyncio.wait_for(pool.close(), SHUTDOWN_STEP_SECONDS)
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        _log.warning("shutdown step abandoned", extra={"step": "pool", "error": repr(exc)})
+        pool.terminate()
 
 
 def _graceful_server_class() -> type:
@@ -109,9 +131,10 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
             await worker.run(stop)
             _log.info("worker stopping", extra={"stored": worker.stored})
         finally:
-            await consumer.stop()  # leaves the group so partitions move at once
-            await producer.stop()
-            await pool.close()
+            # leaves the group so partitions move at once
+            await _bounded(consumer.stop(), "consumer")
+            await _bounded(producer.stop(), "producer")
+            await _close_pool(pool)
 
     try:
         asyncio.run(_until_signal(main))
@@ -151,8 +174,8 @@ def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
             _log.info("scheduler started")
             await scheduler.run(stop)
         finally:
-            await producer.stop()
-            await pool.close()
+            await _bounded(producer.stop(), "producer")
+            await _close_pool(pool)
         _log.info("scheduler stopped")
 
     try:
