@@ -11,6 +11,8 @@ import msgspec
 from app.domain.observation import Observation
 
 if TYPE_CHECKING:
+    import asyncpg
+
     from app.adapters.postgres import Connection
 
 _json = msgspec.json.Encoder()
@@ -64,21 +66,21 @@ async def observations_for_snaps(
         [k[0] for k in keys],
         [k[1] for k in keys],
     )
-    return [
-        Observation(
-            observation_id=r["observation_id"],
-            reference_data_id=r["reference_data_id"],
-            source=r["source"],
-            snap=r["snap"],
-            value=r["value"],
-            observed_at=r["observed_at"],
-            received_at=r["received_at"],
-            attributes=None
-            if r["attributes"] is None
-            else _decode_attributes.decode(r["attributes"]),
-        )
-        for r in rows
-    ]
+    return [observation_from_row(r) for r in rows]
+
+
+def observation_from_row(r: asyncpg.Record) -> Observation:
+    """An `observations` row (with `attributes::text AS attributes`) as the domain type."""
+    return Observation(
+        observation_id=r["observation_id"],
+        reference_data_id=r["reference_data_id"],
+        source=r["source"],
+        snap=r["snap"],
+        value=r["value"],
+        observed_at=r["observed_at"],
+        received_at=r["received_at"],
+        attributes=None if r["attributes"] is None else _decode_attributes.decode(r["attributes"]),
+    )
 
 
 async def count_observations(conn: Connection, reference_data_id: str) -> int:

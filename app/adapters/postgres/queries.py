@@ -10,11 +10,12 @@ sort, so a page reads about `limit` snaps, not the whole range.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import asyncpg
 import msgspec
 
+from app.adapters.postgres.observations import observation_from_row
 from app.adapters.postgres.official_values import official_value_from_row
 from app.domain.observation import Observation
 from app.domain.quality import SCORE_DECIMALS
@@ -24,7 +25,6 @@ from app.domain.versions import OfficialValue
 if TYPE_CHECKING:
     from asyncpg import Record
 
-_attributes = msgspec.json.Decoder(dict[str, Any])
 
 # The columns `official_value_from_row` reads.
 _COLUMNS = (
@@ -166,19 +166,7 @@ class PostgresQueries:
         """Observations of the snap in order of receipt, after the `(received_at, id)` given."""
         after_at, after_id = after if after is not None else (None, "")
         rows = await self._reader.fetch(_OBSERVATIONS, series, snap, after_at, after_id, limit)
-        return [
-            Observation(
-                observation_id=r["observation_id"],
-                reference_data_id=r["reference_data_id"],
-                source=r["source"],
-                snap=r["snap"],
-                value=r["value"],
-                observed_at=r["observed_at"],
-                received_at=r["received_at"],
-                attributes=None if r["attributes"] is None else _attributes.decode(r["attributes"]),
-            )
-            for r in rows
-        ]
+        return [observation_from_row(r) for r in rows]
 
     async def quality(self, series: str, start: datetime, end: datetime) -> QualitySummary:
         row = await self._reader.fetchrow(_QUALITY, series, start, end)
