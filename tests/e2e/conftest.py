@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -118,11 +119,11 @@ async def running_stack(settings: Settings) -> None:
     await ensure_topics(settings.kafka)
 
 
-@pytest.fixture(scope="session")
-def api(settings: Settings, running_stack: None) -> Iterator[str]:
-    """Base URL of a running `qis api`."""
+@contextlib.contextmanager
+def running_api(settings: Settings, name: str) -> Iterator[str]:
+    """A `qis api` process on a free port, ready; its base URL. It must exit 0 when stopped."""
     port = free_port()
-    service = Service("api", ["api"], service_env(settings, QIS_API__PORT=str(port)))
+    service = Service(name, ["api"], service_env(settings, QIS_API__PORT=str(port)))
     service.start()
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -130,7 +131,14 @@ def api(settings: Settings, running_stack: None) -> Iterator[str]:
         yield base_url
     finally:
         code = service.stop()
-        assert code == 0, f"api exit code {code}:\n{service.tail()}"
+        assert code == 0, f"{name} exit code {code}:\n{service.tail()}"
+
+
+@pytest.fixture(scope="session")
+def api(settings: Settings, running_stack: None) -> Iterator[str]:
+    """Base URL of a running `qis api`."""
+    with running_api(settings, "api") as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="session")

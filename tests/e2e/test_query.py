@@ -15,7 +15,7 @@ import pytest
 
 from app.settings import Settings
 from tests.conftest import unique_series
-from tests.e2e.conftest import Service, free_port, service_env, wait_ready
+from tests.e2e.conftest import Service, running_api
 from tests.e2e.reconciliation_helpers import (
     configure,
     current_snap,
@@ -32,16 +32,8 @@ ABC = ["a", "b", "c"]
 @pytest.fixture(scope="module")
 def second_api(settings: Settings, api: str) -> Iterator[str]:
     """Another `qis api` process on the same stack: its own L1, the shared L2."""
-    port = free_port()
-    service = Service("api-2", ["api"], service_env(settings, QIS_API__PORT=str(port)))
-    service.start()
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base_url, service)
+    with running_api(settings, "api-2") as base_url:
         yield base_url
-    finally:
-        code = service.stop()
-        assert code == 0, f"api-2 exit code {code}:\n{service.tail()}"
 
 
 @pytest.fixture
