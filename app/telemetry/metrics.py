@@ -10,6 +10,7 @@ Series only for a bounded, configured set.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,35 @@ def build_meter_provider(
 _MAX_CACHED_ROUTES = 1000
 
 
+class _IntervalShare:
+    """Successes out of all events, per key, observed as `scale * successes / all` once per
+    collection interval (an observable gauge's callback). Recording is two integer
+    increments: a 0/1 histogram record costs 4-5 µs in the SDK. A key without events
+    since the previous collection observes nothing."""
+
+    def __init__(self, scale: float, attributes: Callable[[str], dict[str, str]]) -> None:
+        self._scale = scale
+        self._attributes = attributes
+        self._lock = threading.Lock()
+        self._counts: dict[str, list[int]] = {}  # key -> [successes, all]
+
+    def add(self, key: str, success: bool) -> None:
+        with self._lock:
+            counts = self._counts.get(key)
+            if counts is None:
+                counts = self._counts[key] = [0, 0]
+            counts[0] += success
+            counts[1] += 1
+
+    def collect(self, _: CallbackOptions) -> list[Observation]:
+        with self._lock:
+            pending, self._counts = self._counts, {}
+        return [
+            Observation(self._scale * successes / total, self._attributes(key))
+            for key, (successes, total) in pending.items()
+        ]
+
+
 class QisMetrics:
     """The platform's instruments; names and units are the dashboards' and alarms' contract.
 
@@ -128,7 +158,6 @@ class QisMetrics:
         self._lag: dict[str, int] = {}
         self._route_attributes: dict[str, dict[str, str]] = {}
         self._status_attributes: dict[tuple[str, int], dict[str, str]] = {}
-        self._cache_attributes: dict[str, dict[str, str]] = {}
         self._pending_lock = threading.Lock()
         self._pending_requests: dict[tuple[str, int], int] = {}
         self._ingestion_latency = meter.create_histogram(
@@ -139,19 +168,17 @@ class QisMetrics:
         )
         self._http_requests = meter.create_counter("HttpRequests", unit="Count")
         self._http_latency = meter.create_histogram("HttpLatency", unit="ms")
-        # Counted per reconciliation; the success % of each interval is observed at collection.
-        self._pending_reconciliations = [0, 0]  # [succeeded, total]
+        self._reconciliations = _IntervalShare(100.0, lambda _: self._base)
         meter.create_observable_gauge(
             "ReconciliationSuccessRate",
-            callbacks=[self._collect_reconciliations],
+            callbacks=[self._reconciliations.collect],
             unit="Percent",
             description="successful / all reconciliations since the previous collection",
         )
         self._quality = meter.create_histogram("QualityScoreAverage", unit="1")
         self._quality_by_series = meter.create_histogram("QualityScoreBySeries", unit="1")
         self._dead_letters = meter.create_counter("DeadLetterCount", unit="Count")
-        # Counted per lookup in a dict; the ratio of each interval is observed at collection.
-        self._pending_cache: dict[str, list[int]] = {}  # level -> [hits, lookups]
+        self._cache_lookups = _IntervalShare(1.0, lambda level: {**self._base, "Level": level})
         self._cache_fallbacks = meter.create_counter("CacheFallbackCount", unit="Count")
         self._freshness = meter.create_histogram(
             "PublicationFreshness", unit="s", description="snap to published"
@@ -159,7 +186,7 @@ class QisMetrics:
         meter.create_observable_gauge("ConsumerLag", callbacks=[self._collect], unit="Count")
         meter.create_observable_gauge(
             "CacheHitRatio",
-            callbacks=[self._collect_cache],
+            callbacks=[self._cache_lookups.collect],
             unit="1",
             description="hits / lookups since the previous collection",
         )
@@ -182,10 +209,7 @@ class QisMetrics:
         self._http_latency.record(milliseconds, attributes)
 
     def reconciliation(self, succeeded: bool) -> None:
-        # Two integer increments, not a histogram record (~5 us) per published version.
-        with self._pending_lock:
-            self._pending_reconciliations[0] += succeeded
-            self._pending_reconciliations[1] += 1
+        self._reconciliations.add("", succeeded)
 
     def quality_score(self, score: float, series: str) -> None:
         self._quality.record(score, self._base)
@@ -196,14 +220,7 @@ class QisMetrics:
         self._dead_letters.add(count, self._base)
 
     def cache_lookup(self, level: str, hit: bool) -> None:
-        # Two integer increments: a histogram record (4-5 us in the SDK) on every read
-        # was the largest part of what telemetry cost a cached read.
-        with self._pending_lock:
-            counts = self._pending_cache.get(level)
-            if counts is None:
-                counts = self._pending_cache[level] = [0, 0]
-            counts[0] += hit
-            counts[1] += 1
+        self._cache_lookups.add(level, hit)
 
     def cache_fallback(self) -> None:
         self._cache_fallbacks.add(1, self._base)
@@ -229,25 +246,6 @@ class QisMetrics:
                     "StatusClass": f"{status_class}xx",
                 }
             self._http_requests.add(count, attributes)
-
-    def _collect_reconciliations(self, _: CallbackOptions) -> list[Observation]:
-        """The success percentage over the interval; nothing for an interval without any."""
-        with self._pending_lock:
-            succeeded, total = self._pending_reconciliations
-            self._pending_reconciliations = [0, 0]
-        return [Observation(100.0 * succeeded / total, self._base)] if total else []
-
-    def _collect_cache(self, _: CallbackOptions) -> list[Observation]:
-        """The hit ratio per level over the interval; a level without lookups is skipped."""
-        with self._pending_lock:
-            pending, self._pending_cache = self._pending_cache, {}
-        observations = []
-        for level, (hits, lookups) in pending.items():
-            attributes = self._cache_attributes.get(level)
-            if attributes is None:
-                attributes = self._cache_attributes[level] = {**self._base, "Level": level}
-            observations.append(Observation(hits / lookups, attributes))
-        return observations
 
     def _collect(self, _: CallbackOptions) -> list[Observation]:
         # Runs when a reader collects, before the instruments are read.
