@@ -11,7 +11,12 @@ with the head's Python environment for both. Slow phases of the machine then hit
 sides alike.
 
 - Timing is the benchmark process' CPU time (`--timer`), not wall-clock time: CPU taken
-  by other processes of a shared machine does not count.
+  by other processes of a shared machine does not count. Some machines update the CPU
+  clock only in coarse steps (a CI run once measured a fastest round of 0 s with it), so
+  `--timer auto`, the default, first measures the step of `time.process_time` and uses
+  it only when the step is at most 5 us; otherwise wall-clock `time.perf_counter`.
+- A benchmark whose fastest round still reads 0 s on either side (a clock too coarse for
+  it) is compared on the fastest per-run mean instead, and says so in the table.
 - Per benchmark: the fastest round on each side, over all its runs (pytest-benchmark's
   `min`, then the minimum across runs), and the ratio head / base. Noise on a shared
   machine only ever adds time (cache and core contention, frequency drops, even in CPU
@@ -45,10 +50,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 Aggregate = Literal["geomean", "max"]
 DEFAULT_SUITE = "benchmarks/micro"
@@ -60,16 +66,18 @@ BASELINE_FILE = "benchmarks/BASELINE"
 
 @dataclass(frozen=True)
 class BenchmarkResult:
-    """One benchmark on both sides: its fastest round over all runs, in seconds."""
+    """One benchmark on both sides, in seconds: its fastest round over all runs, or, when
+    that reads 0 s on a side (`statistic == "mean"`), its fastest per-run mean."""
 
     name: str
     group: str
     base: float | None
     head: float | None
+    statistic: Literal["min", "mean"] = "min"
 
     @property
     def ratio(self) -> float | None:
-        if self.base is None or self.head is None or self.base <= 0:
+        if self.base is None or self.head is None or self.base <= 0 or self.head <= 0:
             return None
         return self.head / self.base
 
@@ -96,17 +104,48 @@ class Comparison:
         return any(g.failed for g in self.groups)
 
 
-def per_run_minimums(report: dict[str, Any]) -> dict[str, tuple[str, float]]:
-    """`fullname -> (group, fastest round in seconds)` of one pytest-benchmark JSON report."""
-    out: dict[str, tuple[str, float]] = {}
+class RunStat(NamedTuple):
+    group: str
+    min: float  # fastest round, seconds
+    mean: float  # mean round, seconds
+
+
+Stats = dict[str, RunStat]
+
+
+def per_run_stats(report: dict[str, Any]) -> Stats:
+    """`fullname -> RunStat` of one pytest-benchmark JSON report."""
+    out: Stats = {}
     for bench in report.get("benchmarks", []):
-        out[bench["fullname"]] = (bench.get("group") or "(none)", float(bench["stats"]["min"]))
+        stats = bench["stats"]
+        out[bench["fullname"]] = RunStat(
+            bench.get("group") or "(none)",
+            float(stats["min"]),
+            float(stats.get("mean", stats["min"])),
+        )
     return out
 
 
-def _minimum_of(runs: Sequence[dict[str, tuple[str, float]]], name: str) -> float | None:
-    values = [run[name][1] for run in runs if name in run]
-    return min(values) if values else None
+def _fastest(runs: Sequence[Stats], name: str, statistic: Literal["min", "mean"]) -> float | None:
+    values = [getattr(run[name], statistic) for run in runs if name in run]
+    return float(min(values)) if values else None
+
+
+def _result(
+    name: str, group: str, base_runs: Sequence[Stats], head_runs: Sequence[Stats]
+) -> BenchmarkResult:
+    base, head = _fastest(base_runs, name, "min"), _fastest(head_runs, name, "min")
+    if (base is not None and base <= 0) or (head is not None and head <= 0):
+        # The clock did not advance during a round: its minimum is quantisation, not
+        # speed. The mean over many rounds still is a measurement.
+        return BenchmarkResult(
+            name,
+            group,
+            _fastest(base_runs, name, "mean"),
+            _fastest(head_runs, name, "mean"),
+            "mean",
+        )
+    return BenchmarkResult(name, group, base, head)
 
 
 def compare(
@@ -116,14 +155,12 @@ def compare(
     aggregate: Aggregate = "geomean",
 ) -> Comparison:
     """Fastest round per benchmark and side, a ratio per group, a verdict per group."""
-    base_runs = [per_run_minimums(r) for r in base_reports]
-    head_runs = [per_run_minimums(r) for r in head_reports]
+    base_runs = [per_run_stats(r) for r in base_reports]
+    head_runs = [per_run_stats(r) for r in head_reports]
     groups: dict[str, list[BenchmarkResult]] = {}
     for name in sorted({n for run in head_runs for n in run}):
         group = next(run[name][0] for run in head_runs if name in run)
-        groups.setdefault(group, []).append(
-            BenchmarkResult(name, group, _minimum_of(base_runs, name), _minimum_of(head_runs, name))
-        )
+        groups.setdefault(group, []).append(_result(name, group, base_runs, head_runs))
     notes: list[str] = []
     removed = sorted({n for run in base_runs for n in run} - {n for run in head_runs for n in run})
     if removed:
@@ -132,16 +169,28 @@ def compare(
     for group, benches in sorted(groups.items()):
         ratios = [b.ratio for b in benches if b.ratio is not None]
         if not ratios:
-            results.append(
-                GroupResult(group, None, tuple(benches), False, "not in the base: skipped")
-            )
+            if all(b.base is None for b in benches):
+                results.append(
+                    GroupResult(group, None, tuple(benches), False, "not in the base: skipped")
+                )
+            else:  # a clock that never advanced: the gate cannot vouch for this group
+                results.append(
+                    GroupResult(group, None, tuple(benches), True, "read 0 s: not measurable")
+                )
             continue
         if aggregate == "max":
             ratio = max(ratios)
         else:
             ratio = math.exp(statistics.fmean(math.log(r) for r in ratios))
-        missing = len(benches) - len(ratios)
-        note = f"{missing} new benchmark(s) not compared" if missing else ""
+        new = sum(1 for b in benches if b.base is None)
+        unmeasurable = len(benches) - len(ratios) - new
+        notes_of_group = [f"{new} new benchmark(s) not compared"] if new else []
+        if unmeasurable:
+            notes_of_group.append(f"{unmeasurable} read 0 s even on means: not compared")
+        by_mean = sum(1 for b in benches if b.statistic == "mean")
+        if by_mean:
+            notes_of_group.append(f"{by_mean} compared on means (0 s fastest round)")
+        note = "; ".join(notes_of_group)
         results.append(GroupResult(group, ratio, tuple(benches), ratio > 1 + threshold, note))
     return Comparison(tuple(results), threshold, tuple(notes))
 
@@ -169,7 +218,8 @@ def format_table(comparison: Comparison) -> str:
         for b in g.benchmarks:
             short = b.name.rsplit("::", 1)[-1]
             r = "-" if b.ratio is None else f"{b.ratio:.2f}"
-            lines.append(f"  {short:60} {_time(b.base):>10} {_time(b.head):>10} {r:>7}")
+            mean = "  (means)" if b.statistic == "mean" else ""
+            lines.append(f"  {short:60} {_time(b.base):>10} {_time(b.head):>10} {r:>7}{mean}")
     lines.append("-" * 100)
     lines.extend(f"note: {n}" for n in comparison.notes)
     worst = max((g.ratio for g in comparison.groups if g.ratio is not None), default=None)
@@ -232,6 +282,36 @@ def export_tree(repo: Path, rev: str, dest: Path) -> None:
         tar_file.seek(0)
         with tarfile.open(fileobj=tar_file) as tar:
             tar.extractall(dest, filter="data")
+
+
+CPU_CLOCK_STEP_LIMIT = 5e-6
+
+
+def clock_step(clock: Callable[[], float], spin: float = 0.05) -> float:
+    """The median step by which `clock` advances while this process is busy for `spin`
+    wall-clock seconds (inf when it never advances)."""
+    steps: list[float] = []
+    end = time.perf_counter() + spin
+    previous = clock()
+    while time.perf_counter() < end:
+        now = clock()
+        if now != previous:
+            steps.append(now - previous)
+            previous = now
+    return statistics.median(steps) if steps else math.inf
+
+
+def choose_timer(requested: str, step: Callable[[], float] | None = None) -> tuple[str, str]:
+    """(pytest-benchmark timer, why): `auto` takes the CPU clock when its step is fine."""
+    if requested != "auto":
+        return requested, "as asked"
+    cpu_step = (step or (lambda: clock_step(time.process_time)))()
+    if cpu_step <= CPU_CLOCK_STEP_LIMIT:
+        return "time.process_time", f"CPU clock, step {cpu_step * 1e6:.2f} us"
+    return (
+        "time.perf_counter",
+        f"wall clock: the CPU clock's step, {cpu_step * 1e6:.0f} us, is too coarse",
+    )
 
 
 @dataclass(frozen=True)
@@ -367,8 +447,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min-rounds", type=int, default=5)
     parser.add_argument(
         "--timer",
-        default="time.process_time",
-        help="pytest-benchmark timer (default: process CPU time; time.perf_counter: wall)",
+        default="auto",
+        help="pytest-benchmark timer (default auto: process CPU time when its clock is "
+        "fine-grained, else time.perf_counter, wall clock)",
     )
     parser.add_argument("--json-out", type=Path, help="write the comparison as JSON here")
     args = parser.parse_args(argv)
@@ -377,11 +458,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     repo = args.repo.resolve()
     base, reason = resolve_base(repo, args.base)
+    timer, why = choose_timer(args.timer)
     print(
         f"gate: base {base[:12]} ({reason}); head {args.head or 'working tree'}; "
-        f"{args.rounds} interleaved round(s); threshold +{args.threshold:.0%}"
+        f"{args.rounds} interleaved round(s); threshold +{args.threshold:.0%}; "
+        f"timer {timer} ({why})"
     )
-    options = SuiteOptions(args.suite, args.max_time, args.min_rounds, timer=args.timer)
+    options = SuiteOptions(args.suite, args.max_time, args.min_rounds, timer=timer)
 
     def confirm(base_reports: list[dict[str, Any]], head_reports: list[dict[str, Any]]) -> int:
         if not base_reports or not head_reports:

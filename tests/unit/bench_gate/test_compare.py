@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.gate import compare, format_table
+from benchmarks.gate import CPU_CLOCK_STEP_LIMIT, choose_timer, clock_step, compare, format_table
 
 
 def report(**minimums: tuple[str, float]) -> dict[str, Any]:
@@ -15,6 +15,16 @@ def report(**minimums: tuple[str, float]) -> dict[str, Any]:
         "benchmarks": [
             {"fullname": f"suite.py::{name}", "group": group, "stats": {"min": fastest}}
             for name, (group, fastest) in minimums.items()
+        ]
+    }
+
+
+def report_with_means(**stats: tuple[str, float, float]) -> dict[str, Any]:
+    """`name=(group, fastest round, mean round)`, both in seconds."""
+    return {
+        "benchmarks": [
+            {"fullname": f"suite.py::{name}", "group": g, "stats": {"min": low, "mean": mean}}
+            for name, (g, low, mean) in stats.items()
         ]
     }
 
@@ -74,3 +84,54 @@ def test_groups_and_benchmarks_the_base_lacks_are_skipped_with_a_note() -> None:
     assert not result.failed
     assert any("suite.py::gone" in note for note in result.notes)
     assert "SKIP" in format_table(result)
+
+
+def test_a_fastest_round_of_0_s_from_a_coarse_clock_is_compared_on_means() -> None:
+    # The CI failure this guards: a CPU clock that did not advance during a round gave a
+    # fastest round of 0 s, and the ratio's logarithm raised instead of comparing.
+    base = [report_with_means(a=("g", 0.0, 10e-6), b=("g", 5e-6, 6e-6)) for _ in range(3)]
+    head = [report_with_means(a=("g", 0.0, 15e-6), b=("g", 5e-6, 9e-6)) for _ in range(3)]
+
+    result = compare(base, head)
+
+    (group,) = result.groups
+    by_name = {b.name: b for b in group.benchmarks}
+    assert by_name["suite.py::a"].statistic == "mean"
+    assert by_name["suite.py::a"].ratio == pytest.approx(1.5)
+    assert by_name["suite.py::b"].statistic == "min"
+    assert by_name["suite.py::b"].ratio == pytest.approx(1.0)
+    assert group.ratio == pytest.approx(1.5**0.5)
+    assert "compared on means" in group.note
+    assert "(means)" in format_table(result)
+
+
+def test_a_group_that_reads_0_s_even_on_means_fails_as_not_measurable() -> None:
+    base = [report_with_means(a=("g", 0.0, 0.0))]
+    head = [report_with_means(a=("g", 0.0, 0.0))]
+
+    result = compare(base, head)
+
+    assert result.groups[0].ratio is None
+    assert result.groups[0].note == "read 0 s: not measurable"
+    assert result.failed
+
+
+def test_auto_timer_takes_the_cpu_clock_only_when_its_step_is_fine() -> None:
+    fine = choose_timer("auto", step=lambda: 0.7e-6)
+    coarse = choose_timer("auto", step=lambda: 4e-3)
+
+    assert fine[0] == "time.process_time"
+    assert coarse[0] == "time.perf_counter"
+    assert "4000 us" in coarse[1]
+    assert choose_timer("time.process_time", step=lambda: 1.0) == ("time.process_time", "as asked")
+
+
+def test_clock_step_measures_the_step_of_a_quantised_clock() -> None:
+    import time
+
+    def quantised() -> float:  # a CPU clock that only moves in 1 ms ticks
+        return (time.perf_counter() // 1e-3) * 1e-3
+
+    assert clock_step(quantised, spin=0.02) == pytest.approx(1e-3, rel=0.01)
+    assert clock_step(time.perf_counter, spin=0.01) < CPU_CLOCK_STEP_LIMIT
+    assert clock_step(lambda: 1.0, spin=0.005) == float("inf")
