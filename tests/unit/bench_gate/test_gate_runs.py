@@ -85,5 +85,10 @@ def test_the_gate_passes_when_the_measured_code_is_unchanged(
     git(repo, "add", "README")
     git(repo, "commit", "-q", "-m", "docs only")
 
-    assert main(["--repo", str(repo), *FAST_GATE]) == 0  # base defaults to HEAD~1 here
-    assert "to confirm" not in capsys.readouterr().out
+    # Base defaults to HEAD~1 here. A burst of noise on a shared machine may make the
+    # gate confirm first (that is what confirmation is for); the verdict must be a pass.
+    assert main(["--repo", str(repo), *FAST_GATE]) == 0
+    printed = capsys.readouterr().out
+    assert "gate passed" in printed
+    (work_line,) = [line for line in printed.splitlines() if line.startswith("work ")]
+    assert work_line.split()[-1] == "pass"
