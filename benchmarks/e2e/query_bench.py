@@ -163,20 +163,23 @@ async def seed(dsn: str) -> None:
         await conn.close()
 
 
-def start_api(port: int, telemetry: bool = False) -> Process:
-    # Telemetry on = production-like: sampling at the seed's rates, spans to a JSON-lines
-    # file, EMF metrics to a file (a 10 s interval so the exporter really runs).
-    settings = (
-        {
-            "QIS_TELEMETRY__TRACES_EXPORTER": "file",
-            "QIS_TELEMETRY__TRACES_FILE": str(LOGS / "query-traces.jsonl"),
-            "QIS_TELEMETRY__METRICS_EXPORTER": "file",
-            "QIS_TELEMETRY__METRICS_FILE": str(LOGS / "query-metrics.emf.jsonl"),
-            "QIS_TELEMETRY__METRICS_INTERVAL_SECONDS": "10",
-        }
-        if telemetry
-        else {"QIS_TELEMETRY__ENABLED": "false"}
-    )
+def telemetry_settings(telemetry: bool) -> dict[str, str]:
+    """Telemetry on = production-like: sampling at the seed's rates, spans to a JSON-lines
+    file, EMF metrics to a file (a 10 s interval so the exporter really runs)."""
+    if not telemetry:
+        return {"QIS_TELEMETRY__ENABLED": "false"}
+    return {
+        "QIS_TELEMETRY__TRACES_EXPORTER": "file",
+        "QIS_TELEMETRY__TRACES_FILE": str(LOGS / "query-traces.jsonl"),
+        "QIS_TELEMETRY__METRICS_EXPORTER": "file",
+        "QIS_TELEMETRY__METRICS_FILE": str(LOGS / "query-metrics.emf.jsonl"),
+        "QIS_TELEMETRY__METRICS_INTERVAL_SECONDS": "10",
+    }
+
+
+def start_api(port: int, telemetry: bool | dict[str, str] = False) -> Process:
+    """This module's `serve` mode; `telemetry` is on/off or the QIS_TELEMETRY__* settings."""
+    settings = telemetry if isinstance(telemetry, dict) else telemetry_settings(telemetry)
     process = Process(
         f"query-api-{port}",
         [sys.executable, "-m", "benchmarks.e2e.query_bench", "serve", str(port)],
