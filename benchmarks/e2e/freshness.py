@@ -20,7 +20,9 @@ Target: P95 <= 1 s.
 Also reported: `recorded_at - ack` (the worker's commit, without the polling and read
 path), and the background load actually achieved. By default everything runs against a
 database of its own (`--database`), created and migrated on first use, so concurrent
-users of the shared `qis` database do not queue on the same locks.
+users of the shared `qis` database do not queue on the same locks. Telemetry is on as in
+the other benchmarks (`telemetry_settings`: the seed's sampling, spans and EMF written to
+files) unless `--telemetry-off`.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from benchmarks.e2e.processes import (
     prepare_stack,
     start_api,
     start_worker,
+    telemetry_settings,
 )
 from benchmarks.loadgen import Result, open_loop, request_bytes
 
@@ -197,7 +200,7 @@ class Probe:
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
     port = free_port()
-    settings = {"QIS_TELEMETRY__ENABLED": "false"} if args.telemetry_off else {}
+    settings = telemetry_settings(not args.telemetry_off, "freshness")
     if args.database:
         # Empty tables each run: results do not drift with what earlier runs left behind.
         dsn = await own_database(args.database, fresh=True)

@@ -38,19 +38,9 @@ from benchmarks.e2e.processes import (
     prepare_stack,
     start_api,
     start_worker,
+    telemetry_settings,
 )
 from benchmarks.loadgen import closed_loop, open_loop, request_bytes, send_all
-
-TELEMETRY = {
-    "off": {"QIS_TELEMETRY__ENABLED": "false"},
-    "on": {
-        "QIS_TELEMETRY__TRACES_EXPORTER": "file",
-        "QIS_TELEMETRY__TRACES_FILE": ".local/bench-logs/traces.jsonl",
-        "QIS_TELEMETRY__METRICS_EXPORTER": "file",
-        "QIS_TELEMETRY__METRICS_FILE": ".local/bench-logs/metrics.emf.jsonl",
-        "QIS_TELEMETRY__METRICS_INTERVAL_SECONDS": "10",
-    },
-}
 
 
 def bodies(
@@ -84,7 +74,7 @@ async def http_scenarios(
     seconds: float, telemetry: str, prefix: str, isolation: dict[str, str]
 ) -> dict[str, dict[str, float]]:
     port = free_port()
-    api = start_api(port, **{**TELEMETRY[telemetry], **isolation})
+    api = start_api(port, **{**telemetry_settings(telemetry == "on", "ingestion"), **isolation})
     try:
         batch = bodies(f"{prefix}{telemetry.upper()}B", 100, 400)
         single = bodies(f"{prefix}{telemetry.upper()}S", 1, 30_000)
@@ -115,7 +105,11 @@ async def stored(pool: asyncpg.Pool, prefix: str) -> int:
 
 async def worker_persistence(prefix: str, total: int, dsn: str) -> dict[str, float]:
     """Post a backlog while no worker runs, then time one worker draining it."""
-    isolation = {**TELEMETRY["off"], **own_topic_and_group(prefix), **database_settings(dsn)}
+    isolation = {
+        **telemetry_settings(False, "ingestion"),
+        **own_topic_and_group(prefix),
+        **database_settings(dsn),
+    }
     create_topics(isolation)
     port = free_port()
     api = start_api(port, **isolation)
@@ -189,7 +183,11 @@ def main() -> None:
     dsn = asyncio.run(own_database("qis_ingestion", fresh=True))
     isolation = {**own_topic_and_group(prefix), **database_settings(dsn)}
     create_topics(isolation)
-    worker = start_worker(**{**TELEMETRY["off"], **isolation}) if args.with_worker else None
+    worker = (
+        start_worker(**{**telemetry_settings(False, "ingestion"), **isolation})
+        if args.with_worker
+        else None
+    )
     try:
         results: dict[str, dict[str, float]] = {}
         for telemetry in ("off", "on"):

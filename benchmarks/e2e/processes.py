@@ -35,6 +35,21 @@ def prepare_stack() -> None:
     )
 
 
+def telemetry_settings(on: bool, name: str) -> dict[str, str]:
+    """Telemetry off, or on as in production: the seed's sampling rates, spans to a
+    JSON-lines file and EMF metrics to a file every 10 s (so both exporters really run),
+    as `LOGS/<name>-traces.jsonl` and `LOGS/<name>-metrics.emf.jsonl`."""
+    if not on:
+        return {"QIS_TELEMETRY__ENABLED": "false"}
+    return {
+        "QIS_TELEMETRY__TRACES_EXPORTER": "file",
+        "QIS_TELEMETRY__TRACES_FILE": str(LOGS / f"{name}-traces.jsonl"),
+        "QIS_TELEMETRY__METRICS_EXPORTER": "file",
+        "QIS_TELEMETRY__METRICS_FILE": str(LOGS / f"{name}-metrics.emf.jsonl"),
+        "QIS_TELEMETRY__METRICS_INTERVAL_SECONDS": "10",
+    }
+
+
 def env(**settings: str) -> dict[str, str]:
     """The parent environment (its QIS_* settings, e.g. a stack on other ports, included)
     plus the given settings, which win."""

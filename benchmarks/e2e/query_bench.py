@@ -41,7 +41,15 @@ from litestar.di import NamedDependency
 
 from app.services.query import QueryService
 from app.settings import load_settings
-from benchmarks.e2e.processes import LOGS, Process, env, free_port, prepare_stack, wait_live
+from benchmarks.e2e.processes import (
+    LOGS,
+    Process,
+    env,
+    free_port,
+    prepare_stack,
+    telemetry_settings,
+    wait_live,
+)
 
 SERIES = 10_000
 PREFIX = "BENCH-Q-"
@@ -163,23 +171,9 @@ async def seed(dsn: str) -> None:
         await conn.close()
 
 
-def telemetry_settings(telemetry: bool) -> dict[str, str]:
-    """Telemetry on = production-like: sampling at the seed's rates, spans to a JSON-lines
-    file, EMF metrics to a file (a 10 s interval so the exporter really runs)."""
-    if not telemetry:
-        return {"QIS_TELEMETRY__ENABLED": "false"}
-    return {
-        "QIS_TELEMETRY__TRACES_EXPORTER": "file",
-        "QIS_TELEMETRY__TRACES_FILE": str(LOGS / "query-traces.jsonl"),
-        "QIS_TELEMETRY__METRICS_EXPORTER": "file",
-        "QIS_TELEMETRY__METRICS_FILE": str(LOGS / "query-metrics.emf.jsonl"),
-        "QIS_TELEMETRY__METRICS_INTERVAL_SECONDS": "10",
-    }
-
-
 def start_api(port: int, telemetry: bool | dict[str, str] = False) -> Process:
     """This module's `serve` mode; `telemetry` is on/off or the QIS_TELEMETRY__* settings."""
-    settings = telemetry if isinstance(telemetry, dict) else telemetry_settings(telemetry)
+    settings = telemetry if isinstance(telemetry, dict) else telemetry_settings(telemetry, "query")
     process = Process(
         f"query-api-{port}",
         [sys.executable, "-m", "benchmarks.e2e.query_bench", "serve", str(port)],

@@ -29,7 +29,7 @@ import sys
 
 from app.settings import load_settings
 from benchmarks.e2e import query_bench
-from benchmarks.e2e.processes import free_port, prepare_stack
+from benchmarks.e2e.processes import free_port, prepare_stack, telemetry_settings
 
 _NO_SAMPLING = {
     f"QIS_TELEMETRY__SAMPLE_RATE_{route}": "0" for route in ("INGESTION", "QUERY", "DEFAULT")
@@ -40,9 +40,9 @@ _ALL_SAMPLED = {
 
 
 def configurations() -> dict[str, dict[str, str]]:
-    on = query_bench.telemetry_settings(True)
+    on = telemetry_settings(True, "breakdown")
     return {
-        "off": query_bench.telemetry_settings(False),
+        "off": telemetry_settings(False, "breakdown"),
         "header-only": {**on, **_NO_SAMPLING, "QIS_TELEMETRY__METRICS_EXPORTER": "none"},
         "+metrics": {**on, **_NO_SAMPLING},
         "+sampling": on,

@@ -32,20 +32,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from benchmarks.e2e.processes import LOGS
+from benchmarks.e2e.processes import telemetry_settings
 
 SERIES = 500
 CONCURRENCY = 8
 KINDS = ("latest_read", "health_live", "bare", "post_1", "post_100")
-
-_TELEMETRY_ON = {
-    "QIS_TELEMETRY__TRACES_EXPORTER": "file",
-    "QIS_TELEMETRY__TRACES_FILE": str(LOGS / "cost-traces.jsonl"),
-    "QIS_TELEMETRY__METRICS_EXPORTER": "file",
-    "QIS_TELEMETRY__METRICS_FILE": str(LOGS / "cost-metrics.emf.jsonl"),
-    "QIS_TELEMETRY__METRICS_INTERVAL_SECONDS": "10",
-}
-_TELEMETRY_OFF = {"QIS_TELEMETRY__ENABLED": "false"}
 
 
 def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
@@ -182,7 +173,7 @@ async def _child(requests: int) -> dict[str, float]:
 
 
 def _run_child(mode: str, requests: int, isolation: dict[str, str]) -> dict[str, float]:
-    settings = _TELEMETRY_ON if mode == "on" else _TELEMETRY_OFF
+    settings = telemetry_settings(mode == "on", "cost")
     environment = {**os.environ, "QIS_TELEMETRY__LOG_LEVEL": "WARNING", **settings, **isolation}
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.e2e.telemetry_cost", "child", str(requests)],
