@@ -31,21 +31,21 @@ async def _until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
 SHUTDOWN_STEP_SECONDS = 10.0
 
 
-async def _bounded(step: Awaitable[None], what: str) -> None:
-    """One shutdown step, given up after SHUTDOWN_STEP_SECONDS: with the broker or the
-    database gone, aiokafka's stop (flushing to an unreachable broker) or a pool close
-    can wait forever, and a process that ignores SIGTERM gets SIGKILLed mid-write."""
+async def _bounded(step: Awaitable[None], what: str) -> bool:
+    """One shutdown step, given up after SHUTDOWN_STEP_SECONDS (False when it was): with
+    the broker or the database gone, aiokafka's stop (flushing to an unreachable broker)
+    or a pool close can wait forever, and a process that ignores SIGTERM gets SIGKILLed
+    mid-write."""
     try:
         await asyncio.wait_for(step, SHUTDOWN_STEP_SECONDS)
     except (TimeoutError, OSError, asyncpg.PostgresError, KafkaError) as exc:
         _log.warning("shutdown step abandoned", extra={"step": what, "error": repr(exc)})
+        return False
+    return True
 
 
 async def _close_pool(pool: asyncpg.Pool) -> None:
-    try:
-        await asyncio.wait_for(pool.close(), SHUTDOWN_STEP_SECONDS)
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        _log.warning("shutdown step abandoned", extra={"step": "pool", "error": repr(exc)})
+    if not await _bounded(pool.close(), "pool"):
         pool.terminate()
 
 

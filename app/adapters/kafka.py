@@ -17,6 +17,7 @@ from opentelemetry import propagate, trace
 from app.domain.observation import ObservationsRecorded
 from app.ports import IngestionLogUnavailable
 from app.settings import KafkaSettings
+from app.telemetry.tracing import traced_span
 
 _tracer = trace.get_tracer("qis.kafka")
 
@@ -199,22 +200,22 @@ class KafkaIngestionLog:
         """Send every record and wait for all acknowledgements within the ack timeout."""
         try:
             async with asyncio.timeout(self._timeout):
+                # No span under a request that is not sampled (it would not be recorded
+                # either): the request's context (its trace id, not sampled) still goes
+                # downstream in the headers, so the worker does not trace. Without any
+                # context, the span is a root and the sampler decides.
                 current = trace.get_current_span()
-                if current.is_recording() or not current.get_span_context().is_valid:
-                    with _tracer.start_as_current_span(
-                        f"{self._topic} send",
-                        kind=trace.SpanKind.PRODUCER,
-                        attributes={
-                            "messaging.system": "kafka",
-                            "messaging.destination.name": self._topic,
-                            "messaging.batch.message_count": len(records),
-                        },
-                    ):
-                        await self._send(records, _context_headers())
-                else:
-                    # A request that is not sampled: the PRODUCER span would not be
-                    # recorded either; the request's context (its trace id, not sampled)
-                    # still goes downstream in the headers, so the worker does not trace.
+                with traced_span(
+                    _tracer,
+                    f"{self._topic} send",
+                    current.is_recording() or not current.get_span_context().is_valid,
+                    kind=trace.SpanKind.PRODUCER,
+                    attributes={
+                        "messaging.system": "kafka",
+                        "messaging.destination.name": self._topic,
+                        "messaging.batch.message_count": len(records),
+                    },
+                ):
                     await self._send(records, _context_headers())
         except (TimeoutError, KafkaError) as exc:
             raise IngestionLogUnavailable(f"ingestion log did not acknowledge: {exc!r}") from exc

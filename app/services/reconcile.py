@@ -200,14 +200,14 @@ async def reconcile_snaps(
     plans: list[_Plan] = []
     carried: dict[str, tuple[datetime, float]] = {}
     # Children of an unsampled span are never recorded: skip making them (per snap).
-    recording = trace.get_current_span().is_recording()
-    traced = (
-        set()
-        if not recording
-        else None
-        if traced_snaps is None
-        else {(series_id, snap.astimezone(UTC)) for series_id, snap in traced_snaps}
-    )
+    # `traced`: the snaps that get custom spans, None for all of them.
+    traced: set[SnapKey] | None = set()
+    if trace.get_current_span().is_recording():
+        traced = (
+            None
+            if traced_snaps is None
+            else {(series_id, snap.astimezone(UTC)) for series_id, snap in traced_snaps}
+        )
     for key in unique:
         series_id, snap = key
         config = configs[series_id]

@@ -58,9 +58,15 @@ XRAY_ANNOTATIONS = "aws.xray.annotations"
 
 
 def traced_span(
-    tracer: trace.Tracer, name: str, traced: bool | None = None
+    tracer: trace.Tracer,
+    name: str,
+    traced: bool | None = None,
+    *,
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+    attributes: dict[str, Any] | None = None,
 ) -> AbstractContextManager[trace.Span]:
-    """`tracer.start_as_current_span(name)` when the work is traced, else the invalid span.
+    """`tracer.start_as_current_span(name, kind, attributes)` when the work is traced,
+    else the invalid span.
 
     `traced` defaults to whether the current span is recorded: under an unsampled parent
     every child is unsampled too, and the SDK would still draw ids, ask the sampler and
@@ -69,7 +75,7 @@ def traced_span(
     if traced is None:
         traced = trace.get_current_span().is_recording()
     if traced:
-        return tracer.start_as_current_span(name)
+        return tracer.start_as_current_span(name, kind=kind, attributes=attributes)
     return nullcontext(trace.INVALID_SPAN)
 
 
