@@ -32,7 +32,7 @@ from litestar.plugins.opentelemetry import (
     OpenTelemetryConfig,
     OpenTelemetryInstrumentationMiddleware,
 )
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 from opentelemetry import context as otel_context
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import propagate, trace
@@ -69,6 +69,11 @@ def span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
     """Start attributes: the sampler reads the route class from them (routing has not run yet)."""
     path = str(scope.get("path", ""))
     return f"{scope.get('method', '')} {path}", {ROUTE_CLASS: route_class(path)}
+
+
+def _with_trace_header(message: HTTPResponseStartEvent, value: bytes) -> HTTPResponseStartEvent:
+    """The response start with `X-Amzn-Trace-Id: value` added to its headers."""
+    return {**message, "headers": [*message.get("headers", ()), (TRACE_HEADER, value)]}
 
 
 def route_label(scope: Scope) -> str:
@@ -143,9 +148,7 @@ class TracedRequests(OpenTelemetryInstrumentationMiddleware):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                header = xray_header_value(trace_id, span_id, False)
-                headers = [*message.get("headers", ()), (TRACE_HEADER, header)]
-                message = {**message, "headers": headers}
+                message = _with_trace_header(message, xray_header_value(trace_id, span_id, False))
             await send(message)
 
         token = otel_context.attach(trace.set_span_in_context(span))
@@ -153,10 +156,7 @@ class TracedRequests(OpenTelemetryInstrumentationMiddleware):
             await self.app(scope, receive, send_with_trace_header)
         finally:
             otel_context.detach(token)
-            if self.metrics is not None:
-                self.metrics.http_request(
-                    route_label(scope), status, (time.perf_counter() - started) * 1000.0
-                )
+            self._record(scope, status, started)
 
     async def _traced(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
         """Litestar's OpenTelemetry middleware: the SDK starts the server span and decides
@@ -176,17 +176,20 @@ class TracedRequests(OpenTelemetryInstrumentationMiddleware):
                     header = xray_header_value(
                         context.trace_id, context.span_id, context.trace_flags.sampled
                     )
-                    headers = [*message.get("headers", ()), (TRACE_HEADER, header)]
-                    message = {**message, "headers": headers}
+                    message = _with_trace_header(message, header)
             await send(message)
 
         try:
             await super().__call__(scope, receive, send_with_trace_header)
         finally:
-            if self.metrics is not None:
-                self.metrics.http_request(
-                    route_label(scope), status, (time.perf_counter() - started) * 1000.0
-                )
+            self._record(scope, status, started)
+
+    def _record(self, scope: Scope, status: int, started: float) -> None:
+        """HttpRequests and HttpLatency for one request, on either path."""
+        if self.metrics is not None:
+            self.metrics.http_request(
+                route_label(scope), status, (time.perf_counter() - started) * 1000.0
+            )
 
 
 def http_telemetry_middleware(provider: TracerProvider, metrics: QisMetrics) -> DefineMiddleware:
