@@ -46,6 +46,7 @@ from benchmarks.e2e.ingestion import bodies
 from benchmarks.e2e.processes import (
     VENV_BIN,
     Process,
+    database_settings,
     env,
     free_port,
     own_database,
@@ -204,7 +205,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     if args.database:
         # Empty tables each run: results do not drift with what earlier runs left behind.
         dsn = await own_database(args.database, fresh=True)
-        settings |= {"QIS_DB__WRITER_DSN": dsn, "QIS_DB__READER_DSN": dsn}
+        settings |= database_settings(dsn)
     prefix = "FRESH" + uuid.uuid4().hex[:6].upper()
     probe = Probe(f"http://127.0.0.1:{port}", prefix, args.wave, args.poll_ms)
     processes: list[Process] = []

@@ -10,9 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-import asyncpg
-
-from app.adapters.postgres.migrate import bundled_migrations, migrate
+from app.adapters.postgres.migrate import create_migrated_database
 from app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,22 +113,7 @@ async def own_database(name: str, fresh: bool = False) -> str:
     advisory locks (the journal, the series locks) are per database, so concurrent tests
     on the shared `qis` database do not queue with the measured worker.
     """
-    base = Settings().db.writer_dsn
-    dsn = base.rsplit("/", 1)[0] + "/" + name
-    conn = await asyncpg.connect(base)
-    try:
-        if fresh:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrate(conn, bundled_migrations())
-    finally:
-        await conn.close()
-    return dsn
+    return await create_migrated_database(Settings().db.writer_dsn, name, fresh=fresh)
 
 
 def own_topic_and_group(prefix: str) -> dict[str, str]:

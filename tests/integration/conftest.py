@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as redis
 
 from app.adapters.kafka import ensure_topics
-from app.adapters.postgres.migrate import bundled_migrations, migrate
+from app.adapters.postgres.migrate import bundled_migrations, create_migrated_database, migrate
 from app.adapters.postgres.pool import open_pool
 from app.settings import Settings
 from tests.stack import stack
@@ -50,13 +50,13 @@ async def empty_db(settings: Settings, running_stack: None) -> AsyncIterator[asy
     shared database fills with every other test's rows.
     """
     name = f"qis_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(settings.db.writer_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    conn = await asyncpg.connect(settings.db.writer_dsn.rsplit("/", 1)[0] + "/" + name)
+    conn = await asyncpg.connect(await create_migrated_database(settings.db.writer_dsn, name))
     try:
-        await migrate(conn, bundled_migrations())
         yield conn
     finally:
         await conn.close()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        admin = await asyncpg.connect(settings.db.writer_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()

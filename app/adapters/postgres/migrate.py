@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING
 
+import asyncpg
+
 if TYPE_CHECKING:
     from app.adapters.postgres import Connection
 
@@ -85,3 +87,27 @@ async def migrate(conn: Connection, migrations: list[Migration]) -> list[Migrati
                     " it was applied; add a new migration instead"
                 )
     return applied_now
+
+
+async def create_migrated_database(server_dsn: str, name: str, *, fresh: bool = False) -> str:
+    """DSN of database `name` on the server of `server_dsn`, created if missing (`fresh`:
+    dropped first, so it starts from empty tables) and migrated to the bundled schema.
+
+    For tests and benchmarks that need tables of their own: advisory locks and whole-table
+    reads are per database, so they neither queue behind nor count other users' rows.
+    """
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        if fresh:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = server_dsn.rsplit("/", 1)[0] + "/" + name
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn, bundled_migrations())
+    finally:
+        await conn.close()
+    return dsn
