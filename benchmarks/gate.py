@@ -168,22 +168,19 @@ def compare(
     results: list[GroupResult] = []
     for group, benches in sorted(groups.items()):
         ratios = [b.ratio for b in benches if b.ratio is not None]
+        new = sum(1 for b in benches if b.base is None)
+        unmeasurable = len(benches) - len(ratios) - new
         if not ratios:
-            if all(b.base is None for b in benches):
-                results.append(
-                    GroupResult(group, None, tuple(benches), False, "not in the base: skipped")
-                )
-            else:  # a clock that never advanced: the gate cannot vouch for this group
-                results.append(
-                    GroupResult(group, None, tuple(benches), True, "read 0 s: not measurable")
-                )
+            # Nothing compared: skipped when the base lacks it all; a clock that never
+            # advanced means the gate cannot vouch for the group, so it fails.
+            failed = unmeasurable > 0
+            note = "read 0 s: not measurable" if failed else "not in the base: skipped"
+            results.append(GroupResult(group, None, tuple(benches), failed, note))
             continue
         if aggregate == "max":
             ratio = max(ratios)
         else:
             ratio = math.exp(statistics.fmean(math.log(r) for r in ratios))
-        new = sum(1 for b in benches if b.base is None)
-        unmeasurable = len(benches) - len(ratios) - new
         notes_of_group = [f"{new} new benchmark(s) not compared"] if new else []
         if unmeasurable:
             notes_of_group.append(f"{unmeasurable} read 0 s even on means: not compared")
