@@ -105,10 +105,7 @@ def serve(port: int) -> None:
     from app.api.app import create_app
     from app.telemetry.logging import configure_logging
     from app.telemetry.setup import setup_telemetry
-
-    @get("/bench/bare", sync_to_thread=False)
-    def bare() -> dict[str, str]:
-        return {"status": "ok"}
+    from benchmarks.e2e.serve import bench_bare
 
     @get("/bench/cache-stats", sync_to_thread=False)
     def cache_stats(query_service: NamedDependency[QueryService]) -> Response[dict[str, int]]:
@@ -128,7 +125,7 @@ def serve(port: int) -> None:
     configure_logging(settings.telemetry.log_level)
     telemetry = setup_telemetry(settings.telemetry, "api")
     app = create_app(settings, telemetry)
-    app.register(bare)
+    app.register(bench_bare)
     app.register(cache_stats)
     uvicorn.Server(
         uvicorn.Config(

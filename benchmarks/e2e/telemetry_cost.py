@@ -110,23 +110,18 @@ async def _measure(
 
 
 async def _child(requests: int) -> dict[str, float]:
-    from litestar import get
-
     from app.api.app import create_app
     from app.settings import load_settings
     from app.telemetry.logging import configure_logging
     from app.telemetry.setup import setup_telemetry
     from benchmarks.e2e.query_bench import PREFIX, SNAP_TEXT, seed
-
-    @get("/bench/bare", sync_to_thread=False)
-    def bare() -> dict[str, str]:
-        return {"status": "ok"}
+    from benchmarks.e2e.serve import bench_bare
 
     settings = load_settings(os.environ)
     configure_logging("WARNING")
     telemetry = setup_telemetry(settings.telemetry, "api")
     app = create_app(settings, telemetry)
-    app.register(bare)
+    app.register(bench_bare)
     await seed(settings.db.writer_dsn)
     tag = uuid.uuid4().hex[:6].upper()
     singles = _bodies(f"COST-{tag}-S", 1, requests)
