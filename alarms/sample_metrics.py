@@ -29,6 +29,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from app.ops.catalogue import INGESTION_ROUTE, OBSERVATIONS_TOPIC
+from app.telemetry.distributions import Distributions
 from app.telemetry.metrics import QisMetrics, StdoutEmfExporter
 
 SCENARIOS = ("healthy", "injected-latency")
@@ -37,31 +38,44 @@ SERIES = ("EURUSD", "ETH-USD", "SPX", "SOFR")
 INJECTION_MINUTE = 10
 
 
-class _Recorder(StdoutEmfExporter):
-    """The services' exporter, collecting lines and stamping them with the simulated clock."""
+class _Recording:
+    """The lines all services exported, and the simulated clock that stamps them."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.lines: list[str] = []
         self.clock_ms = 0
 
+
+class _Recorder(StdoutEmfExporter):
+    """One service's exporter, writing into the shared recording."""
+
+    def __init__(self, recording: _Recording, distributions: Distributions) -> None:
+        super().__init__(distributions=distributions)
+        self._recording = recording
+
     def _export(self, log_event: dict[str, Any]) -> None:
         record = json.loads(log_event["message"])
-        record["_aws"]["Timestamp"] = self.clock_ms
-        self.lines.append(json.dumps(record))
+        record["_aws"]["Timestamp"] = self._recording.clock_ms
+        self._recording.lines.append(json.dumps(record))
 
 
 class _Process:
     """One service process: a meter provider with a manually collected reader."""
 
-    def __init__(self, service: str, recorder: _Recorder) -> None:
-        self.reader = PeriodicExportingMetricReader(recorder, export_interval_millis=math.inf)
+    def __init__(self, service: str, recording: _Recording) -> None:
+        distributions = Distributions()
+        self.reader = PeriodicExportingMetricReader(
+            _Recorder(recording, distributions), export_interval_millis=math.inf
+        )
         self.provider = MeterProvider(
             metric_readers=[self.reader],
             resource=Resource({"service.name": f"qis-{service}"}),
         )
         self.metrics = QisMetrics(
-            self.provider.get_meter("qis"), service, quality_series=frozenset(SERIES)
+            self.provider.get_meter("qis"),
+            service,
+            quality_series=frozenset(SERIES),
+            distributions=distributions,
         )
 
     def export(self) -> None:
@@ -80,8 +94,8 @@ def synthetic_recording(
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
     rng = random.Random(seed)
-    recorder = _Recorder()
-    processes = [_Process(service, recorder) for service in ("api", "worker", "scheduler")]
+    recording = _Recording()
+    processes = [_Process(service, recording) for service in ("api", "worker", "scheduler")]
     api, worker, scheduler = (p.metrics for p in processes)
     for minute in range(minutes):
         slowed = scenario == "injected-latency" and minute >= INJECTION_MINUTE
@@ -113,12 +127,12 @@ def synthetic_recording(
             )
         worker.consumer_lag(OBSERVATIONS_TOPIC, max(0, round(rng.gauss(80 if slowed else 40, 15))))
         exported_at = start + timedelta(minutes=minute + 1)
-        recorder.clock_ms = int(exported_at.timestamp() * 1000)
+        recording.clock_ms = int(exported_at.timestamp() * 1000)
         for process in processes:
             process.export()
     for process in processes:
         process.provider.shutdown()
-    return recorder.lines
+    return recording.lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,10 +20,20 @@ from amazon.opentelemetry.distro.exporter.aws.metrics.console_emf_exporter impor
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    Metric,
+    MetricExportResult,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+    ResourceMetrics,
+    ScopeMetrics,
+)
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from app.settings import TelemetrySettings
+from app.telemetry.distributions import Distributions
 
 NAMESPACE = "Custom/QIS"
 METRIC_NAMES = (
@@ -44,15 +54,46 @@ METRIC_NAMES = (
 _CANONICAL = {name.lower(): name for name in METRIC_NAMES}
 
 
+_DISTRIBUTIONS_SCOPE = InstrumentationScope("qis.distributions")
+
+
+def with_distributions(data: MetricsData, extra: list[Metric]) -> MetricsData:
+    """`data` plus `extra` as one more scope of its first resource (the process's)."""
+    if not extra or not data.resource_metrics:
+        return data
+    first, *rest = data.resource_metrics
+    scope = ScopeMetrics(scope=_DISTRIBUTIONS_SCOPE, metrics=extra, schema_url="")
+    merged = ResourceMetrics(
+        resource=first.resource,
+        scope_metrics=[*first.scope_metrics, scope],
+        schema_url=first.schema_url,
+    )
+    return MetricsData(resource_metrics=[merged, *rest])
+
+
 class StdoutEmfExporter(ConsoleEmfExporter):  # type: ignore[misc]
-    """ADOT's EMF exporter with our metric names and exactly our dimensions.
+    """ADOT's EMF exporter with our metric names and exactly our dimensions, plus the
+    given `distributions`' counts since the previous export.
 
     ADOT adds Application Signals `Service`/`Environment` dimensions by default; the
     dashboards and alarms are written against the dimensions we set, so that is off.
+    The distributions are drained only into an export that has the SDK's metrics: every
+    request that records one also counts HttpRequests, so none waits more than an interval.
     """
 
-    def __init__(self, namespace: str = NAMESPACE) -> None:
+    def __init__(
+        self, namespace: str = NAMESPACE, distributions: Distributions | None = None
+    ) -> None:
         super().__init__(namespace=namespace)
+        self._distributions = distributions
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float | None = None, **kwargs: Any
+    ) -> MetricExportResult:
+        if self._distributions is not None and metrics_data.resource_metrics:
+            metrics_data = with_distributions(metrics_data, self._distributions.collect())
+        result: MetricExportResult = super().export(metrics_data, timeout_millis, **kwargs)
+        return result
 
     def _get_metric_name(self, record: Any) -> str | None:
         name = super()._get_metric_name(record)
@@ -67,8 +108,10 @@ class StdoutEmfExporter(ConsoleEmfExporter):  # type: ignore[misc]
 class FileEmfExporter(StdoutEmfExporter):
     """The same EMF documents, one per line, appended to a file instead of stdout."""
 
-    def __init__(self, path: str, namespace: str = NAMESPACE) -> None:
-        super().__init__(namespace=namespace)
+    def __init__(
+        self, path: str, namespace: str = NAMESPACE, distributions: Distributions | None = None
+    ) -> None:
+        super().__init__(namespace=namespace, distributions=distributions)
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -80,21 +123,27 @@ class FileEmfExporter(StdoutEmfExporter):
                 out.write(message + "\n")
 
 
-def emf_exporter(settings: TelemetrySettings) -> StdoutEmfExporter | None:
+def emf_exporter(
+    settings: TelemetrySettings, distributions: Distributions | None = None
+) -> StdoutEmfExporter | None:
     """The configured EMF destination, or None when metrics are off."""
     if settings.metrics_exporter == "stdout":
-        return StdoutEmfExporter()
+        return StdoutEmfExporter(distributions=distributions)
     if settings.metrics_exporter == "file":
-        return FileEmfExporter(settings.metrics_file)
+        return FileEmfExporter(settings.metrics_file, distributions=distributions)
     return None
 
 
 def build_meter_provider(
-    settings: TelemetrySettings, resource: Resource, extra_readers: list[MetricReader] | None = None
+    settings: TelemetrySettings,
+    resource: Resource,
+    extra_readers: list[MetricReader] | None = None,
+    distributions: Distributions | None = None,
 ) -> MeterProvider:
-    """A MeterProvider exporting EMF every `metrics_interval_seconds` (plus readers for tests)."""
+    """A MeterProvider exporting EMF, with `distributions`, every `metrics_interval_seconds`
+    (plus readers for tests)."""
     readers: list[MetricReader] = list(extra_readers or [])
-    exporter = emf_exporter(settings)
+    exporter = emf_exporter(settings, distributions)
     if exporter is not None:
         readers.append(
             PeriodicExportingMetricReader(
@@ -149,9 +198,20 @@ class QisMetrics:
     OpenTelemetry counter when a reader collects (the ConsumerLag callback runs before
     any instrument is collected), one `add(n)` per route and status class. An interval
     without requests still exports nothing, as with a per-request `add(1)`.
+
+    HttpLatency and IngestionLatency, one value per request, are counted in
+    `distributions`, which the EMF exporter given the same object drains at each export.
+    Without `distributions` (telemetry off, unit tests of other instruments) they are not
+    recorded.
     """
 
-    def __init__(self, meter: Meter, service: str, quality_series: frozenset[str] = frozenset()):
+    def __init__(
+        self,
+        meter: Meter,
+        service: str,
+        quality_series: frozenset[str] = frozenset(),
+        distributions: Distributions | None = None,
+    ):
         self.service = service
         self._base = {"Service": service}
         self._quality_series = quality_series
@@ -160,14 +220,20 @@ class QisMetrics:
         self._status_attributes: dict[tuple[str, int], dict[str, str]] = {}
         self._pending_lock = threading.Lock()
         self._pending_requests: dict[tuple[str, int], int] = {}
-        self._ingestion_latency = meter.create_histogram(
-            "IngestionLatency", unit="ms", description="request received to broker ack"
+        self._ingestion_latency = (
+            None
+            if distributions is None
+            else distributions.histogram(
+                "IngestionLatency", unit="ms", description="request received to broker ack"
+            )
         )
         self._ingested = meter.create_counter(
             "DataIngestionRate", unit="Count", description="observations accepted"
         )
         self._http_requests = meter.create_counter("HttpRequests", unit="Count")
-        self._http_latency = meter.create_histogram("HttpLatency", unit="ms")
+        self._http_latency = (
+            None if distributions is None else distributions.histogram("HttpLatency", unit="ms")
+        )
         self._reconciliations = _IntervalShare(100.0, lambda _: self._base)
         meter.create_observable_gauge(
             "ReconciliationSuccessRate",
@@ -192,21 +258,26 @@ class QisMetrics:
         )
 
     def ingestion_latency(self, route: str, milliseconds: float) -> None:
-        self._ingestion_latency.record(milliseconds, {**self._base, "Route": route})
+        if self._ingestion_latency is not None:
+            self._ingestion_latency.record(route, milliseconds, self._attributes(route))
 
     def observations_accepted(self, count: int) -> None:
         self._ingested.add(count, self._base)
 
-    def http_request(self, route: str, status: int, milliseconds: float) -> None:
+    def _attributes(self, route: str) -> dict[str, str]:
         attributes = self._route_attributes.get(route)
         if attributes is None:
-            attributes = self._route_attributes[route] = {**self._base, "Route": route}
-            if len(self._route_attributes) > _MAX_CACHED_ROUTES:  # bounded, whatever comes in
+            if len(self._route_attributes) >= _MAX_CACHED_ROUTES:  # bounded, whatever comes in
                 self._route_attributes.clear()
+            attributes = self._route_attributes[route] = {**self._base, "Route": route}
+        return attributes
+
+    def http_request(self, route: str, status: int, milliseconds: float) -> None:
         key = (route, status // 100)
         with self._pending_lock:
             self._pending_requests[key] = self._pending_requests.get(key, 0) + 1
-        self._http_latency.record(milliseconds, attributes)
+        if self._http_latency is not None:
+            self._http_latency.record(route, milliseconds, self._attributes(route))
 
     def reconciliation(self, succeeded: bool) -> None:
         self._reconciliations.add("", succeeded)

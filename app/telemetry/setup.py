@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from app.settings import TelemetrySettings
+from app.telemetry.distributions import Distributions
 from app.telemetry.metrics import QisMetrics, build_meter_provider, noop_metrics
 from app.telemetry.tracing import build_tracer_provider, install_propagators
 
@@ -67,9 +68,14 @@ def setup_telemetry(
     )
     telemetry = Telemetry(service=service, metrics=noop_metrics(service))
     if metrics_on:
-        telemetry.meter_provider = build_meter_provider(settings, resource, metric_readers)
+        distributions = Distributions()
+        telemetry.meter_provider = build_meter_provider(
+            settings, resource, metric_readers, distributions
+        )
         metrics.set_meter_provider(telemetry.meter_provider)
-        telemetry.metrics = QisMetrics(telemetry.meter_provider.get_meter("qis"), service)
+        telemetry.metrics = QisMetrics(
+            telemetry.meter_provider.get_meter("qis"), service, distributions=distributions
+        )
     if tracing_on:
         install_propagators()
         memory = memory_spans or (

@@ -24,7 +24,8 @@ from app.domain.reading import HistoryItem, HistoryPage, VersionList
 from app.domain.reconciliation import Exclusion
 from app.domain.versions import OfficialValue
 from app.services.cache import latest_key, rfc3339
-from app.telemetry.metrics import QisMetrics, StdoutEmfExporter
+from app.telemetry.distributions import Distributions
+from app.telemetry.metrics import QisMetrics, StdoutEmfExporter, with_distributions
 
 SNAP = datetime(2026, 1, 15, 14, 0, tzinfo=UTC)
 _json = msgspec.json.Encoder()
@@ -119,7 +120,8 @@ def one_interval_of_api_metrics(exporter: StdoutEmfExporter) -> MetricsData:
         preferred_aggregation=exporter._preferred_aggregation,
     )
     provider = MeterProvider(metric_readers=[reader])
-    metrics = QisMetrics(provider.get_meter("qis"), "api")
+    distributions = Distributions()
+    metrics = QisMetrics(provider.get_meter("qis"), "api", distributions=distributions)
     routes = [
         "POST /v1/observations",
         "GET /v1/reference-data/{reference_data_id}/official-values/{snap}",
@@ -139,7 +141,7 @@ def one_interval_of_api_metrics(exporter: StdoutEmfExporter) -> MetricsData:
     data = reader.get_metrics_data()
     assert data is not None
     provider.shutdown()
-    return data
+    return with_distributions(data, distributions.collect())
 
 
 @pytest.mark.benchmark(group="emf-encoding")
@@ -150,3 +152,27 @@ def test_encode_one_interval_of_api_metrics_as_emf(benchmark: Any) -> None:
     benchmark(exporter.export, data)
 
     assert exporter.documents > 0
+
+
+@pytest.mark.benchmark(group="http-metrics-record")
+def test_record_one_requests_http_metrics(benchmark: Any) -> None:
+    """What every HTTP request pays for HttpRequests and HttpLatency (the SDK's histogram
+    record alone was ~4.3 µs; see app/telemetry/distributions.py)."""
+    distributions = Distributions()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    metrics = QisMetrics(provider.get_meter("qis"), "api", distributions=distributions)
+    route = "GET /v1/reference-data/{reference_data_id}/official-values/{snap}"
+
+    benchmark(metrics.http_request, route, 200, 1.25)
+
+    (latency,) = distributions.collect()
+    (point,) = latency.data.data_points
+    metrics.flush()
+    data = reader.get_metrics_data()
+    provider.shutdown()
+    assert data is not None
+    (requests,) = data.resource_metrics[0].scope_metrics[0].metrics
+    (counted,) = requests.data.data_points
+    assert point.count == counted.value > 0  # type: ignore[union-attr]
+    assert point.min == point.max == 1.25  # type: ignore[union-attr]

@@ -10,15 +10,18 @@ import jsonschema
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
 
-from app.telemetry.metrics import NAMESPACE, QisMetrics, StdoutEmfExporter
+from app.settings import TelemetrySettings
+from app.telemetry.distributions import Distributions
+from app.telemetry.metrics import NAMESPACE, QisMetrics, StdoutEmfExporter, build_meter_provider
 
 SCHEMA = json.loads((Path(__file__).parent / "emf_schema.json").read_text())
 
 
 class Collecting(StdoutEmfExporter):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, distributions: Distributions | None = None) -> None:
+        super().__init__(distributions=distributions)
         self.lines: list[str] = []
 
     def _export(self, log_event: dict[str, Any]) -> None:
@@ -27,13 +30,19 @@ class Collecting(StdoutEmfExporter):
 
 @pytest.fixture(scope="module")
 def documents() -> list[dict[str, Any]]:
-    exporter = Collecting()
+    distributions = Distributions()
+    exporter = Collecting(distributions)
     reader = InMemoryMetricReader(
         preferred_temporality=exporter._preferred_temporality,
         preferred_aggregation=exporter._preferred_aggregation,
     )
     provider = MeterProvider(metric_readers=[reader])
-    metrics = QisMetrics(provider.get_meter("qis"), "api", quality_series=frozenset({"SPX"}))
+    metrics = QisMetrics(
+        provider.get_meter("qis"),
+        "api",
+        quality_series=frozenset({"SPX"}),
+        distributions=distributions,
+    )
     for ms in [3.0, 5.0, 8.0, 13.0, 250.0]:
         metrics.ingestion_latency("POST /v1/observations", ms)
     metrics.observations_accepted(100)
@@ -163,3 +172,27 @@ def test_cache_hit_ratio_is_the_hit_share_of_each_interval_per_level() -> None:
     assert interval() == {"L2": 1.0}  # L1 had no lookups: nothing, not a stale ratio
     assert interval() == {}
     provider.shutdown()
+
+
+def test_the_configured_file_exporter_writes_the_request_distributions(tmp_path: Path) -> None:
+    # The production wiring: build_meter_provider hands the distributions to the exporter.
+    settings = TelemetrySettings(metrics_exporter="file", metrics_file=str(tmp_path / "m.jsonl"))
+    distributions = Distributions()
+    provider = build_meter_provider(settings, Resource.create({}), None, distributions)
+    metrics = QisMetrics(provider.get_meter("qis"), "api", distributions=distributions)
+    for ms in (2.0, 4.0, 4.0, 400.0):
+        metrics.http_request("GET /health/live", 200, ms)
+    metrics.ingestion_latency("POST /v1/observations", 12.5)
+    provider.shutdown()  # collects and exports once more
+    documents = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    found = by_metric(documents)
+    (latency,) = found["HttpLatency"]
+    assert latency["Route"] == "GET /health/live"
+    distribution = latency["HttpLatency"]
+    assert (distribution["Count"], distribution["Min"], distribution["Max"]) == (4, 2.0, 400.0)
+    assert sorted(distribution["Counts"]) == [1.0, 1.0, 2.0]
+    (ingestion,) = found["IngestionLatency"]
+    assert ingestion["IngestionLatency"]["Count"] == 1
+    assert [d["HttpRequests"] for d in found["HttpRequests"]] == [4]
+    for doc in documents:
+        jsonschema.validate(doc, SCHEMA)

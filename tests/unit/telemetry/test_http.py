@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from app.settings import TelemetrySettings
+from app.telemetry.distributions import Distributions
 from app.telemetry.http import http_telemetry_middleware
 from app.telemetry.logging import JsonFormatter
 from app.telemetry.metrics import QisMetrics
@@ -60,6 +61,7 @@ class Harness:
     app: Litestar
     spans: InMemorySpanExporter
     reader: InMemoryMetricReader
+    distributions: Distributions
     logs: io.StringIO
 
     def request(
@@ -78,14 +80,17 @@ class Harness:
         for resource in data.resource_metrics if data is not None else ():
             for scope in resource.scope_metrics:
                 for metric in scope.metrics:
+                    assert metric.name != "httplatency"  # counted in the distributions
                     for point in metric.data.data_points:
                         attributes = dict(point.attributes or {})
                         if metric.name == "httprequests":  # the SDK lower-cases names
                             key = (str(attributes["Route"]), str(attributes["StatusClass"]))
                             requests[key] = requests.get(key, 0) + int(point.value)  # type: ignore[union-attr]
-                        elif metric.name == "httplatency":
-                            route = str(attributes["Route"])
-                            latency[route] = latency.get(route, 0) + int(point.count)  # type: ignore[union-attr]
+        for metric in self.distributions.collect():
+            assert metric.name == "HttpLatency"
+            for point in metric.data.data_points:
+                route = str(dict(point.attributes or {})["Route"])
+                latency[route] = latency.get(route, 0) + int(point.count)  # type: ignore[union-attr]
         return requests, latency
 
 
@@ -135,13 +140,16 @@ def harness(**rates: float) -> Harness:
     provider = build_tracer_provider(settings, Resource.create({}), spans)
     delta = AggregationTemporality.DELTA
     reader = InMemoryMetricReader(preferred_temporality={Counter: delta, Histogram: delta})
-    metrics = QisMetrics(MeterProvider(metric_readers=[reader]).get_meter("qis"), "api")
+    distributions = Distributions()
+    metrics = QisMetrics(
+        MeterProvider(metric_readers=[reader]).get_meter("qis"), "api", distributions=distributions
+    )
     app = Litestar(
         route_handlers=[live, read, ingest],
         middleware=[http_telemetry_middleware(provider, metrics)],
         logging_config=None,
     )
-    return Harness(app, spans, reader, io.StringIO())
+    return Harness(app, spans, reader, distributions, io.StringIO())
 
 
 @pytest.fixture
