@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -38,10 +38,9 @@ MAX_BUCKETS = 100  # values per EMF distribution that CloudWatch accepts
 
 
 class _Counts:
-    __slots__ = ("attributes", "buckets", "count", "high", "low", "total", "zero")
+    __slots__ = ("buckets", "count", "high", "low", "total", "zero")
 
-    def __init__(self, attributes: Mapping[str, str]) -> None:
-        self.attributes = dict(attributes)
+    def __init__(self) -> None:
         self.buckets: dict[int, int] = {}
         self.zero = 0
         self.count = 0
@@ -51,24 +50,31 @@ class _Counts:
 
 
 class Distribution:
-    """One histogram instrument (name, unit), delta per collection, per attribute set."""
+    """One histogram instrument (name, unit), delta per collection, per key: a key's
+    attribute set is `attributes(key)`, built when the key is collected."""
 
-    def __init__(self, name: str, unit: str, description: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        unit: str,
+        description: str = "",
+        attributes: Callable[[str], Mapping[str, str]] = lambda _: {},
+    ) -> None:
         self.name = name
         self.unit = unit
         self.description = description
+        self._attributes = attributes
         self._factor = 2**RECORD_SCALE / math.log(2)
         self._lock = threading.Lock()
         self._counts: dict[str, _Counts] = {}
         self._since = time.time_ns()
 
-    def record(self, key: str, value: float, attributes: Mapping[str, str]) -> None:
-        """Count `value` for the attribute set named `key` (`attributes` is read only the
-        first time a key is seen in a collection interval)."""
+    def record(self, key: str, value: float) -> None:
+        """Count `value` for `key`."""
         with self._lock:
             counts = self._counts.get(key)
             if counts is None:
-                counts = self._counts[key] = _Counts(attributes)
+                counts = self._counts[key] = _Counts()
             counts.count += 1
             counts.total += value
             if value < counts.low:
@@ -96,16 +102,21 @@ class Distribution:
             description=self.description,
             unit=self.unit,
             data=ExponentialHistogram(
-                data_points=[_point(counts, since, now) for counts in pending.values()],
+                data_points=[
+                    _point(counts, self._attributes(key), since, now)
+                    for key, counts in pending.items()
+                ],
                 aggregation_temporality=AggregationTemporality.DELTA,
             ),
         )
 
 
-def _point(counts: _Counts, since: int, now: int) -> ExponentialHistogramDataPoint:
+def _point(
+    counts: _Counts, attributes: Mapping[str, str], since: int, now: int
+) -> ExponentialHistogramDataPoint:
     scale, offset, dense = _dense_buckets(counts.buckets)
     return ExponentialHistogramDataPoint(
-        attributes=counts.attributes,
+        attributes=dict(attributes),
         start_time_unix_nano=since,
         time_unix_nano=now,
         count=counts.count,
@@ -140,8 +151,14 @@ class Distributions:
     def __init__(self) -> None:
         self._all: list[Distribution] = []
 
-    def histogram(self, name: str, unit: str, description: str = "") -> Distribution:
-        distribution = Distribution(name, unit, description)
+    def histogram(
+        self,
+        name: str,
+        unit: str,
+        description: str = "",
+        attributes: Callable[[str], Mapping[str, str]] = lambda _: {},
+    ) -> Distribution:
+        distribution = Distribution(name, unit, description, attributes)
         self._all.append(distribution)
         return distribution
 

@@ -193,8 +193,8 @@ class QisMetrics:
     """The platform's instruments; names and units are the dashboards' and alarms' contract.
 
     Per-request recording is on the hot path of every HTTP request, so it avoids work
-    that does not change the exported data: attribute dicts are built once per route
-    (and status class), and HttpRequests is counted in a plain dict and added to the
+    that does not change the exported data: attribute dicts are built when a reader
+    collects, not per request, and HttpRequests is counted in a plain dict and added to the
     OpenTelemetry counter when a reader collects (the ConsumerLag callback runs before
     any instrument is collected), one `add(n)` per route and status class. An interval
     without requests still exports nothing, as with a per-request `add(1)`.
@@ -216,7 +216,6 @@ class QisMetrics:
         self._base = {"Service": service}
         self._quality_series = quality_series
         self._lag: dict[str, int] = {}
-        self._route_attributes: dict[str, dict[str, str]] = {}
         self._status_attributes: dict[tuple[str, int], dict[str, str]] = {}
         self._pending_lock = threading.Lock()
         self._pending_requests: dict[tuple[str, int], int] = {}
@@ -224,7 +223,10 @@ class QisMetrics:
             None
             if distributions is None
             else distributions.histogram(
-                "IngestionLatency", unit="ms", description="request received to broker ack"
+                "IngestionLatency",
+                unit="ms",
+                description="request received to broker ack",
+                attributes=self._route,
             )
         )
         self._ingested = meter.create_counter(
@@ -232,7 +234,9 @@ class QisMetrics:
         )
         self._http_requests = meter.create_counter("HttpRequests", unit="Count")
         self._http_latency = (
-            None if distributions is None else distributions.histogram("HttpLatency", unit="ms")
+            None
+            if distributions is None
+            else distributions.histogram("HttpLatency", unit="ms", attributes=self._route)
         )
         self._reconciliations = _IntervalShare(100.0, lambda _: self._base)
         meter.create_observable_gauge(
@@ -259,25 +263,20 @@ class QisMetrics:
 
     def ingestion_latency(self, route: str, milliseconds: float) -> None:
         if self._ingestion_latency is not None:
-            self._ingestion_latency.record(route, milliseconds, self._attributes(route))
+            self._ingestion_latency.record(route, milliseconds)
 
     def observations_accepted(self, count: int) -> None:
         self._ingested.add(count, self._base)
 
-    def _attributes(self, route: str) -> dict[str, str]:
-        attributes = self._route_attributes.get(route)
-        if attributes is None:
-            if len(self._route_attributes) >= _MAX_CACHED_ROUTES:  # bounded, whatever comes in
-                self._route_attributes.clear()
-            attributes = self._route_attributes[route] = {**self._base, "Route": route}
-        return attributes
+    def _route(self, route: str) -> dict[str, str]:
+        return {**self._base, "Route": route}
 
     def http_request(self, route: str, status: int, milliseconds: float) -> None:
         key = (route, status // 100)
         with self._pending_lock:
             self._pending_requests[key] = self._pending_requests.get(key, 0) + 1
         if self._http_latency is not None:
-            self._http_latency.record(route, milliseconds, self._attributes(route))
+            self._http_latency.record(route, milliseconds)
 
     def reconciliation(self, succeeded: bool) -> None:
         self._reconciliations.add("", succeeded)

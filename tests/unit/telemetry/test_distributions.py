@@ -48,9 +48,9 @@ def trimmed(counts: Sequence[int]) -> list[int]:
 
 
 def our_point(values: list[float]) -> ExponentialHistogramDataPoint:
-    distribution = Distribution("HttpLatency", "ms")
+    distribution = Distribution("HttpLatency", "ms", attributes=lambda _: ATTRIBUTES)
     for value in values:
-        distribution.record("GET /x", value, ATTRIBUTES)
+        distribution.record("GET /x", value)
     metric = distribution.collect()
     assert metric is not None
     assert metric.data.aggregation_temporality is AggregationTemporality.DELTA  # type: ignore[union-attr]
@@ -92,11 +92,17 @@ def test_zero_goes_to_the_zero_bucket() -> None:
 
 def test_collection_drains_per_attribute_set_and_starts_a_new_interval() -> None:
     registry = Distributions()
-    latency = registry.histogram("HttpLatency", "ms")
-    ingestion = registry.histogram("IngestionLatency", "ms", "request received to broker ack")
+
+    def by_route(route: str) -> dict[str, str]:
+        return {"Route": route}
+
+    latency = registry.histogram("HttpLatency", "ms", attributes=by_route)
+    ingestion = registry.histogram(
+        "IngestionLatency", "ms", "request received to broker ack", attributes=by_route
+    )
     for value in (1.0, 2.0, 3.0):
-        latency.record("GET /a", value, {"Route": "GET /a"})
-    latency.record("GET /b", 9.0, {"Route": "GET /b"})
+        latency.record("GET /a", value)
+    latency.record("GET /b", 9.0)
     first = {m.name: m for m in registry.collect()}
     assert set(first) == {"HttpLatency"}  # nothing recorded for IngestionLatency
     counts = {
@@ -105,7 +111,7 @@ def test_collection_drains_per_attribute_set_and_starts_a_new_interval() -> None
     }
     assert counts == {"GET /a": 3, "GET /b": 1}
     assert registry.collect() == []
-    ingestion.record("POST /v1/observations", 4.0, {"Route": "POST /v1/observations"})
+    ingestion.record("POST /v1/observations", 4.0)
     (second,) = registry.collect()
     (point,) = second.data.data_points
     (earlier,) = [p for p in first["HttpLatency"].data.data_points if p.count == 1]  # type: ignore[union-attr]
