@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from benchmarks.e2e.processes import telemetry_settings
+from benchmarks.e2e.processes import env, telemetry_settings
 
 SERIES = 500
 CONCURRENCY = 8
@@ -168,8 +168,7 @@ async def _child(requests: int) -> dict[str, float]:
 
 
 def _run_child(mode: str, requests: int, isolation: dict[str, str]) -> dict[str, float]:
-    settings = telemetry_settings(mode == "on", "cost")
-    environment = {**os.environ, "QIS_TELEMETRY__LOG_LEVEL": "WARNING", **settings, **isolation}
+    environment = env(**telemetry_settings(mode == "on", "cost"), **isolation)
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.e2e.telemetry_cost", "child", str(requests)],
         env=environment,
