@@ -82,6 +82,13 @@ request = function()
   return requests[i]
 end
 """
+
+
+def zipf_script() -> str:
+    """The wrk script reading the benchmark series' latest values, Zipf(ZIPF_S) over SERIES."""
+    return _WRK_ZIPF % {"n": SERIES, "s": ZIPF_S, "prefix": PREFIX, "snap": SNAP_TEXT}
+
+
 _WRK_REPORT = """
 done = function(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write
@@ -286,7 +293,7 @@ def run_once(args: argparse.Namespace, telemetry: bool) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(warm(base))
-        zipf = _WRK_ZIPF % {"n": SERIES, "s": ZIPF_S, "prefix": PREFIX, "snap": SNAP_TEXT}
+        zipf = zipf_script()
         wrk(base, args.warmup_seconds, args.connections, zipf)
         wrk(f"{base}/bench/bare", args.warmup_seconds, args.connections, "")
         before = get_json(f"{base}/bench/cache-stats")

@@ -53,9 +53,11 @@ def configurations() -> dict[str, dict[str, str]]:
 def measure(route: str, seconds: int, connections: int, rounds: int) -> dict[str, list[float]]:
     """req/s per configuration and round."""
     results: dict[str, list[float]] = {name: [] for name in configurations()}
+    script = ""
     if route == "latest":
         stack = load_settings(query_bench._db_env())
         asyncio.run(query_bench.seed(stack.db.writer_dsn))
+        script = query_bench.zipf_script()
     for round_ in range(rounds):
         for name, settings in configurations().items():
             port = free_port()
@@ -64,18 +66,7 @@ def measure(route: str, seconds: int, connections: int, rounds: int) -> dict[str
             try:
                 if route == "latest":
                     asyncio.run(query_bench.warm(base))
-                    url, script = (
-                        base,
-                        query_bench._WRK_ZIPF
-                        % {
-                            "n": query_bench.SERIES,
-                            "s": query_bench.ZIPF_S,
-                            "prefix": query_bench.PREFIX,
-                            "snap": query_bench.SNAP_TEXT,
-                        },
-                    )
-                else:
-                    url, script = f"{base}/bench/bare", ""
+                url = base if route == "latest" else f"{base}/bench/bare"
                 query_bench.wrk(url, 2, connections, script)  # warm-up
                 run = query_bench.wrk(url, seconds, connections, script)
             finally:
