@@ -264,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     from app.sizing.cli import register as register_sizing
 
     register_sizing(sub)
+    __import__("app.dlq_cli").dlq_cli.register(sub)
     return parser
 
 

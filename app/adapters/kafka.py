@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
@@ -272,3 +273,70 @@ def new_consumer(settings: KafkaSettings, group_id: str, client_id: str) -> AIOK
         heartbeat_interval_ms=1_000,
         fetch_max_wait_ms=100,
     )
+
+
+class TopicNotFound(LookupError):
+    """The topic does not exist on the cluster."""
+
+
+async def read_topic(
+    settings: KafkaSettings, topic: str, stall_seconds: float = 30.0
+) -> AsyncGenerator[ConsumerRecord[bytes, bytes], None]:
+    """Every committed record of `topic` from the beginning to its end as of the call.
+
+    No consumer group (nothing is committed, no member joins); each partition is read up
+    to the end offset taken at the start, so the read stops by itself even while records
+    keep arriving. Raises TopicNotFound, KafkaError when no broker answers, and
+    TimeoutError when no partition advances for `stall_seconds`. Use with
+    `contextlib.aclosing` when the loop may stop early.
+    """
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-reader",
+        request_timeout_ms=settings.request_timeout_ms,
+    )
+    try:
+        await admin.start()
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] != 0 or not described["partitions"]:
+        raise TopicNotFound(topic)
+    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-reader",
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        request_timeout_ms=settings.request_timeout_ms,
+        fetch_max_wait_ms=100,
+    )
+    try:
+        await consumer.start()
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        starts: dict[TopicPartition, int] = await consumer.beginning_offsets(partitions)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        positions = {tp: starts[tp] for tp in partitions if ends[tp] > starts[tp]}
+        progress_at = time.monotonic()
+        while positions:
+            batch = await consumer.getmany(*positions, timeout_ms=200)
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        yield record
+            for tp, before in list(positions.items()):
+                # The position also moves past transaction markers, which are not records.
+                position = await consumer.position(tp)
+                if position >= ends[tp]:
+                    del positions[tp]
+                elif position > before:
+                    positions[tp] = position
+                else:
+                    continue
+                progress_at = time.monotonic()
+            if time.monotonic() - progress_at > stall_seconds:
+                raise TimeoutError(f"reading {topic}: no progress for {stall_seconds:g} s")
+    finally:
+        await consumer.stop()
