@@ -100,7 +100,7 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     from app.adapters.postgres.pipeline import PostgresPipelineStore
     from app.adapters.postgres.pool import open_pool
     from app.services.journal import Topics
-    from app.services.reconcile import reconciliation_stage
+    from app.services.reconcile import failure_stage, reconciliation_stage
     from app.telemetry.setup import setup_telemetry
     from app.worker import ObservationWorker
 
@@ -126,6 +126,11 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
                 producer,
                 after_store=after_store,
                 metrics=telemetry.metrics,
+                on_set_aside=failure_stage(
+                    PostgresPipelineStore,
+                    topics=Topics.from_settings(settings.kafka),
+                    metrics=telemetry.metrics,
+                ),
             )
             _log.info("worker started", extra={"owner": worker.owner})
             await worker.run(stop)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
@@ -81,7 +81,9 @@ class SharedCache(Protocol):
 SnapKey: TypeAlias = tuple[str, datetime]
 """(reference_data_id, snap): what one reconciliation is about."""
 
-SnapStateName = Literal["open", "published", "insufficient"]
+# `failed`: closing the snap's window failed and it was set aside (not retried until new
+# observations for it arrive).
+SnapStateName = Literal["open", "published", "insufficient", "failed"]
 
 
 class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -211,6 +213,10 @@ class PipelineStore(Protocol):
         """Mark events published; return the ids this call marked (not marked before)."""
         ...
 
+    async def set_aside(self, reasons: Mapping[int, str]) -> None:
+        """Set unpublished events aside (id -> why the bus refused it); never relayed."""
+        ...
+
     async def audit_after(self, seq: int, limit: int) -> list[AuditRecord]:
         """Committed audit records with a seq above `seq`, in seq (= commit) order."""
         ...
@@ -248,6 +254,11 @@ class ReferenceDataReader(Protocol):
 
 class EventBusUnavailable(RuntimeError):
     """The event bus did not acknowledge every event; none may be marked published."""
+
+
+class EventRefused(ValueError):
+    """The event bus refused an event for what it is (too large, invalid): sending it
+    again would be refused again. Earlier events of the batch may have been sent."""
 
 
 @runtime_checkable

@@ -29,8 +29,9 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from app.adapters.failures import is_transient
 from app.adapters.postgres import outbox
-from app.ports import EventBusUnavailable, EventPublisher, PipelineDatabase
+from app.ports import EventPublisher, PipelineDatabase
 from app.services.journal import Topics
 from app.services.publish import relay_audit, relay_outbox
 from app.services.reconcile import close_due_windows
@@ -143,8 +144,9 @@ class Scheduler:
                 topics=self._topics,
                 metrics=self._metrics,
                 limit=self._settings.window_batch_size,
+                transient=is_transient,
             )
-        except _RECOVERABLE as exc:
+        except Exception as exc:  # transient, or a bug: the next round tries again
             _log.error("closing windows failed", extra={"error": repr(exc)})
 
     async def relay(self, halt: asyncio.Event | None = None) -> None:
@@ -166,11 +168,15 @@ class Scheduler:
                 if events >= limit:
                     continue  # a full batch: more events may be waiting
                 records = await relay_audit(
-                    self._db, self._publisher, topics=self._topics, limit=limit
+                    self._db,
+                    self._publisher,
+                    topics=self._topics,
+                    limit=limit,
+                    metrics=self._metrics,
                 )
                 if records < limit:
                     break  # both drained
-        except (EventBusUnavailable, *_RECOVERABLE) as exc:
+        except Exception as exc:  # EventBusUnavailable, the database, or a bug: retried
             _log.error("relay failed", extra={"error": repr(exc)})
 
     async def purge(self) -> None:
@@ -179,7 +185,7 @@ class Scheduler:
             async with self._pool.acquire() as conn:
                 while await outbox.purge_published(conn, self._settings.outbox_retention_seconds):
                     pass
-        except _RECOVERABLE as exc:
+        except Exception as exc:
             _log.error("outbox purge failed", extra={"error": repr(exc)})
 
 

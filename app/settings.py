@@ -103,6 +103,13 @@ class WorkerSettings(_Section, frozen=True):
     # partitions' observations, effects and offsets together, so exactly-once holds per
     # partition. At most pool_max_size - 1 (one connection stays for position restores).
     lanes: int = 1
+    # Transient failures (connection lost, serialization failure, lock or statement
+    # timeout, broker unavailable): a batch is retried in place `retry_attempts` times,
+    # waiting from `retry_initial_seconds` doubling up to `retry_max_seconds`; then the
+    # worker rewinds to its stored positions and keeps retrying at the longest wait.
+    retry_attempts: int = 3
+    retry_initial_seconds: float = 0.5
+    retry_max_seconds: float = 30.0
 
 
 class SchedulerSettings(_Section, frozen=True):

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from app.ports import EventBusUnavailable, PendingMessage
+from app.adapters.failures import is_transient
+from app.ports import EventBusUnavailable, EventRefused, PendingMessage
 
 EVENT_ID_HEADER = "qis-event-id"
 
@@ -43,6 +44,10 @@ class KafkaEventPublisher:
                     for message in messages
                 ]
                 acknowledged = await asyncio.gather(*pending)
+        except (UnicodeEncodeError, ValueError, TypeError) as exc:
+            raise EventRefused(f"event cannot be sent: {exc!r}") from exc
         except (TimeoutError, KafkaError) as exc:
+            if not is_transient(exc):
+                raise EventRefused(f"event bus refused an event: {exc!r}") from exc
             raise EventBusUnavailable(f"event bus did not acknowledge: {exc!r}") from exc
         return [(metadata.partition, metadata.offset) for metadata in acknowledged]

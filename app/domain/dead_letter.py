@@ -53,3 +53,11 @@ ERROR_HEADER = "qis-error"
 STAGE_HEADER = "qis-stage"
 # Set on a record re-submitted by `qis dlq replay`: "<dlq topic>:<partition>:<offset>".
 REPLAYED_FROM_HEADER = "qis-replayed-from"
+
+
+def storable_text(text: str, limit: int = 2000) -> str:
+    """`text` safe to store anywhere (PostgreSQL text, JSON, Kafka headers): lone
+    surrogates and NUL written as escapes, at most `limit` characters. Error messages
+    quote the data that caused them, and that data may hold exactly these."""
+    safe = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return safe[:limit]

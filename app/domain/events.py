@@ -78,7 +78,28 @@ class ObservationsAccepted(Event, frozen=True, kw_only=True, tag="observations_a
     accepted_at: datetime
 
 
-DomainEvent = OfficialValuePublished | QualityAlertRaised | SeriesConfigured | ObservationsAccepted
+class ReconciliationFailed(Event, frozen=True, kw_only=True, tag="reconciliation_failed"):
+    """A snap could not be reconciled and was set aside; a person must look.
+
+    `stage` says who gave up: the worker (`reconcile`: the observations that touched the
+    snap were dead-lettered) or the scheduler (`window`: closing the snap's window failed;
+    the snap is marked `failed` until new observations arrive for it).
+    """
+
+    reference_data_id: str
+    snap: datetime
+    stage: str
+    error: str
+    failed_at: datetime
+
+
+DomainEvent = (
+    OfficialValuePublished
+    | QualityAlertRaised
+    | SeriesConfigured
+    | ObservationsAccepted
+    | ReconciliationFailed
+)
 
 _ENCODER = msgspec.json.Encoder()
 _DECODER: msgspec.json.Decoder[DomainEvent] = msgspec.json.Decoder(DomainEvent)
@@ -180,6 +201,22 @@ def observations_accepted(
         snap=snap,
         observation_ids=ids,
         accepted_at=accepted_at,
+    )
+
+
+def reconciliation_failed(
+    reference_data_id: str, snap: datetime, *, stage: str, error: str, failed_at: datetime
+) -> ReconciliationFailed:
+    """The alert for a snap set aside; one id per (series, snap, stage, error)."""
+    return ReconciliationFailed(
+        event_id=derive_event_id(
+            "reconciliation_failed", reference_data_id, _utc_micros(snap), stage, error
+        ),
+        reference_data_id=reference_data_id,
+        snap=snap,
+        stage=stage,
+        error=error,
+        failed_at=failed_at,
     )
 
 

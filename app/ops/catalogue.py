@@ -97,9 +97,12 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         name="DeadLetterCount",
         unit="Count",
         kind="counter",
-        dimensions=("Service",),
+        dimensions=("Service", "Stage"),
         service="worker",
-        meaning="records sent to the dead-letter topic",
+        meaning=(
+            "records sent to the dead-letter topic (worker: decode, store, reconcile, commit)"
+            " and rows set aside (scheduler: window, relay, audit-relay), per stage"
+        ),
     ),
     MetricSpec(
         name="CacheHitRatio",

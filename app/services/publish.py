@@ -19,14 +19,22 @@ not (it would audit itself forever).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Link
 
+from app.domain.dead_letter import storable_text
 from app.domain.events import OfficialValuePublished, QualityAlertRaised, decode_event
-from app.ports import AuditEntry, EventPublisher, PendingMessage, PipelineDatabase
+from app.ports import (
+    AuditEntry,
+    EventPublisher,
+    EventRefused,
+    PendingMessage,
+    PipelineDatabase,
+)
 from app.services.journal import Topics, audit_message, version_entity, write_journal
 from app.telemetry.metrics import QisMetrics, noop_metrics
 
@@ -52,21 +60,69 @@ async def relay_outbox(
         "outbox-relay", kind=trace.SpanKind.PRODUCER, links=_links(pending)
     ) as span:
         span.set_attribute("qis.events", len(pending))
-        receipts = await publisher.publish(pending)
+        receipts, refused = await publish_or_set_aside(publisher, pending)
+    sent = [(m, r) for m, r in zip(pending, receipts, strict=True) if r is not None]
     async with db.transaction() as store:
-        marked = set(await store.mark_published([m.id for m in pending]))
+        marked = set(await store.mark_published([m.id for m, _ in sent]))
         published = [
             (message, receipt)
-            for message, receipt in zip(pending, receipts, strict=True)
+            for message, receipt in sent
             if message.id in marked and message.topic != topics.audit
         ]
-        if published:
+        if refused:
+            await store.set_aside({m.id: reason for m, reason in refused})
+        if published or refused:
             at = await store.open_journal()
             entries = [_publication(message, receipt) for message, receipt in published]
+            entries += [_set_aside(message, reason) for message, reason in refused]
             await write_journal(store, at, entries, [])
             _record_freshness(meter, [m for m, _ in published], at)
+    if refused:
+        meter.dead_letters(len(refused), "relay")
+        for message, reason in refused:
+            _log.error(
+                "event set aside",
+                extra={"event_id": message.event_id, "topic": message.topic, "error": reason},
+            )
     _log.debug("events relayed", extra={"events": len(pending), "marked": len(marked)})
     return len(pending)
+
+
+async def publish_or_set_aside(
+    publisher: EventPublisher, messages: Sequence[PendingMessage]
+) -> tuple[list[tuple[int, int] | None], list[tuple[PendingMessage, str]]]:
+    """Publish in order; when the bus refuses an event for what it is, publish one by one
+    and leave out each refused event. Returns a receipt per message (None: refused) and
+    the refused messages with the reason. `EventBusUnavailable` is raised as it is: the
+    whole batch is retried later.
+
+    Events sent before a refusal in the same batch are sent again one by one: at least
+    once, as always, and consumers deduplicate on the event id.
+    """
+    try:
+        return list(await publisher.publish(messages)), []
+    except EventRefused:
+        pass
+    receipts: list[tuple[int, int] | None] = []
+    refused: list[tuple[PendingMessage, str]] = []
+    for message in messages:
+        try:
+            receipts.append((await publisher.publish([message]))[0])
+        except EventRefused as exc:
+            receipts.append(None)
+            refused.append((message, storable_text(str(exc))))
+    return receipts, refused
+
+
+def _set_aside(message: PendingMessage, reason: str) -> AuditEntry:
+    return AuditEntry(
+        actor="relay",
+        action="event.set_aside",
+        entity_type="event",
+        entity_id=message.event_id,
+        before=None,
+        after={"event_id": message.event_id, "topic": message.topic, "reason": reason},
+    )
 
 
 def _decoded(message: PendingMessage) -> object | None:
@@ -126,7 +182,12 @@ AUDIT_RELAY = "audit"
 
 
 async def relay_audit(
-    db: PipelineDatabase, publisher: EventPublisher, *, topics: Topics, limit: int = 500
+    db: PipelineDatabase,
+    publisher: EventPublisher,
+    *,
+    topics: Topics,
+    limit: int = 500,
+    metrics: QisMetrics | None = None,
 ) -> int:
     """Publish up to `limit` audit records after the saved position; return how many."""
     async with db.transaction() as store:
@@ -134,7 +195,15 @@ async def relay_audit(
         records = await store.audit_after(position, limit)
     if not records:
         return 0
-    await publisher.publish([audit_message(record, topics.audit) for record in records])
+    messages = [audit_message(record, topics.audit) for record in records]
+    _, refused = await publish_or_set_aside(publisher, messages)
+    for message, reason in refused:
+        # The record stays in the audit trail (the source of truth); only its copy on the
+        # audit topic is missing. Auditing this would audit itself forever: logged, counted.
+        _log.error("audit record not relayed", extra={"seq": message.id, "error": reason})
+    if refused:
+        meter = metrics or noop_metrics("scheduler")
+        meter.dead_letters(len(refused), "audit-relay")
     async with db.transaction() as store:
         await store.save_relay_position(AUDIT_RELAY, records[-1].seq or position)
     return len(records)

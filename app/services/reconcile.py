@@ -41,7 +41,12 @@ from typing import Any, TypeVar
 import msgspec
 from opentelemetry import trace
 
-from app.domain.events import OfficialValuePublished, events_for_version
+from app.domain.dead_letter import storable_text
+from app.domain.events import (
+    OfficialValuePublished,
+    events_for_version,
+    reconciliation_failed,
+)
 from app.domain.observation import Observation
 from app.domain.reconciliation import Reconciliation, all_expected_reported, reconcile
 from app.domain.series import Series, SeriesConfig, is_window_closed, window_closes_at
@@ -147,8 +152,16 @@ async def close_due_windows(
     metrics: QisMetrics | None = None,
     limit: int = 1000,
     series_per_transaction: int = SERIES_PER_TRANSACTION,
+    transient: Callable[[BaseException], bool] = lambda _: True,
 ) -> list[SnapOutcome]:
-    """Reconcile open snaps whose window has ended: publish what arrived, or `insufficient`."""
+    """Reconcile open snaps whose window has ended: publish what arrived, or `insufficient`.
+
+    A group of series whose transaction fails for a reason that is not `transient` is
+    retried series by series; a series that still fails has its due snaps set aside
+    (`failed`, audited, alerted, counted) so the others go on and it is not retried
+    every round. Transient failures are raised: the next round retries them.
+    """
+    meter = metrics or noop_metrics("scheduler")
     async with db.transaction() as store:
         due = await store.due_snaps(limit)
     by_series: dict[str, list[SnapKey]] = {}
@@ -157,12 +170,130 @@ async def close_due_windows(
     ordered = sorted(by_series)
     outcomes: list[SnapOutcome] = []
     for start in range(0, len(ordered), series_per_transaction):
-        keys = [k for s in ordered[start : start + series_per_transaction] for k in by_series[s]]
-        async with db.transaction() as store:
-            outcomes += await reconcile_snaps(
-                store, keys, actor="scheduler", topics=topics, metrics=metrics
-            )
+        group = ordered[start : start + series_per_transaction]
+        try:
+            outcomes += await _close(db, [k for s in group for k in by_series[s]], topics, meter)
+            continue
+        except Exception as exc:
+            if transient(exc):
+                raise
+            _log.warning("closing windows failed; isolating", extra={"error": repr(exc)})
+        for series_id in group:  # find the series that fail on their own
+            try:
+                outcomes += await _close(db, by_series[series_id], topics, meter)
+            except Exception as exc:
+                if transient(exc):
+                    raise
+                await _set_aside_windows(db, by_series[series_id], exc, topics, meter)
     return outcomes
+
+
+async def _close(
+    db: PipelineDatabase, keys: Sequence[SnapKey], topics: Topics, meter: QisMetrics
+) -> list[SnapOutcome]:
+    async with db.transaction() as store:
+        return await reconcile_snaps(store, keys, actor="scheduler", topics=topics, metrics=meter)
+
+
+async def _set_aside_windows(
+    db: PipelineDatabase,
+    keys: Sequence[SnapKey],
+    exc: BaseException,
+    topics: Topics,
+    meter: QisMetrics,
+) -> None:
+    error = storable_text(f"{type(exc).__name__}: {exc}")
+    _log.error("snaps set aside", extra={"snaps": len(keys), "error": error})
+    async with db.transaction() as store:
+        await record_reconciliation_failure(
+            store,
+            keys,
+            actor="scheduler",
+            stage="window",
+            error=error,
+            topics=topics,
+            metrics=meter,
+            set_aside=True,
+        )
+
+
+async def record_reconciliation_failure(
+    store: PipelineStore,
+    keys: Sequence[SnapKey],
+    *,
+    actor: str,
+    stage: str,
+    error: str,
+    topics: Topics,
+    metrics: QisMetrics | None = None,
+    set_aside: bool = False,
+) -> None:
+    """Record snaps that could not be reconciled: per snap, a `snap.reconciliation_failed`
+    audit record and a `reconciliation_failed` event on the quality-alerts topic; counted
+    as failed reconciliations. With `set_aside` (the scheduler), snaps with a recorded
+    state become `failed`, so windows stop closing them until new observations arrive
+    (the worker then reconciles them again), and they are counted as set aside at `stage`
+    (the worker counts its dead letters itself)."""
+    meter = metrics or noop_metrics(actor)
+    error = storable_text(error)
+    unique = sorted({(series_id, snap.astimezone(UTC)) for series_id, snap in keys})
+    if not unique:
+        return
+    if set_aside:
+        states = await store.snap_states(unique)
+        await store.save_snap_states(
+            [msgspec.structs.replace(state, state="failed") for state in states.values()]
+        )
+    at = await store.open_journal()
+    headers = trace_headers()
+    entries = [
+        AuditEntry(
+            actor=actor,
+            action="snap.reconciliation_failed",
+            entity_type="snap",
+            entity_id=snap_entity(series_id, snap),
+            before=None,
+            after={"stage": stage, "error": error},
+        )
+        for series_id, snap in unique
+    ]
+    messages = [
+        event_message(
+            reconciliation_failed(series_id, snap, stage=stage, error=error, failed_at=at),
+            topics.quality_alerts,
+            series_id,
+            headers,
+        )
+        for series_id, snap in unique
+    ]
+    await write_journal(store, at, entries, messages)
+    for _ in unique:
+        meter.reconciliation(succeeded=False)
+    if set_aside:
+        meter.dead_letters(len(unique), stage)
+
+
+def failure_stage(
+    store_for: Callable[[C], PipelineStore],
+    *,
+    topics: Topics,
+    metrics: QisMetrics | None = None,
+) -> Callable[[C, Sequence[Observation], str], Awaitable[None]]:
+    """The worker's `on_set_aside` hook: record the snaps of a dead-lettered record whose
+    reconciliation failed (the letter itself is counted by the worker)."""
+
+    async def on_set_aside(conn: C, observations: Sequence[Observation], error: str) -> None:
+        await record_reconciliation_failure(
+            store_for(conn),
+            [(o.reference_data_id, o.snap) for o in observations],
+            actor="worker",
+            stage="reconcile",
+            error=error,
+            topics=topics,
+            metrics=metrics,
+        )
+
+    return on_set_aside
 
 
 async def reconcile_snaps(

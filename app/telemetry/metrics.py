@@ -286,8 +286,9 @@ class QisMetrics:
         if series in self._quality_series:
             self._quality_by_series.record(score, {**self._base, "Series": series})
 
-    def dead_letters(self, count: int) -> None:
-        self._dead_letters.add(count, self._base)
+    def dead_letters(self, count: int, stage: str) -> None:
+        """Records (or rows) set aside at `stage` (see app/domain/dead_letter.py)."""
+        self._dead_letters.add(count, {**self._base, "Stage": stage})
 
     def cache_lookup(self, level: str, hit: bool) -> None:
         self._cache_lookups.add(level, hit)

@@ -21,7 +21,7 @@ the audit chain needs that same lock anyway.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -61,7 +61,8 @@ async def fetch_unpublished(conn: Connection, limit: int) -> list[PendingMessage
     """The oldest unpublished committed events, in id (= commit) order."""
     rows = await conn.fetch(
         """SELECT id, event_id, topic, key, payload, headers::text AS headers
-             FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1""",
+             FROM outbox WHERE published_at IS NULL AND set_aside_at IS NULL
+            ORDER BY id LIMIT $1""",
         limit,
     )
     return [
@@ -90,6 +91,19 @@ async def mark_published(conn: Connection, ids: Sequence[int]) -> list[int]:
     return sorted(row["id"] for row in rows)
 
 
+async def set_aside(conn: Connection, reasons: Mapping[int, str]) -> None:
+    """Set rows aside with the reason the broker refused them; the relay skips them."""
+    if not reasons:
+        return
+    await conn.execute(
+        """UPDATE outbox SET set_aside_at = clock_timestamp(), set_aside_reason = r.reason
+             FROM unnest($1::bigint[], $2::text[]) AS r(id, reason)
+            WHERE outbox.id = r.id AND published_at IS NULL""",
+        list(reasons),
+        list(reasons.values()),
+    )
+
+
 async def purge_published(conn: Connection, older_than_seconds: float, batch: int = 5000) -> int:
     """Delete rows published more than `older_than_seconds` ago; return how many.
 
@@ -98,7 +112,8 @@ async def purge_published(conn: Connection, older_than_seconds: float, batch: in
     """
     result: str = await conn.execute(
         """DELETE FROM outbox WHERE id IN (
-               SELECT id FROM (SELECT id, published_at FROM outbox ORDER BY id LIMIT $2) AS o
+               SELECT id FROM (SELECT id, published_at FROM outbox
+                                WHERE set_aside_at IS NULL ORDER BY id LIMIT $2) AS o
                 WHERE o.published_at < clock_timestamp() - make_interval(secs => $1))""",
         older_than_seconds,
         batch,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -106,6 +106,9 @@ class PostgresPipelineStore:
 
     async def mark_published(self, ids: Sequence[int]) -> list[int]:
         return await outbox.mark_published(self._conn, ids)
+
+    async def set_aside(self, reasons: Mapping[int, str]) -> None:
+        await outbox.set_aside(self._conn, reasons)
 
     async def audit_after(self, seq: int, limit: int) -> list[AuditRecord]:
         return await audit.records_after(self._conn, seq, limit)

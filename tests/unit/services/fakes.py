@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ class _State:
         self.audit: list[AuditRecord] = []
         self.outbox: list[PendingMessage] = []
         self.published: set[int] = set()
+        self.set_aside: dict[int, str] = {}
         self.positions: dict[str, int] = {}
 
 
@@ -159,12 +160,18 @@ class FakeStore:
             )
 
     async def unpublished(self, limit: int) -> list[PendingMessage]:
-        return [m for m in self._s.outbox if m.id not in self._s.published][:limit]
+        done = self._s.published | set(self._s.set_aside)
+        return [m for m in self._s.outbox if m.id not in done][:limit]
 
     async def mark_published(self, ids: Sequence[int]) -> list[int]:
         marked = sorted(set(ids) - self._s.published)
         self._s.published.update(marked)
         return marked
+
+    async def set_aside(self, reasons: Mapping[int, str]) -> None:
+        for id_, reason in reasons.items():
+            if id_ not in self._s.published:
+                self._s.set_aside[id_] = reason
 
     async def audit_after(self, seq: int, limit: int) -> list[AuditRecord]:
         return [r for r in self._s.audit if (r.seq or 0) > seq][:limit]

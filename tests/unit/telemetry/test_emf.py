@@ -52,7 +52,8 @@ def documents() -> list[dict[str, Any]]:
     metrics.reconciliation(False)
     metrics.quality_score(0.9, "SPX")
     metrics.quality_score(1.0, "UNBOUNDED-SERIES")
-    metrics.dead_letters(2)
+    metrics.dead_letters(2, "decode")
+    metrics.dead_letters(1, "reconcile")
     metrics.cache_lookup("L1", True)
     metrics.cache_fallback()
     metrics.publication_freshness(0.4)
@@ -137,6 +138,8 @@ def test_names_keep_their_cloudwatch_case_and_units(documents: list[dict[str, An
     assert found["ConsumerLag"][0]["ConsumerLag"] == 7
     assert unit_of(found["PublicationFreshness"][0], "PublicationFreshness") == "Seconds"
     assert unit_of(found["DeadLetterCount"][0], "DeadLetterCount") == "Count"
+    by_stage = {d["Stage"]: d["DeadLetterCount"] for d in found["DeadLetterCount"]}
+    assert by_stage == {"decode": 2, "reconcile": 1}
     assert found["ReconciliationSuccessRate"][0]["ReconciliationSuccessRate"] == 50.0
 
 
