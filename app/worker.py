@@ -99,6 +99,10 @@ class Unit:
     observations: list[Observation]
     dead_letter: DeadLetter | None = None
     traced: bool = False
+    # The partition's ownership epoch when the batch was taken on: every transaction of
+    # the batch (bisection included) is fenced with it, so once a rebalance hands the
+    # partition over, not even a part of the batch commits.
+    epoch: int = -1
 
 
 @dataclass
@@ -163,22 +167,26 @@ def decode_record(record: ConsumerRecord[bytes, bytes]) -> ObservationsRecorded:
     return decoded
 
 
-def decode_units(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> list[Unit]:
+def decode_units(
+    batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    epochs: dict[int, int] | None = None,
+) -> list[Unit]:
     """Every record of the batch as a unit, partitions one after the other, each in order.
 
     Decoding never raises: a record that cannot be used becomes a `decode` dead letter.
     """
     units: list[Unit] = []
     for tp, records in batch.items():
+        epoch = (epochs or {}).get(tp.partition, -1)
         for record in records:
             try:
                 observations = decode_record(record).observations
             except Exception as exc:  # anything a record can make the decoder do
-                units.append(
-                    Unit(tp, record, [], dead_letter(tp, record, "decode", error_text(exc)))
-                )
+                letter = dead_letter(tp, record, "decode", error_text(exc))
+                units.append(Unit(tp, record, [], letter, epoch=epoch))
                 continue
-            units.append(Unit(tp, record, observations, None, record_sampled(record.headers)))
+            traced = record_sampled(record.headers)
+            units.append(Unit(tp, record, observations, None, traced, epoch))
     return units
 
 
@@ -428,7 +436,7 @@ class ObservationWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
         started = time.perf_counter()
-        units = decode_units(batch)
+        units = decode_units(batch, dict(self._epochs))
         letters = [u.dead_letter for u in units if u.dead_letter is not None]
         if letters:
             await self._send_dead_letters(letters)
@@ -506,9 +514,8 @@ class ObservationWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         advance their partitions past them (fenced). A deterministic failure is raised as
         `StageFailed` naming the stage; anything transient as it is."""
         decoded = _decoded(units)
-        positions = {
-            p: (offset, self._epochs.get(p, -1)) for p, offset in decoded.next_offsets.items()
-        }
+        epochs = {u.tp.partition: u.epoch for u in units}
+        positions = {p: (offset, epochs[p]) for p, offset in decoded.next_offsets.items()}
         self.transactions += 1
         stage: DeadLetterStage = "commit"
         try:
@@ -540,7 +547,7 @@ class ObservationWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         if unit.dead_letter is None:
             await self._send_dead_letters([dead_letter(unit.tp, unit.record, failure.stage, error)])
         partition = unit.tp.partition
-        positions = {partition: (unit.record.offset + 1, self._epochs.get(partition, -1))}
+        positions = {partition: (unit.record.offset + 1, unit.epoch)}
         record_it = failure.stage == "reconcile" and bool(unit.observations)
         while True:
             try:
