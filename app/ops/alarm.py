@@ -178,6 +178,13 @@ def put_metric_alarm_params(
     params: dict[str, Any] = msgspec.to_builtins(alarm)
     params["ActionsEnabled"] = alarm.actions_enabled
     params["Threshold"] = float(alarm.threshold)
+    if alarm.metrics:
+        # ReturnData defaults to true when omitted, and an alarm needs it false on every
+        # query but the one it watches: write it on each, never left to the default.
+        params["Metrics"] = [
+            {**query, "ReturnData": given.return_data}
+            for query, given in zip(params["Metrics"], alarm.metrics, strict=True)
+        ]
     if alarm_actions:
         params["AlarmActions"] = list(alarm_actions)
         params["OKActions"] = list(alarm_actions)
