@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Foreground run of the whole service: stack, migrations, topics, then api + worker +
-# scheduler. Ctrl-C (or SIGTERM) stops the three processes gracefully, then the stack.
+# scheduler under scripts/supervise.py, which restarts a child that exits (backoff 1 s
+# doubling to 30 s, reset after 60 s up; each restart logged and counted). Ctrl-C (or
+# SIGTERM) stops the three processes gracefully (SIGKILL after SUPERVISE_GRACE seconds,
+# default 30), prints the restart counts, then stops the stack.
 # KEEP_STACK=1 leaves the stack running afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,23 +15,22 @@ export QIS_TELEMETRY__METRICS_EXPORTER="${QIS_TELEMETRY__METRICS_EXPORTER:-file}
 .venv/bin/qis db migrate
 .venv/bin/qis kafka topics
 
-pids=()
-stop() {
-  trap - INT TERM
-  [[ -z "${stopped:-}" ]] || return 0
-  stopped=1
-  echo "run: stopping api, worker, scheduler..." >&2
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ "${KEEP_STACK:-0}" != 1 ]]; then bash infra/local/stack.sh down; fi
-  echo "run: stopped" >&2
-}
-trap stop INT TERM
-
-.venv/bin/qis api & pids+=($!)
-.venv/bin/qis worker & pids+=($!)
-.venv/bin/qis scheduler & pids+=($!)
-echo "run: api on http://${QIS_API__HOST:-127.0.0.1}:${QIS_API__PORT:-8000} (pids ${pids[*]}); Ctrl-C stops" >&2
-# Wait until one child exits (or a signal arrives); then stop the rest.
-wait -n "${pids[@]}" || true
-stop
+.venv/bin/python scripts/supervise.py --grace "${SUPERVISE_GRACE:-30}" \
+  --child "api=.venv/bin/qis api" \
+  --child "worker=.venv/bin/qis worker" \
+  --child "scheduler=.venv/bin/qis scheduler" &
+supervisor=$!
+# The supervisor handles Ctrl-C itself (it is in the terminal's process group); a SIGTERM
+# sent to this script alone is passed on.
+trap 'kill -TERM "$supervisor" 2>/dev/null || true' INT TERM
+echo "run: api on http://${QIS_API__HOST:-127.0.0.1}:${QIS_API__PORT:-8000} (supervisor pid $supervisor); Ctrl-C stops" >&2
+status=0
+# `wait` returns early when a trapped signal arrives; wait again until the supervisor is gone.
+while :; do
+  wait "$supervisor" && status=0 || status=$?
+  kill -0 "$supervisor" 2>/dev/null || break
+done
+trap - INT TERM
+if [[ "${KEEP_STACK:-0}" != 1 ]]; then bash infra/local/stack.sh down; fi
+echo "run: stopped" >&2
+exit "$status"
