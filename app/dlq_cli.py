@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import shutil
 import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -283,7 +284,9 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
         sys.stderr.write(line + "\n")
         return 0
     if letters:
-        for row in table(letters):
+        # A terminal's width when there is one; a fixed error column when piped.
+        columns = shutil.get_terminal_size(fallback=(0, 0)).columns if sys.stdout.isatty() else 0
+        for row in table(letters, line_width=columns or None):
             _out(row)
     _out(line)
     return 0
@@ -304,7 +307,7 @@ def print_report(report: ReplayReport, dlq_topic: str) -> None:
     for r in report.planned:
         _out(
             f"would replay {_describe(r.source)} -> {printable(r.topic)}"
-            f" ({len(r.value)} bytes, {len(r.headers)} headers)"
+            f" ({len(r.value)} bytes, {len(r.headers)} header{'' if len(r.headers) == 1 else 's'})"
         )
     for done in report.replayed:
         r = done.resubmission

@@ -207,9 +207,14 @@ def _origin(stored: StoredLetter) -> str:
     return f"{printable(letter.origin_topic)}:{letter.origin_partition}:{letter.origin_offset}"
 
 
-def table(letters: Sequence[StoredLetter], error_width: int = ERROR_COLUMN_WIDTH) -> list[str]:
-    """Aligned text lines, a header first; the error is truncated to `error_width`."""
-    rows = [("DLQ", "WHEN", "STAGE", "SERIES", "ORIGIN", "ERROR")]
+def table(
+    letters: Sequence[StoredLetter],
+    error_width: int = ERROR_COLUMN_WIDTH,
+    line_width: int | None = None,
+) -> list[str]:
+    """Aligned text lines, a header first. The error is truncated to `error_width`, or,
+    given a `line_width` (a terminal's), to what is left of it (at least 30)."""
+    rows = [("DLQ", "WHEN", "STAGE", "SERIES", "ORIGIN")]
     rows.extend(
         (
             f"{s.partition}:{s.offset}",
@@ -217,16 +222,16 @@ def table(letters: Sequence[StoredLetter], error_width: int = ERROR_COLUMN_WIDTH
             s.stage,
             _truncate(printable(s.series), SERIES_COLUMN_WIDTH) or "-",
             _origin(s),
-            _truncate(printable(s.error), error_width),
         )
         for s in letters
     )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    if line_width is not None:
+        error_width = max(30, line_width - sum(widths) - 2 * len(widths))
+    errors = ["ERROR", *(_truncate(printable(s.error), error_width) for s in letters)]
     return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
-        + "  "
-        + row[-1]
-        for row in rows
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + "  " + error
+        for row, error in zip(rows, errors, strict=True)
     ]
 
 

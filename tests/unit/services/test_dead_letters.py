@@ -209,6 +209,12 @@ def test_table_aligns_and_truncates_the_error_and_escapes_it() -> None:
     # columns line up: the ERROR column starts at the same place on every line
     starts = {line.index(cell) for line, cell in zip(lines, ["ERROR", "xxx", "line1"], strict=True)}
     assert len(starts) == 1
+    # given a terminal's width, the error takes what is left of it
+    wide = table(letters, line_width=len(lines[1]) - 20 + 50)
+    assert wide[1].endswith("x" * 49 + "…")
+    assert len(wide[1]) == len(lines[1]) - 20 + 50
+    narrow = table(letters, line_width=10)
+    assert narrow[1].endswith("x" * 29 + "…")
 
 
 def test_json_has_the_full_error_and_payload_only_when_asked() -> None:
