@@ -14,6 +14,8 @@ Regenerate `alarms/generated/alarms.json` and the CloudFormation template after 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from app.ops.alarm import Dimension, Metric, MetricAlarm, MetricDataQuery, MetricStat
 from app.ops.catalogue import INGESTION_ROUTE, NAMESPACE, OBSERVATIONS_TOPIC
 
@@ -172,18 +174,91 @@ CONSUMER_LAG_HIGH = MetricAlarm(
     treat_missing_data="breaching",
 )
 
+
+class DeadLetterSource(NamedTuple):
+    """One (Service, Stage) series of DeadLetterCount: where a record or row is set aside."""
+
+    service: str
+    stage: str
+    meaning: str
+
+    @property
+    def query_id(self) -> str:
+        """The alarm's metric query id (`worker_decode`, `scheduler_audit_relay`)."""
+        return f"{self.service}_{self.stage.replace('-', '_')}"
+
+    def metric(self) -> Metric:
+        """DeadLetterCount with this source's exact dimension set."""
+        return Metric(
+            namespace=NAMESPACE,
+            metric_name="DeadLetterCount",
+            dimensions=(
+                Dimension(name="Service", value=self.service),
+                Dimension(name="Stage", value=self.stage),
+            ),
+        )
+
+
+# Every series DeadLetterCount is recorded with. The worker's stages are the dead-letter
+# stages of app/domain/dead_letter.py except `replay` (recorded by `qis dlq replay`, a CLI
+# process whose metrics are not exported); tests/unit/ops/test_definitions.py keeps the two
+# lists equal. A CloudWatch alarm reads at most 10 metrics.
+DEAD_LETTER_SOURCES: tuple[DeadLetterSource, ...] = (
+    DeadLetterSource("worker", "decode", "record unreadable or out of bounds"),
+    DeadLetterSource("worker", "store", "the database refused its observations"),
+    DeadLetterSource("worker", "reconcile", "reconciling a snap it touched failed"),
+    DeadLetterSource("worker", "commit", "its batch's commit failed for it alone"),
+    DeadLetterSource("scheduler", "window", "a snap's window-closing reconciliation failed"),
+    DeadLetterSource("scheduler", "relay", "an outbox event could not be published"),
+    DeadLetterSource(
+        "scheduler", "audit-relay", "an audit record could not be published (skipped)"
+    ),
+)
+
+# The graph of QIS-GoldenSignals drawing one line per source; the alarm names it.
+DEAD_LETTERS_DASHBOARD = "QIS-GoldenSignals"
+DEAD_LETTERS_WIDGET = "Dead letters by stage"
+
+# FILL(..., 0) for each: a stage that set nothing aside in a minute exports no datapoint,
+# and in metric math one missing operand would make the whole sum missing.
+DEAD_LETTERS_EXPRESSION = " + ".join(f"FILL({s.query_id}, 0)" for s in DEAD_LETTER_SOURCES)
+
+
+def _stages(service: str) -> str:
+    return "; ".join(
+        f"{s.stage} = {s.meaning}" for s in DEAD_LETTER_SOURCES if s.service == service
+    )
+
+
 DEAD_LETTERS = MetricAlarm(
     alarm_name="QIS-DeadLetters",
     alarm_description=(
-        "At least one record went to the dead-letter topic in the last minute: a poison "
-        "message needs a human. Missing data: notBreaching - the counter exports a datapoint "
-        "only when something is dead-lettered, so no datapoint means no dead letters."
+        "A record or row was set aside in the last minute (DeadLetterCount summed over every "
+        "Service/Stage series, each FILL 0, > 0). Cause: dashboard "
+        f"{DEAD_LETTERS_DASHBOARD}, graph '{DEAD_LETTERS_WIDGET}': the line above 0 names the "
+        f"stage. Worker, records in the dead-letter topic: {_stages('worker')}. Run "
+        "`qis dlq list --stage <stage>` (error, origin), fix the cause, then "
+        "`qis dlq replay --stage <stage> --dry-run` and again without --dry-run (a replayed "
+        "observation is stored once). Scheduler, rows set aside (not in the topic; see the "
+        f"scheduler's error log): {_stages('scheduler')}. Missing data: notBreaching - a stage "
+        "exports a datapoint only when it sets something aside: no datapoint means nothing was."
     ),
-    namespace=NAMESPACE,
-    metric_name="DeadLetterCount",
-    dimensions=_service("worker"),
-    statistic="Sum",
-    period=60,
+    metrics=(
+        MetricDataQuery(
+            id="dead_letters",
+            expression=DEAD_LETTERS_EXPRESSION,
+            label="dead letters, all stages",
+            return_data=True,
+        ),
+        *(
+            MetricDataQuery(
+                id=source.query_id,
+                metric_stat=MetricStat(metric=source.metric(), period=60, stat="Sum"),
+                label=f"{source.service} {source.stage}",
+            )
+            for source in DEAD_LETTER_SOURCES
+        ),
+    ),
     evaluation_periods=1,
     datapoints_to_alarm=1,
     threshold=0.0,

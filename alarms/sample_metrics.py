@@ -6,10 +6,13 @@ the clock is simulated, so thirty minutes take a second or two.
 
     python -m alarms.sample_metrics --scenario healthy --out healthy.emf.jsonl
     python -m alarms.sample_metrics --scenario injected-latency --out slow.emf.jsonl
+    python -m alarms.sample_metrics --scenario dead-letters --out dead-letters.emf.jsonl
 
-Scenarios: `healthy` (ingestion p95 around 40 ms, everything nominal) and
+Scenarios: `healthy` (ingestion p95 around 40 ms, everything nominal),
 `injected-latency` (healthy, then from minute 10 a slowed broker adds ~250 ms to every
-ingestion request).
+ingestion request) and `dead-letters` (healthy, plus the set-asides of `SET_ASIDE_BY_MINUTE`:
+at minute 4 the worker dead-letters one record at `reconcile`; at minute 9 the scheduler
+sets two snaps aside at `window` while the worker dead-letters one record at `decode`).
 """
 
 from __future__ import annotations
@@ -32,10 +35,15 @@ from app.ops.catalogue import INGESTION_ROUTE, OBSERVATIONS_TOPIC
 from app.telemetry.distributions import Distributions
 from app.telemetry.metrics import QisMetrics, StdoutEmfExporter
 
-SCENARIOS = ("healthy", "injected-latency")
+SCENARIOS = ("healthy", "injected-latency", "dead-letters")
 DEFAULT_START = datetime(2025, 11, 27, 9, 0, 17, tzinfo=UTC)
 SERIES = ("EURUSD", "ETH-USD", "SPX", "SOFR")
 INJECTION_MINUTE = 10
+# The `dead-letters` scenario: minute -> (service, stage, count) set aside in that minute.
+SET_ASIDE_BY_MINUTE: dict[int, tuple[tuple[str, str, int], ...]] = {
+    4: (("worker", "reconcile", 1),),
+    9: (("scheduler", "window", 2), ("worker", "decode", 1)),
+}
 
 
 class _Recording:
@@ -126,6 +134,10 @@ def synthetic_recording(
                 rng.uniform(1.0, 10.0) if on_time else rng.uniform(60.0, 64.0)
             )
         worker.consumer_lag(OBSERVATIONS_TOPIC, max(0, round(rng.gauss(80 if slowed else 40, 15))))
+        if scenario == "dead-letters":
+            by_service = {"worker": worker, "scheduler": scheduler}
+            for service, stage, count in SET_ASIDE_BY_MINUTE.get(minute, ()):
+                by_service[service].dead_letters(count, stage)
         exported_at = start + timedelta(minutes=minute + 1)
         recording.clock_ms = int(exported_at.timestamp() * 1000)
         for process in processes:

@@ -69,6 +69,27 @@ ALARM_STATUS = AlarmStatusWidget(
 )
 
 
+# One line per (Service, Stage) series the alarm sums, labelled with the stage: the line
+# above 0 is the cause (the alarm's description says what each stage means).
+DEAD_LETTERS_WIDGET = MetricWidget(
+    title=alarms.DEAD_LETTERS_WIDGET,
+    lines=tuple(
+        MetricLine(metric=source.metric(), stat="Sum", label=source.stage)
+        for source in alarms.DEAD_LETTER_SOURCES
+    ),
+    period=60,
+    y_label="records or rows per minute",
+    thresholds=(
+        Threshold(
+            value=alarms.DEAD_LETTERS.threshold,
+            label="alarm: anything set aside, any stage (> 0)",
+            alarm=alarms.DEAD_LETTERS.alarm_name,
+        ),
+    ),
+    width=24,
+)
+
+
 def _latency_percentiles(metric: Metric) -> tuple[MetricLine, ...]:
     return (
         MetricLine(metric=metric, stat="p50", label="p50", color=P50),
@@ -186,25 +207,6 @@ GOLDEN_SIGNALS = Dashboard(
             thresholds=(_threshold(alarms.CONSUMER_LAG_HIGH, " records"),),
         ),
         MetricWidget(
-            title="Dead letters",
-            lines=(
-                MetricLine(
-                    metric=_custom("DeadLetterCount", Service="worker"),
-                    stat="Sum",
-                    label="dead-lettered records",
-                ),
-            ),
-            period=60,
-            y_label="records per minute",
-            thresholds=(
-                Threshold(
-                    value=0.0,
-                    label="alarm: any dead letter (> 0)",
-                    alarm=alarms.DEAD_LETTERS.alarm_name,
-                ),
-            ),
-        ),
-        MetricWidget(
             title="Reconciliation success rate",
             lines=(MetricLine(metric=RECONCILIATION, stat="Average", label="success"),),
             period=300,
@@ -249,6 +251,8 @@ GOLDEN_SIGNALS = Dashboard(
             y_label="seconds",
             thresholds=(_threshold(alarms.STALE_PUBLICATION, " s"),),
         ),
+        TextWidget(markdown="## dead letters - records and rows set aside, by service and stage"),
+        DEAD_LETTERS_WIDGET,
     ),
 )
 

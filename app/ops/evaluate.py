@@ -265,12 +265,19 @@ def unmatched_series(alarm: MetricAlarm, metrics: RecordedMetrics) -> list[str]:
         if not alarm.metrics
         else [q.metric_stat.metric for q in alarm.metrics if q.metric_stat is not None]
     )
+    # The alarm's own series are not look-alikes: a sum over stages reads several series of
+    # one metric, and a stage that set nothing aside is simply not recorded.
+    own = {SeriesKey.of(metric) for metric in wanted}
     notes = []
     for metric in wanted:
         key = SeriesKey.of(metric)
         if key in metrics.series:
             continue
-        similar = [k.describe() for k in metrics.series if k.name.lower() == key.name.lower()]
+        similar = [
+            k.describe()
+            for k in metrics.series
+            if k.name.lower() == key.name.lower() and k not in own
+        ]
         if similar:
             notes.append(f"{key.describe()} not recorded; found {', '.join(sorted(similar))}")
     return notes

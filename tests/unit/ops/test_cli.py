@@ -48,7 +48,10 @@ def test_alarms_test_fails_on_a_failing_vector(
         "tests:\n"
         "  - name: a dead letter does not alarm (wrong)\n"
         "    alarm: QIS-DeadLetters\n"
-        '    input_series: [{values: "1"}]\n'
+        "    input_series:\n"
+        "      - metric: DeadLetterCount\n"
+        "        dimensions: {Service: worker, Stage: decode}\n"
+        '        values: "1"\n'
         "    expected: [{at: 0, state: OK}]\n"
     )
     assert run("alarms", "test", str(vectors)) == 1

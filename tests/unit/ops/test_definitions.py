@@ -7,13 +7,28 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from alarms.definitions import ALARMS, HIGH_INGESTION_LATENCY, LOW_DATA_QUALITY, NO_INGESTION
+from alarms.definitions import (
+    ALARMS,
+    DEAD_LETTER_SOURCES,
+    DEAD_LETTERS,
+    DEAD_LETTERS_DASHBOARD,
+    DEAD_LETTERS_EXPRESSION,
+    DEAD_LETTERS_WIDGET,
+    HIGH_INGESTION_LATENCY,
+    LOW_DATA_QUALITY,
+    NO_INGESTION,
+)
+from app.domain.dead_letter import DEAD_LETTER_STAGES
+from app.ops import metric_math
 from app.ops.alarm import AlarmDefinitionError, Metric, MetricAlarm, put_metric_alarm_params
-from app.ops.catalogue import CATALOGUE, NAMESPACE, metric_spec
+from app.ops.catalogue import CATALOGUE, NAMESPACE, SERVICES, metric_spec
 from app.ops.dashboard import MetricLine
 from dashboards.definitions import DASHBOARDS
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "observability.md"
+# Metrics recorded by more than the catalogue's `service`: DeadLetterCount by the worker
+# (dead letters) and the scheduler (rows set aside).
+ALSO_EMITTED_BY = {"DeadLetterCount": {"scheduler"}}
 
 
 def alarm_metrics(alarm: MetricAlarm) -> list[Metric]:
@@ -47,7 +62,7 @@ def test_custom_metrics_use_the_contracts_exact_dimension_set(metric: Metric) ->
         return
     spec = metric_spec(metric.metric_name)
     assert sorted(d.name for d in metric.dimensions) == sorted(spec.dimensions)
-    assert metric.dimension_map()["Service"] == spec.service
+    assert metric.dimension_map()["Service"] in {spec.service, *ALSO_EMITTED_BY.get(spec.name, ())}
 
 
 def test_every_catalogue_metric_is_on_a_dashboard() -> None:
@@ -133,3 +148,77 @@ def test_invalid_alarms_are_rejected_at_definition_time() -> None:
             statistic="Sum",
             evaluate_low_sample_count_percentile="ignore",
         )
+
+
+def test_the_dead_letter_sources_are_every_stage_that_counts() -> None:
+    spec = metric_spec("DeadLetterCount")
+    assert spec.dimensions == ("Service", "Stage")
+    assert {s.service for s in DEAD_LETTER_SOURCES} == {spec.service, *ALSO_EMITTED_BY[spec.name]}
+    assert {s.service for s in DEAD_LETTER_SOURCES} <= set(SERVICES)
+    # The worker counts each dead letter's stage; `replay` is counted by the CLI (not exported).
+    worker = [s.stage for s in DEAD_LETTER_SOURCES if s.service == "worker"]
+    assert worker == [stage for stage in DEAD_LETTER_STAGES if stage != "replay"]
+    scheduler = [s.stage for s in DEAD_LETTER_SOURCES if s.service == "scheduler"]
+    assert scheduler == ["window", "relay", "audit-relay"]
+    pairs = [(s.service, s.stage) for s in DEAD_LETTER_SOURCES]
+    assert len(set(pairs)) == len(pairs)
+
+
+def test_the_dead_letter_alarm_sums_every_source_each_filled_with_0() -> None:
+    params = put_metric_alarm_params(DEAD_LETTERS)
+    assert params["AlarmName"] == "QIS-DeadLetters"
+    assert "MetricName" not in params
+    assert "Dimensions" not in params
+    queries = params["Metrics"]
+    (returned,) = [q for q in queries if q["ReturnData"]]
+    stats = [q for q in queries if "MetricStat" in q]
+    assert len(stats) == len(DEAD_LETTER_SOURCES) <= 10  # CloudWatch's limit per alarm
+    assert all(q["ReturnData"] is False for q in stats)
+    for query, source in zip(stats, DEAD_LETTER_SOURCES, strict=True):
+        assert query["MetricStat"]["Metric"] == {
+            "Namespace": NAMESPACE,
+            "MetricName": "DeadLetterCount",
+            "Dimensions": (
+                {"Name": "Service", "Value": source.service},
+                {"Name": "Stage", "Value": source.stage},
+            ),
+        }
+        assert (query["MetricStat"]["Stat"], query["MetricStat"]["Period"]) == ("Sum", 60)
+    tree = metric_math.parse(returned["Expression"])
+    assert metric_math.references(tree) == {q["Id"] for q in stats}
+    # FILL(m, 0) on each: one stage's datapoint alone makes the sum, missing ones count 0.
+    for query in stats:
+        alone = {q["Id"]: (2.0 if q is query else None) for q in stats}
+        assert metric_math.evaluate(tree, alone) == 2.0
+    assert metric_math.evaluate(tree, dict.fromkeys(alone, 1.0)) == float(len(stats))
+    assert (params["Threshold"], params["ComparisonOperator"]) == (0.0, "GreaterThanThreshold")
+    assert (params["EvaluationPeriods"], params["DatapointsToAlarm"]) == (1, 1)
+    assert params["TreatMissingData"] == "notBreaching"
+
+
+def test_the_dead_letter_alarm_points_at_the_cause() -> None:
+    description = DEAD_LETTERS.alarm_description
+    assert f"dashboard {DEAD_LETTERS_DASHBOARD}, graph '{DEAD_LETTERS_WIDGET}'" in description
+    for source in DEAD_LETTER_SOURCES:
+        assert f"{source.stage} = {source.meaning}" in description
+    assert "`qis dlq list --stage <stage>`" in description
+    assert "`qis dlq replay --stage <stage> --dry-run`" in description
+    (dashboard,) = [d for d in DASHBOARDS if d.name == DEAD_LETTERS_DASHBOARD]
+    (widget,) = [w for w in dashboard.metric_widgets() if w.title == DEAD_LETTERS_WIDGET]
+    lines = [line for line in widget.lines if isinstance(line, MetricLine)]
+    assert len(lines) == len(widget.lines)
+    assert [(line.metric, line.stat, line.label) for line in lines] == [
+        (source.metric(), "Sum", source.stage) for source in DEAD_LETTER_SOURCES
+    ]
+    alarmed = {q.metric_stat.metric for q in DEAD_LETTERS.metrics if q.metric_stat is not None}
+    assert {line.metric for line in lines} == alarmed
+    assert widget.period == DEAD_LETTERS.evaluation_period()
+    assert [t.alarm for t in widget.thresholds] == [DEAD_LETTERS.alarm_name]
+
+
+def test_the_docs_give_the_dead_letter_math_and_every_stage() -> None:
+    lines = DOCS.read_text(encoding="utf-8").splitlines()
+    row = next(line for line in lines if line.startswith("| `QIS-DeadLetters` |"))
+    assert f"`{DEAD_LETTERS_EXPRESSION}`" in row
+    for source in DEAD_LETTER_SOURCES:
+        assert any(line.startswith(f"| {source.service} | `{source.stage}` |") for line in lines)

@@ -60,18 +60,26 @@ def test_numbers_arrays_and_several_dimension_sets() -> None:
                 {
                     "Namespace": "Custom/QIS",
                     "Metrics": [{"Name": "DeadLetterCount"}, {"Name": "ConsumerLag"}],
-                    "Dimensions": [["Service"], ["Service", "Topic"]],
+                    "Dimensions": [["Service", "Stage"], ["Service", "Topic"]],
                 }
             ],
         },
         "DeadLetterCount": 3,
         "ConsumerLag": [10, 30],
         "Service": "worker",
+        "Stage": "decode",
         "Topic": "qis.observations.v1",
     }
     recorded = parse_emf([json.dumps(line)])
     assert len(recorded.series) == 4
-    lag = SeriesKey("Custom/QIS", "ConsumerLag", (("Service", "worker"),))
+    staged = SeriesKey(
+        "Custom/QIS", "DeadLetterCount", (("Service", "worker"), ("Stage", "decode"))
+    )
+    (letters,) = recorded.series[staged]
+    assert letters.total == 3
+    lag = SeriesKey(
+        "Custom/QIS", "ConsumerLag", (("Service", "worker"), ("Topic", "qis.observations.v1"))
+    )
     (sample,) = recorded.series[lag]
     assert (sample.sample_count, sample.total, sample.maximum) == (2, 40, 30)
     assert recorded.units[lag] == "None"

@@ -11,10 +11,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from alarms.definitions import ALARMS, HIGH_INGESTION_LATENCY
-from alarms.sample_metrics import DEFAULT_START, INJECTION_MINUTE, synthetic_recording
+from alarms.definitions import ALARMS, DEAD_LETTERS, HIGH_INGESTION_LATENCY
+from alarms.sample_metrics import (
+    DEFAULT_START,
+    INJECTION_MINUTE,
+    SET_ASIDE_BY_MINUTE,
+    synthetic_recording,
+)
 from app.ops.emf import RecordedMetrics, parse_emf
-from app.ops.evaluate import AlarmTimeline, evaluate_recording
+from app.ops.evaluate import AlarmTimeline, evaluate_recording, unmatched_series
 from app.ops.report import format_timelines, timelines_json
 
 
@@ -76,3 +81,52 @@ def test_the_json_report(slowed: RecordedMetrics) -> None:
     first = datetime.fromisoformat(latency["evaluations"][0]["period_start"])
     assert first.tzinfo == UTC
     assert {e["state"] for e in latency["evaluations"]} == {"OK", "ALARM"}
+
+
+@pytest.fixture(scope="module")
+def dead_letters() -> RecordedMetrics:
+    return parse_emf(synthetic_recording("dead-letters", minutes=14, requests_per_minute=200))
+
+
+def test_set_asides_in_the_services_emf_fire_the_dead_letter_alarm_in_their_minute(
+    dead_letters: RecordedMetrics,
+) -> None:
+    timelines = by_name(evaluate_recording(ALARMS, dead_letters))
+    evaluations = timelines[DEAD_LETTERS.alarm_name].evaluations
+    # A minute's counts are exported when it ends, so they land in the next 1-minute period.
+    first = int(DEFAULT_START.timestamp()) // 60 * 60
+    expected = {
+        first + (minute + 1) * 60: float(sum(count for _, _, count in set_aside))
+        for minute, set_aside in SET_ASIDE_BY_MINUTE.items()
+    }
+    assert expected == {first + 5 * 60: 1.0, first + 10 * 60: 3.0}
+    assert {e.start: e.value for e in evaluations if e.state == "ALARM"} == expected
+    quiet = [e for e in evaluations if e.start not in expected]
+    assert len(quiet) == len(evaluations) - 2
+    assert all(e.state == "OK" and e.value == 0.0 for e in quiet)
+    assert unmatched_series(DEAD_LETTERS, dead_letters) == []
+    others = [t for name, t in timelines.items() if name != DEAD_LETTERS.alarm_name]
+    assert all(t.first_alarm() is None for t in others)
+
+
+def test_dead_letters_without_a_stage_match_nothing_and_are_named() -> None:
+    line = {
+        "_aws": {
+            "Timestamp": int(DEFAULT_START.timestamp() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": "Custom/QIS",
+                    "Metrics": [{"Name": "DeadLetterCount", "Unit": "Count"}],
+                    "Dimensions": [["Service"]],
+                }
+            ],
+        },
+        "DeadLetterCount": 5,
+        "Service": "worker",
+    }
+    recorded = parse_emf([json.dumps(line)])
+    (timeline,) = evaluate_recording([DEAD_LETTERS], recorded)
+    assert [(e.state, e.value) for e in timeline.evaluations] == [("OK", 0.0)]
+    notes = unmatched_series(DEAD_LETTERS, recorded)
+    assert len(notes) == 7
+    assert all(note.endswith("found DeadLetterCount{Service=worker}") for note in notes)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from alarms.definitions import ALARMS
+from alarms.definitions import ALARMS, DEAD_LETTER_SOURCES, DeadLetterSource
 from app.ops.vectors import (
     Expectation,
     InputSeries,
@@ -48,7 +48,13 @@ def test_a_wrong_expectation_is_reported() -> None:
     case = VectorCase(
         name="deliberately wrong",
         alarm="QIS-DeadLetters",
-        input_series=[InputSeries(values="_ _ 3")],
+        input_series=[
+            InputSeries(
+                metric="DeadLetterCount",
+                dimensions={"Service": "worker", "Stage": "decode"},
+                values="_ _ 3",
+            )
+        ],
         expected=[Expectation(at=2, state="OK", value=4.0)],
     )
     failures = run_case(case, KNOWN).failures
@@ -56,6 +62,27 @@ def test_a_wrong_expectation_is_reported() -> None:
         "at 2: expected OK, got ALARM (1 of the last 1 datapoints breaching (need 1))",
         "at 2: expected value 4.0, got 3.0",
     )
+
+
+@pytest.mark.parametrize("source", DEAD_LETTER_SOURCES, ids=lambda s: f"{s.service}-{s.stage}")
+def test_one_set_aside_at_any_stage_fires_the_dead_letter_alarm(source: DeadLetterSource) -> None:
+    case = VectorCase(
+        name=f"{source.service} {source.stage}",
+        alarm="QIS-DeadLetters",
+        input_series=[
+            InputSeries(
+                metric="DeadLetterCount",
+                dimensions={"Service": source.service, "Stage": source.stage},
+                values="_ 1 _",
+            )
+        ],
+        expected=[
+            Expectation(at=0, state="OK", value=0.0),
+            Expectation(at=1, state="ALARM", value=1.0),
+            Expectation(at=2, state="OK", value=0.0),
+        ],
+    )
+    assert run_case(case, KNOWN).failures == ()
 
 
 def test_values_notation() -> None:
