@@ -229,6 +229,13 @@ def _add_selectors(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit", type=_argument(_positive), metavar="N", help="at most N letters, oldest first"
     )
+    parser.add_argument(
+        "--offset",
+        action="append",
+        type=_argument(parse_position),
+        metavar="P:O",
+        help="the letter at this DLQ partition:offset (repeatable)",
+    )
 
 
 def _selection(args: argparse.Namespace) -> Selection:
@@ -238,7 +245,7 @@ def _selection(args: argparse.Namespace) -> Selection:
         error=args.error,
         since=args.since,
         until=args.until,
-        positions=frozenset(getattr(args, "offset", None) or ()),
+        positions=frozenset(args.offset or ()),
         limit=args.limit,
     )
 
@@ -378,13 +385,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         " names no letter, 2 when Kafka does not answer or no selector was given.",
     )
     _add_selectors(replay)
-    replay.add_argument(
-        "--offset",
-        action="append",
-        type=_argument(parse_position),
-        metavar="P:O",
-        help="the letter at this DLQ partition:offset (repeatable)",
-    )
     replay.add_argument("--all", action="store_true", help="allow replaying without any selector")
     replay.add_argument(
         "--dry-run", action="store_true", help="print what would be re-submitted; produce nothing"

@@ -227,6 +227,8 @@ async def listed(filled: Letters, capsys: pytest.CaptureFixture[str], *argv: str
         (("--until", "2026-01-05T10:00:00Z"), []),
         (("--limit", "2"), ["A1", "B"]),
         (("--series", "A", "--stage", "reconcile"), ["A2"]),
+        (("--offset", "2:0", "--offset", "0:1"), ["A2", "C"]),
+        (("--offset", "2:0", "--stage", "store"), []),
     ],
 )
 async def test_list_filters(
