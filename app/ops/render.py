@@ -144,7 +144,9 @@ def _what_is_plotted(widget: MetricWidget) -> str:
     common = set(metrics[0].dimensions).intersection(*(set(k.dimensions) for k in metrics))
     varying = sorted({name for k in metrics for name, _ in k.dimensions} - {n for n, _ in common})
     metric_names = " / ".join(sorted({f"{k.namespace} {k.name}" for k in metrics}))
-    text = f"{metric_names} ({', '.join(f'{k}={v}' for k, v in sorted(common))})"
+    text = metric_names
+    if common:
+        text += f" ({', '.join(f'{k}={v}' for k, v in sorted(common))})"
     if varying:
         text += f" by {', '.join(varying)}"
     if expressions:
@@ -155,15 +157,17 @@ def _what_is_plotted(widget: MetricWidget) -> str:
 def _time_span(
     curves: Sequence[Curve], recorded: RecordedMetrics, period: int
 ) -> tuple[int, int] | None:
-    """Epoch seconds covered by the plotted periods (else the recording), on period bounds."""
+    """Epoch seconds covered by the recording and the plotted periods, on period bounds.
+
+    The whole recording, so that a sparse counter (a few dead letters) is seen in context
+    and the periods its alarm spent in ALARM are inside the graph."""
     extents = [(c.points[0][0], c.points[-1][0] + c.period) for c in curves if c.points]
-    if extents:
-        first, last = min(e[0] for e in extents), max(e[1] for e in extents)
-    else:
-        span = recorded.time_range_ms()
-        if span is None:
-            return None
-        first, last = span[0] // 1000, span[1] // 1000
+    span = recorded.time_range_ms()
+    if span is not None:
+        extents.append((span[0] // 1000, span[1] // 1000))
+    if not extents:
+        return None
+    first, last = min(e[0] for e in extents), max(e[1] for e in extents)
     return first - first % period, last + (-last % period)
 
 

@@ -10,6 +10,8 @@ import pytest
 from alarms.definitions import ALARMS, DEAD_LETTERS_WIDGET
 from alarms.sample_metrics import synthetic_recording
 from app.ops.cli import main
+from app.ops.emf import parse_emf
+from app.ops.render import _time_span, _what_is_plotted, widget_curves
 from dashboards.definitions import DASHBOARDS
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -38,3 +40,18 @@ def test_every_metric_widget_becomes_a_png_listed_on_the_page(
     assert "Load balancer: requests" in without_data  # AWS/* metrics are not in EMF
     assert DEAD_LETTERS_WIDGET in without_data  # counters that never counted
     assert not any("Ingestion latency" in title for title in without_data)
+
+
+def test_a_sparse_counter_is_drawn_over_the_whole_recording() -> None:
+    recorded = parse_emf(synthetic_recording("dead-letters", minutes=14, requests_per_minute=50))
+    (widget,) = [
+        w for d in DASHBOARDS for w in d.metric_widgets() if w.title == DEAD_LETTERS_WIDGET
+    ]
+    curves = widget_curves(widget, recorded)
+    drawn = [c for c in curves if c.points]
+    assert [c.label for c in drawn] == ["decode", "reconcile", "window"]
+    first, last = (t // 1000 for t in recorded.time_range_ms() or (0, 0))
+    span = _time_span(curves, recorded, widget.period)
+    assert span == (first - first % 60, last + (-last % 60))
+    assert span[1] - span[0] == 14 * 60  # not just the two minutes with dead letters
+    assert _what_is_plotted(widget) == "Custom/QIS DeadLetterCount by Service, Stage, period 60 s"
