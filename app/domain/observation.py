@@ -8,6 +8,13 @@ from typing import Annotated, Any
 
 import msgspec
 
+from app.domain.bounds import (
+    MAX_FLOAT,
+    NO_NUL_SCHEMA,
+    TEXT_RULE,
+    TIMESTAMP_RULE,
+)
+
 SERIES_ID_PATTERN = r"^[A-Z0-9][A-Z0-9._:-]{0,63}$"
 MAX_SOURCE_LENGTH = 64
 MAX_OBSERVATION_ID_LENGTH = 128
@@ -21,13 +28,29 @@ MAX_ATTRIBUTE_STRING = 256
 
 SeriesId = Annotated[str, msgspec.Meta(pattern=SERIES_ID_PATTERN, description="series id")]
 # The float range check also rejects NaN and +-infinity (1e999 decodes to inf).
-FiniteFloat = Annotated[float, msgspec.Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)]
-AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+FiniteFloat = Annotated[float, msgspec.Meta(ge=-MAX_FLOAT, le=MAX_FLOAT)]
+# Only the offset's presence is checked while decoding; the range and the offset's size are
+# checked after (app/domain/bounds.py): msgspec has no datetime bounds.
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True, description=TIMESTAMP_RULE)]
+
+
+def _text(min_length: int, max_length: int, what: str) -> Any:
+    """A string type: length checked while decoding, NUL after (bounds.py), both documented."""
+    return msgspec.Meta(
+        min_length=min_length,
+        max_length=max_length,
+        description=f"{what}: {min_length} to {max_length} characters, {TEXT_RULE}",
+        extra_json_schema=NO_NUL_SCHEMA,
+    )
+
+
+SourceName = Annotated[str, _text(1, MAX_SOURCE_LENGTH, "source name")]
+ObservationKey = Annotated[str, _text(1, MAX_OBSERVATION_ID_LENGTH, "client observation id")]
 AttributeValue = (
-    Annotated[str, msgspec.Meta(max_length=MAX_ATTRIBUTE_STRING)] | FiniteFloat | bool | None
+    Annotated[str, _text(0, MAX_ATTRIBUTE_STRING, "attribute value")] | FiniteFloat | bool | None
 )
 Attributes = Annotated[
-    dict[Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ATTRIBUTE_KEY)], AttributeValue],
+    dict[Annotated[str, _text(1, MAX_ATTRIBUTE_KEY, "attribute name")], AttributeValue],
     msgspec.Meta(max_length=MAX_ATTRIBUTES),
 ]
 
@@ -36,13 +59,11 @@ class SubmittedObservation(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
     """One observation as posted by a source."""
 
     reference_data_id: SeriesId
-    source: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SOURCE_LENGTH)]
+    source: SourceName
     snap: AwareDatetime
     value: FiniteFloat
     observed_at: AwareDatetime
-    observation_id: (
-        Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_OBSERVATION_ID_LENGTH)] | None
-    ) = None
+    observation_id: ObservationKey | None = None
     attributes: Attributes | None = None
 
 

@@ -15,8 +15,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from app.domain.bounds import text_problem
 from app.domain.errors import FieldError, InvalidSeriesConfig
-from app.domain.observation import MAX_SOURCE_LENGTH, SERIES_ID_PATTERN
+from app.domain.observation import MAX_SOURCE_LENGTH, SERIES_ID_PATTERN, FiniteFloat, SourceName
 
 Method = Literal["median", "priority", "trimmed_mean"]
 QualityFormula = Literal["product", "weighted_mean"]
@@ -26,11 +27,14 @@ MAX_PRECISION = 12
 MAX_WINDOW_SECONDS = 7 * 24 * 3600
 MAX_STALENESS_SECONDS = 30 * 24 * 3600
 MAX_TOLERANCE_BPS = 1_000_000.0
+MAX_JUMP_PCT = 1_000_000.0
 DEFAULT_QUALITY_THRESHOLD = 0.95
 
 _SERIES_ID = re.compile(SERIES_ID_PATTERN)
 
-SourceName = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SOURCE_LENGTH)]
+# Window and staleness are added to or subtracted from a snap: both stay within
+# bounds.MAX_SHIFT (tests/unit/domain/test_bounds.py), so a snap inside the accepted range
+# never leaves what datetime and PostgreSQL hold.
 Weight = Annotated[float, msgspec.Meta(ge=0.0, le=1000.0)]
 
 
@@ -67,8 +71,12 @@ class SeriesConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     tolerance_bps: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_TOLERANCE_BPS)] = 50.0
     window_seconds: Annotated[int, msgspec.Meta(gt=0, le=MAX_WINDOW_SECONDS)] = 60
     staleness_seconds: Annotated[int, msgspec.Meta(gt=0, le=MAX_STALENESS_SECONDS)] = 300
-    bounds: tuple[float | None, float | None] | None = None
-    max_jump_pct: Annotated[float, msgspec.Meta(gt=0.0)] | None = None
+    bounds: tuple[FiniteFloat | None, FiniteFloat | None] | None = None
+    # The upper bound is checked by `validate_series_config`, not while decoding, so a
+    # configuration stored before the bound existed still reads back.
+    max_jump_pct: (
+        Annotated[float, msgspec.Meta(gt=0.0, extra_json_schema={"maximum": MAX_JUMP_PCT})] | None
+    ) = None
     precision: Annotated[int, msgspec.Meta(ge=0, le=MAX_PRECISION)] | None = None
     quality_policy: QualityPolicy = msgspec.field(default_factory=QualityPolicy)
 
@@ -133,10 +141,10 @@ def validate_series_config(config: SeriesConfig) -> list[FieldError]:
             )
         )
     errors += _bounds_errors(config.bounds)
-    if config.max_jump_pct is not None and not (
-        math.isfinite(config.max_jump_pct) and config.max_jump_pct > 0
-    ):
-        errors.append(FieldError(loc=("max_jump_pct",), msg="must be a positive number"))
+    if config.max_jump_pct is not None and not 0 < config.max_jump_pct <= MAX_JUMP_PCT:
+        errors.append(
+            FieldError(loc=("max_jump_pct",), msg=f"must be above 0 and at most {MAX_JUMP_PCT:g}")
+        )
     if config.precision is not None and not 0 <= config.precision <= MAX_PRECISION:
         errors.append(FieldError(loc=("precision",), msg=f"must be between 0 and {MAX_PRECISION}"))
     errors += _quality_policy_errors(config.quality_policy)
@@ -158,7 +166,10 @@ def _source_list_errors(field: str, sources: tuple[str, ...]) -> list[FieldError
     seen: set[str] = set()
     for index, source in enumerate(sources):
         # Surrounding blanks would make "kraken " a different source from "kraken".
-        if not source or len(source) > MAX_SOURCE_LENGTH or source != source.strip():
+        problem = text_problem(source)
+        if problem:
+            errors.append(FieldError(loc=(field, index), msg=problem))
+        elif not source or len(source) > MAX_SOURCE_LENGTH or source != source.strip():
             errors.append(
                 FieldError(
                     loc=(field, index),
