@@ -13,6 +13,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from app.domain.errors import FieldError
 
 PROBLEM_JSON = "application/problem+json"
+NOT_JSON = "body is not valid JSON (UTF-8, no lone surrogate escapes)"
 _log = logging.getLogger("qis.api")
 _encoder = msgspec.json.Encoder()
 _PATH = re.compile(r" - at `(?:key` in `)?\$(?P<path>[^`]*)`$")
@@ -120,7 +121,11 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
     if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
         errors = [
             ProblemItem(
-                loc=[str(e.get("source", "query")), str(e.get("key", ""))],
+                # `source` is Litestar's ParamType (a str enum): its value, e.g. "query".
+                loc=[
+                    str(getattr(e.get("source", "query"), "value", e.get("source", "query"))),
+                    str(e.get("key", "")),
+                ],
                 msg=str(e.get("message", "invalid")),
             )
             for e in exc.extra

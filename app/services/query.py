@@ -29,6 +29,8 @@ from typing import TypeVar
 
 import msgspec
 
+from app.domain.bounds import text_problem, timestamp_problem
+from app.domain.observation import AwareDatetime
 from app.domain.reading import (
     GRANULARITY_STEP,
     Granularity,
@@ -68,12 +70,18 @@ class _Versioned(msgspec.Struct):
 
 
 class _HistoryCursor(msgspec.Struct, forbid_unknown_fields=True):
-    start: datetime  # the next page's first snap (or bucket) position, inclusive
+    start: AwareDatetime  # the next page's first snap (or bucket) position, inclusive
 
 
 class _LineageCursor(msgspec.Struct, forbid_unknown_fields=True):
-    received_at: datetime
+    received_at: AwareDatetime
     observation_id: str
+
+    def __post_init__(self) -> None:
+        # A forged cursor must not reach PostgreSQL with what it cannot compare.
+        problem = timestamp_problem(self.received_at) or text_problem(self.observation_id)
+        if problem:
+            raise ValueError(problem)
 
 
 _versioned = msgspec.json.Decoder(_Versioned)

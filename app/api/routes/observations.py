@@ -12,8 +12,17 @@ from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from opentelemetry import trace
 
-from app.api.problems import PROBLEM_JSON, ApiProblem, Problem, ProblemItem, item_from_msgspec
+from app.api.problems import (
+    NOT_JSON,
+    PROBLEM_JSON,
+    ApiProblem,
+    Problem,
+    ProblemItem,
+    item_from_msgspec,
+    items_from_domain,
+)
 from app.api.wire import ObservationsAccepted
+from app.domain.bounds import submission_problems, submitted_problems
 from app.domain.observation import MAX_BATCH, ObservationSubmission, SubmittedObservation
 from app.ports import IngestionLog, IngestionLogUnavailable
 from app.services.ingest import ingest
@@ -35,7 +44,10 @@ _envelope = msgspec.json.Decoder(_Envelope)
 _tracer = trace.get_tracer("qis.api")  # a proxy: resolves to the provider installed at start-up
 _errors_json = msgspec.json.Encoder()
 ROUTE = "POST /v1/observations"
-VALIDATION_RULES = "series-id,source,finite-value,tz-aware,batch-1..5000,attributes,no-unknown"
+VALIDATION_RULES = (
+    "series-id,source,finite-value,tz-aware,timestamp-range,offset-15:59,no-nul,"
+    "batch-1..5000,attributes,no-unknown"
+)
 
 
 class InFlightLimit:
@@ -56,13 +68,22 @@ class InFlightLimit:
 
 
 def decode_submission(body: bytes) -> ObservationSubmission:
-    """Decode in one pass; on a validation failure, re-decode item by item to list every error."""
+    """Decode in one pass; on a validation failure, re-decode item by item to list every error.
+
+    After decoding, the bounds of app/domain/bounds.py: timestamps (range, offset) always,
+    text (NUL) only when the body holds a `\\u0000` escape, the one way JSON spells NUL.
+    """
     try:
-        return _submission.decode(body)
+        submission = _submission.decode(body)
     except msgspec.ValidationError:
         pass
-    except msgspec.DecodeError as exc:
-        raise ApiProblem(400, f"body is not valid JSON: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise ApiProblem(400, f"{NOT_JSON}: {exc}") from None
+    else:
+        problems = submission_problems(submission.observations, text=_may_hold_nul(body))
+        if not problems:
+            return submission
+        raise _rejected(items_from_domain(problems, []))
     try:
         envelope = _envelope.decode(body)
     except msgspec.ValidationError as exc:
@@ -82,12 +103,22 @@ def decode_submission(body: bytes) -> ObservationSubmission:
     errors: list[ProblemItem] = []
     for index, raw in enumerate(envelope.observations):
         try:
-            _item.decode(raw)
+            observation = _item.decode(raw)
         except msgspec.ValidationError as exc:
             errors.append(item_from_msgspec(exc, ["observations", index]))
-    raise ApiProblem(
-        422, f"{len(errors)} invalid observation(s); nothing was accepted", errors=errors
-    )
+        else:
+            errors += items_from_domain(submitted_problems(observation), ["observations", index])
+    raise _rejected(errors)
+
+
+def _may_hold_nul(body: bytes) -> bool:
+    # A NUL can only arrive escaped; most bodies hold no backslash at all (one memchr).
+    return b"\\" in body and b"\\u0000" in body
+
+
+def _rejected(errors: list[ProblemItem]) -> ApiProblem:
+    invalid = len({e.loc[1] for e in errors if len(e.loc) > 1})
+    return ApiProblem(422, f"{invalid} invalid observation(s); nothing was accepted", errors=errors)
 
 
 def validated(body: bytes) -> ObservationSubmission:

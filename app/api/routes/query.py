@@ -15,11 +15,12 @@ import msgspec
 from litestar import get
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath, PathParameter, QueryParameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.api.problems import ApiProblem, Problem, ProblemItem
-from app.domain.observation import AwareDatetime
+from app.domain.bounds import MAX_INT32, TIMESTAMP_RULE, timestamp_problem
+from app.domain.observation import SERIES_ID_PATTERN, AwareDatetime
 from app.domain.reading import (
     MAX_PAGE,
     Granularity,
@@ -42,6 +43,28 @@ _PROBLEMS = {
     400: ResponseSpec(Problem, description="invalid id, timestamp, parameter or cursor"),
 }
 _NOT_FOUND = {404: ResponseSpec(Problem, description="no version (yet) for that snap")}
+
+SeriesPath = Annotated[
+    str,
+    PathParameter(
+        description="series id (an invalid one is a 400)",
+        schema_extra={"pattern": SERIES_ID_PATTERN},
+    ),
+]
+SnapPath = Annotated[
+    str,
+    PathParameter(
+        description=f"the snap, e.g. 2026-01-15T14:00:00Z: {TIMESTAMP_RULE}", format="date-time"
+    ),
+]
+
+
+def _at(description: str, name: str | None = None) -> QueryParameter:
+    """A timestamp query parameter: a string the handler parses and bounds (bounds.py)."""
+    return QueryParameter(
+        name=name, description=f"{description}: {TIMESTAMP_RULE}", format="date-time"
+    )
+
 
 Limit = Annotated[
     int,
@@ -97,13 +120,20 @@ def _series(reference_data_id: str) -> str:
 
 def _timestamp(text: str, source: str, name: str) -> datetime:
     try:
-        return msgspec.convert(text, AwareDatetime)
+        ts = msgspec.convert(text, AwareDatetime)
     except msgspec.ValidationError as exc:
-        raise ApiProblem(
-            400,
-            f"{name} must be an RFC 3339 timestamp with a time zone, e.g. 2026-01-15T14:00:00Z",
-            errors=[ProblemItem(loc=[source, name], msg=str(exc))],
-        ) from None
+        problem = str(exc)
+    else:
+        bound = timestamp_problem(ts)
+        if bound is None:
+            return ts
+        problem = bound
+    raise ApiProblem(
+        400,
+        f"{name} must be an RFC 3339 timestamp with a time zone, e.g. 2026-01-15T14:00:00Z, "
+        "from 1970-01-01T00:00:00Z inclusive to 2200-01-01T00:00:00Z exclusive",
+        errors=[ProblemItem(loc=[source, name], msg=problem)],
+    )
 
 
 def _optional_timestamp(text: str | None, name: str) -> datetime | None:
@@ -139,16 +169,14 @@ def _window(text: str) -> timedelta:
     },
 )
 async def get_official_value(
-    reference_data_id: FromPath[str],
-    snap: Annotated[str, PathParameter(description="RFC 3339 snap, e.g. 2026-01-15T14:00:00Z")],
+    reference_data_id: SeriesPath,
+    snap: SnapPath,
     query_service: NamedDependency[QueryService],
     version: Annotated[
-        int | None, QueryParameter(ge=1, description="that version (exclusive with as_of)")
+        int | None,
+        QueryParameter(ge=1, le=MAX_INT32, description="that version (exclusive with as_of)"),
     ] = None,
-    as_of: Annotated[
-        str | None,
-        QueryParameter(description="the highest version recorded at or before this time"),
-    ] = None,
+    as_of: Annotated[str | None, _at("the highest version recorded at or before this time")] = None,
 ) -> ASGIApp:
     """Latest version; `version=N` that version; `as_of=T` the highest recorded by T."""
     if version is not None and as_of is not None:
@@ -178,8 +206,8 @@ async def get_official_value(
     },
 )
 async def get_versions(
-    reference_data_id: FromPath[str],
-    snap: Annotated[str, PathParameter(description="RFC 3339 snap, e.g. 2026-01-15T14:00:00Z")],
+    reference_data_id: SeriesPath,
+    snap: SnapPath,
     query_service: NamedDependency[QueryService],
 ) -> ASGIApp:
     """Every version of one snap, oldest first; 404 when there is none."""
@@ -197,19 +225,15 @@ async def get_versions(
     responses={200: ResponseSpec(HistoryPage, description="one page of history"), **_PROBLEMS},
 )
 async def get_history(
-    reference_data_id: FromPath[str],
+    reference_data_id: SeriesPath,
     query_service: NamedDependency[QueryService],
-    from_: Annotated[
-        str, QueryParameter(name="from", description="first snap, inclusive (RFC 3339)")
-    ],
-    to: Annotated[str, QueryParameter(description="end of the range, exclusive (RFC 3339)")],
+    from_: Annotated[str, _at("first snap, inclusive", "from")],
+    to: Annotated[str, _at("end of the range, exclusive")],
     granularity: Annotated[
         Granularity,
         QueryParameter(description="raw: every snap; 1m/1h/1d: per UTC bucket the last snap"),
     ] = "raw",
-    as_of: Annotated[
-        str | None, QueryParameter(description="read the series as it was known at this time")
-    ] = None,
+    as_of: Annotated[str | None, _at("read the series as it was known at this time")] = None,
     limit: Limit = DEFAULT_PAGE,
     cursor: Cursor = None,
 ) -> ASGIApp:
@@ -237,9 +261,9 @@ async def get_history(
     responses={200: ResponseSpec(LineagePage, description="observations"), **_PROBLEMS},
 )
 async def get_lineage(
-    reference_data_id: FromPath[str],
+    reference_data_id: SeriesPath,
     query_service: NamedDependency[QueryService],
-    snap: Annotated[str, QueryParameter(description="RFC 3339 snap, e.g. 2026-01-15T14:00:00Z")],
+    snap: Annotated[str, _at("the snap, e.g. 2026-01-15T14:00:00Z")],
     limit: Limit = DEFAULT_PAGE,
     cursor: Cursor = None,
 ) -> ASGIApp:
@@ -261,18 +285,14 @@ async def get_lineage(
     responses={200: ResponseSpec(QualitySummary, description="quality summary"), **_PROBLEMS},
 )
 async def get_quality(
-    reference_data_id: FromPath[str],
+    reference_data_id: SeriesPath,
     query_service: NamedDependency[QueryService],
     window: Annotated[
         str | None,
         QueryParameter(description="the last window of snaps, e.g. 1h, 30m, 7d (default 1h)"),
     ] = None,
-    from_: Annotated[
-        str | None, QueryParameter(name="from", description="instead of window: first snap")
-    ] = None,
-    to: Annotated[
-        str | None, QueryParameter(description="instead of window: end, exclusive")
-    ] = None,
+    from_: Annotated[str | None, _at("instead of window: first snap", "from")] = None,
+    to: Annotated[str | None, _at("instead of window: end, exclusive")] = None,
 ) -> ASGIApp:
     """Count, average and minimum score, suspect count and average dimensions."""
     series = _series(reference_data_id)

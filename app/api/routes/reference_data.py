@@ -22,6 +22,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 
 from app.api.problems import (
+    NOT_JSON,
     PROBLEM_JSON,
     ApiProblem,
     Problem,
@@ -59,8 +60,8 @@ def decode_config(body: bytes) -> SeriesConfig:
     except msgspec.ValidationError as exc:
         item = item_from_msgspec(exc, [])
         raise ApiProblem(422, "invalid series configuration", errors=[item]) from None
-    except msgspec.DecodeError as exc:
-        raise ApiProblem(400, f"body is not valid JSON: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise ApiProblem(400, f"{NOT_JSON}: {exc}") from None
     return config
 
 
