@@ -200,18 +200,24 @@ class DeadLetterSource(NamedTuple):
 
 
 # Every series DeadLetterCount is recorded with. The worker's stages are the dead-letter
-# stages of app/domain/dead_letter.py except `replay` (recorded by `qis dlq replay`, a CLI
-# process whose metrics are not exported); tests/unit/ops/test_definitions.py keeps the two
+# stages of app/domain/dead_letter.py except `replay` (it belongs to `qis dlq replay`, a
+# CLI process whose metrics are not exported); tests/unit/ops/test_definitions.py keeps the two
 # lists equal. A CloudWatch alarm reads at most 10 metrics.
 DEAD_LETTER_SOURCES: tuple[DeadLetterSource, ...] = (
     DeadLetterSource("worker", "decode", "record unreadable or out of bounds"),
     DeadLetterSource("worker", "store", "the database refused its observations"),
     DeadLetterSource("worker", "reconcile", "reconciling a snap it touched failed"),
     DeadLetterSource("worker", "commit", "its batch's commit failed for it alone"),
-    DeadLetterSource("scheduler", "window", "a snap's window-closing reconciliation failed"),
-    DeadLetterSource("scheduler", "relay", "an outbox event could not be published"),
     DeadLetterSource(
-        "scheduler", "audit-relay", "an audit record could not be published (skipped)"
+        "scheduler",
+        "window",
+        "closing a snap's window failed (snap state failed, audit snap.reconciliation_failed)",
+    ),
+    DeadLetterSource(
+        "scheduler", "relay", "the broker refused an outbox event (audit event.set_aside)"
+    ),
+    DeadLetterSource(
+        "scheduler", "audit-relay", "the broker refused an audit record (not on qis.audit.v1)"
     ),
 )
 
@@ -233,15 +239,14 @@ def _stages(service: str) -> str:
 DEAD_LETTERS = MetricAlarm(
     alarm_name="QIS-DeadLetters",
     alarm_description=(
-        "A record or row was set aside in the last minute (DeadLetterCount summed over every "
-        "Service/Stage series, each FILL 0, > 0). Cause: dashboard "
-        f"{DEAD_LETTERS_DASHBOARD}, graph '{DEAD_LETTERS_WIDGET}': the line above 0 names the "
-        f"stage. Worker, records in the dead-letter topic: {_stages('worker')}. Run "
-        "`qis dlq list --stage <stage>` (error, origin), fix the cause, then "
-        "`qis dlq replay --stage <stage> --dry-run` and again without --dry-run (a replayed "
-        "observation is stored once). Scheduler, rows set aside (not in the topic; see the "
-        f"scheduler's error log): {_stages('scheduler')}. Missing data: notBreaching - a stage "
-        "exports a datapoint only when it sets something aside: no datapoint means nothing was."
+        "Something was set aside in the last minute: DeadLetterCount summed over every "
+        "Service/Stage series (each FILL 0) > 0. Cause: the line above 0 on "
+        f"{DEAD_LETTERS_DASHBOARD}, graph '{DEAD_LETTERS_WIDGET}'. Worker, records in the "
+        f"dead-letter topic: {_stages('worker')}. Run `qis dlq list --stage <stage>`, fix "
+        "the cause, then `qis dlq replay --stage <stage> --dry-run`, then without --dry-run. "
+        f"Scheduler, rows kept in PostgreSQL and logged: {_stages('scheduler')}. "
+        "Missing data: notBreaching - a stage exports a datapoint only when it sets "
+        "something aside: no datapoint means nothing was."
     ),
     metrics=(
         MetricDataQuery(

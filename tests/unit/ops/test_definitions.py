@@ -198,7 +198,7 @@ def test_the_dead_letter_alarm_sums_every_source_each_filled_with_0() -> None:
 
 def test_the_dead_letter_alarm_points_at_the_cause() -> None:
     description = DEAD_LETTERS.alarm_description
-    assert f"dashboard {DEAD_LETTERS_DASHBOARD}, graph '{DEAD_LETTERS_WIDGET}'" in description
+    assert f"{DEAD_LETTERS_DASHBOARD}, graph '{DEAD_LETTERS_WIDGET}'" in description
     for source in DEAD_LETTER_SOURCES:
         assert f"{source.stage} = {source.meaning}" in description
     assert "`qis dlq list --stage <stage>`" in description
