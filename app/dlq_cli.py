@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import sys
 from collections.abc import Callable, Coroutine
@@ -351,6 +352,24 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if report.failed or report.missing else 0
 
 
+def _guarded(command: Callable[[Settings, argparse.Namespace], int]) -> Callable[..., int]:
+    """`command`, ending quietly when the reader of its output goes away (`| head`) or on
+    Ctrl-C, instead of a traceback."""
+
+    def run(settings: Settings, args: argparse.Namespace) -> int:
+        try:
+            return command(settings, args)
+        except BrokenPipeError:
+            # Python would report the failed flush at exit: point stdout at nothing first.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        except KeyboardInterrupt:
+            _err("interrupted")
+            return 130
+
+    return run
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `dlq list` and `dlq replay` to `qis`."""
     dlq = sub.add_parser(
@@ -374,7 +393,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="with --json: the record's key, value and headers (base64)",
     )
-    listing.set_defaults(run=cmd_list)
+    listing.set_defaults(run=_guarded(cmd_list))
     replay = dlq.add_parser(
         "replay",
         help="re-submit selected dead letters to their origin topic",
@@ -389,4 +408,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     replay.add_argument(
         "--dry-run", action="store_true", help="print what would be re-submitted; produce nothing"
     )
-    replay.set_defaults(run=cmd_replay)
+    replay.set_defaults(run=_guarded(cmd_replay))
