@@ -14,6 +14,9 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
 
 from app.adapters.failures import is_transient
 from app.ports import EventBusUnavailable, EventRefused, PendingMessage
@@ -31,18 +34,7 @@ class KafkaEventPublisher:
     async def publish(self, messages: Sequence[PendingMessage]) -> list[tuple[int, int]]:
         try:
             async with asyncio.timeout(self._timeout):
-                pending = [
-                    await self._producer.send(
-                        message.topic,
-                        value=message.payload,
-                        key=message.key.encode(),
-                        headers=[
-                            (EVENT_ID_HEADER, message.event_id.encode()),
-                            *((k, v.encode()) for k, v in message.headers.items()),
-                        ],
-                    )
-                    for message in messages
-                ]
+                pending = [await self._send(message) for message in messages]
                 acknowledged = await asyncio.gather(*pending)
         except (UnicodeEncodeError, ValueError, TypeError) as exc:
             raise EventRefused(f"event cannot be sent: {exc!r}") from exc
@@ -51,3 +43,34 @@ class KafkaEventPublisher:
                 raise EventRefused(f"event bus refused an event: {exc!r}") from exc
             raise EventBusUnavailable(f"event bus did not acknowledge: {exc!r}") from exc
         return [(metadata.partition, metadata.offset) for metadata in acknowledged]
+
+    async def _send(self, message: PendingMessage) -> asyncio.Future[RecordMetadata]:
+        """Send one event carrying the trace of the work that produced it, once.
+
+        With the aiokafka instrumentation installed, `send` injects the current context
+        itself (under its `send` span): the stored context is made current for the call
+        and not added again, or every record would carry two `traceparent` and two
+        `X-Amzn-Trace-Id` headers of different traces. Without it, the stored headers
+        are the record's.
+        """
+        headers = [(EVENT_ID_HEADER, message.event_id.encode())]
+        key = message.key.encode()
+        if not _instrumented(self._producer):
+            headers += [(k, v.encode()) for k, v in message.headers.items()]
+            sent: asyncio.Future[RecordMetadata] = await self._producer.send(
+                message.topic, value=message.payload, key=key, headers=headers
+            )
+            return sent
+        token = otel_context.attach(propagate.extract(message.headers))
+        try:
+            sent = await self._producer.send(
+                message.topic, value=message.payload, key=key, headers=headers
+            )
+        finally:
+            otel_context.detach(token)
+        return sent
+
+
+def _instrumented(producer: AIOKafkaProducer) -> bool:
+    """Whether OpenTelemetry's aiokafka instrumentation wraps this producer's `send`."""
+    return hasattr(type(producer).send, "__wrapped__")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,7 @@ from app.telemetry.tracing import (
     preset_trace_id,
     route_class,
     xray_header_value,
+    xray_root_only,
 )
 
 TRACE_HEADER = b"x-amzn-trace-id"
@@ -55,6 +57,14 @@ TRACE_HEADER = b"x-amzn-trace-id"
 _CONTEXT_HEADERS = frozenset((TRACE_HEADER, b"traceparent"))
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _EXCLUDED_URLS = "OTEL_PYTHON_EXCLUDED_URLS"
+
+
+def _load_balancer_root(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int, bool | None] | None:
+    """`xray_root_only` of the request's `X-Amzn-Trace-Id`, if it has one."""
+    for name, value in headers:
+        if name == TRACE_HEADER:
+            return xray_root_only(value.decode("latin-1"))
+    return None
 
 
 def _excluded_urls_configured(key: str) -> bool:
@@ -131,6 +141,21 @@ class TracedRequests(OpenTelemetryInstrumentationMiddleware):
                         await self._traced(scope, receive, send, started)
                         return
                     trace_id, trace_state = parent.trace_id, parent.trace_state
+                else:
+                    root = _load_balancer_root(scope["headers"])
+                    if root is not None:
+                        # Continue the load balancer's trace: the server span is its
+                        # first span. Its Sampled wins; without one the route decides,
+                        # on the trace id, as every service seeing that Root does.
+                        trace_id, decided = root
+                        if decided is None:
+                            decided = self._sampler.route.is_sampled(
+                                route_class(scope["path"]), trace_id
+                            )
+                        if decided:
+                            with preset_trace_id(trace_id, sampled=True):
+                                await self._traced(scope, receive, send, started)
+                            return
                 break
         if not trace_id:
             trace_id = ids.new_trace_id()

@@ -114,6 +114,10 @@ class RouteSampler(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: Any = None,
     ) -> SamplingResult:
+        if trace_id == _FORCED_SAMPLED.get():
+            return ALWAYS_ON.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
         chosen = self._default
         if attributes:
             chosen = self._samplers.get(str(attributes.get(ROUTE_CLASS, "")), self._default)
@@ -178,6 +182,9 @@ def build_sampler(settings: TelemetrySettings) -> QisSampler:
 
 
 _PRESET_TRACE_ID: ContextVar[int] = ContextVar("qis_preset_trace_id", default=0)
+# A trace id whose root span must be sampled whatever its route's rate: an upstream (the
+# load balancer) already decided `Sampled=1` for it.
+_FORCED_SAMPLED: ContextVar[int] = ContextVar("qis_forced_sampled", default=0)
 
 
 class PresetTraceIds(IdGenerator):
@@ -208,12 +215,15 @@ class PresetTraceIds(IdGenerator):
 
 
 @contextmanager
-def preset_trace_id(trace_id: int) -> Iterator[None]:
-    """The next root span started in this context gets `trace_id` (see `PresetTraceIds`)."""
+def preset_trace_id(trace_id: int, *, sampled: bool = False) -> Iterator[None]:
+    """The next root span started in this context gets `trace_id` (see `PresetTraceIds`);
+    with `sampled`, it is sampled whatever its route's rate (an upstream decided so)."""
     token = _PRESET_TRACE_ID.set(trace_id)
+    forced = _FORCED_SAMPLED.set(trace_id if sampled else 0)
     try:
         yield
     finally:
+        _FORCED_SAMPLED.reset(forced)
         _PRESET_TRACE_ID.reset(token)
 
 
@@ -358,6 +368,40 @@ def xray_header(span: trace.Span) -> str | None:
 
 
 _LOW_96_BITS = (1 << 96) - 1
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def xray_root_only(header: str) -> tuple[int, bool | None] | None:
+    """The trace id and the `Sampled` decision (None: `?` or absent) of an
+    `X-Amzn-Trace-Id` that names a `Root` but no `Parent`: what an Application Load
+    Balancer sends (`Root=1-…`, sometimes `Self=1-…;Root=1-…`). None for any other header
+    (with a `Parent` the propagator continues it; a malformed `Root` starts a new trace).
+
+    `Self` is the load balancer's own segment and is ignored; unknown fields (`Lineage=`)
+    are tolerated.
+    """
+    root: int | None = None
+    sampled: bool | None = None
+    for field in header.split(";"):
+        key, _, value = field.strip().partition("=")
+        if key == "Parent":
+            return None
+        if key == "Root":
+            version, _, rest = value.partition("-")
+            epoch, _, unique = rest.partition("-")
+            if (
+                version != "1"
+                or len(epoch) != 8
+                or len(unique) != 24
+                or not _HEX.issuperset(epoch + unique)
+            ):
+                return None
+            root = int(epoch + unique, 16)
+        elif key == "Sampled":
+            sampled = True if value == "1" else False if value == "0" else None
+    if not root:
+        return None
+    return root, sampled
 
 
 def xray_header_value(trace_id: int, span_id: int, sampled: bool) -> bytes:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -18,9 +18,11 @@ from litestar.testing import AsyncTestClient
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
-from app.adapters.kafka import ensure_topics, new_consumer, new_producer
+from app.adapters.kafka import ensure_topics, new_consumer, new_producer, read_topic
+from app.adapters.kafka_events import KafkaEventPublisher
 from app.adapters.postgres.pipeline import PostgresPipelineStore
 from app.api.app import create_app
+from app.ports import PendingMessage
 from app.services.journal import Topics
 from app.services.reconcile import reconciliation_stage
 from app.settings import Settings, TelemetrySettings, WorkerSettings
@@ -28,8 +30,6 @@ from app.telemetry.setup import Telemetry, setup_telemetry
 from app.telemetry.tracing import XRAY_ANNOTATIONS
 from app.worker import ObservationWorker
 from tests.conftest import unique_series
-
-TRACE_ID = uuid.uuid4().hex
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +89,25 @@ def _annotation_keys(span: ReadableSpan) -> list[str]:
     return list(span.attributes.get(XRAY_ANNOTATIONS, ()))  # type: ignore[union-attr, arg-type]
 
 
+def _w3c(trace_id: str) -> dict[str, str]:
+    return {"traceparent": f"00-{trace_id}-{'1' * 16}-01"}
+
+
+def _load_balancer(trace_id: str) -> dict[str, str]:
+    """What an Application Load Balancer adds: a Root, no Parent."""
+    root = f"1-{trace_id[:8]}-{trace_id[8:]}"
+    return {"X-Amzn-Trace-Id": f"Self=1-{'2' * 8}-{'3' * 24};Root={root};Sampled=1"}
+
+
+@pytest.mark.parametrize("incoming", [_w3c, _load_balancer], ids=["traceparent", "alb-root-only"])
 async def test_one_sampled_request_is_one_trace_across_processes_and_stores(
-    pool: asyncpg.Pool, telemetry: Telemetry, running_worker: Settings
+    pool: asyncpg.Pool,
+    telemetry: Telemetry,
+    running_worker: Settings,
+    incoming: Callable[[str], dict[str, str]],
 ) -> None:
     settings = running_worker
+    trace_id = uuid.uuid4().hex
     series = unique_series()
     # A snap of now: the observations arrive inside its window, so timeliness is 1.
     snap = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
@@ -108,11 +123,11 @@ async def test_one_sampled_request_is_one_trace_across_processes_and_stores(
             for s, v in (("a", 100.0), ("b", 100.02), ("c", 99.99))
         ]
     }
-    headers = {"traceparent": f"00-{TRACE_ID}-{'1' * 16}-01"}
+    headers = incoming(trace_id)
     async with AsyncTestClient(app=create_app(settings, telemetry)) as client:
         response = await client.post("/v1/observations", json=body, headers=headers)
     assert response.status_code == 202
-    root = f"Root=1-{TRACE_ID[:8]}-{TRACE_ID[8:]};"
+    root = f"Root=1-{trace_id[:8]}-{trace_id[8:]};"
     assert response.headers["x-amzn-trace-id"].startswith(root)
     assert response.headers["x-amzn-trace-id"].endswith(";Sampled=1")
 
@@ -127,7 +142,7 @@ async def test_one_sampled_request_is_one_trace_across_processes_and_stores(
     spans = [
         s
         for s in telemetry.memory_spans.get_finished_spans()
-        if s.context is not None and f"{s.context.trace_id:032x}" == TRACE_ID
+        if s.context is not None and f"{s.context.trace_id:032x}" == trace_id
     ]
     by_name: dict[str, list[ReadableSpan]] = {}
     for span in spans:
@@ -203,3 +218,42 @@ async def test_every_response_carries_the_trace_header(
         assert value.endswith(";Sampled=0")  # every root rate is 0 % in this module
     assert (missing.status_code, bad.status_code) == (404, 400)
     assert fresh.headers["x-amzn-trace-id"] != missing.headers["x-amzn-trace-id"]
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+async def test_relayed_events_carry_each_propagation_header_once_in_the_producers_trace(
+    settings: Settings, telemetry: Telemetry, sampled: bool
+) -> None:
+    """Read raw, as a plain Kafka client would: one `traceparent` and one
+    `X-Amzn-Trace-Id`, both of the trace that wrote the event (not the relay's)."""
+    kafka = msgspec.structs.replace(
+        settings.kafka, official_values_topic=f"test.relay.{uuid.uuid4().hex[:8]}"
+    )
+    await ensure_topics(kafka)
+    trace_id, parent = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    stored = {"traceparent": f"00-{trace_id}-{parent}-{'01' if sampled else '00'}"}
+    message = PendingMessage(
+        id=1,
+        event_id=str(uuid.uuid4()),
+        topic=kafka.official_values_topic,
+        key="ETH-USD",
+        payload=b"{}",
+        headers=stored,
+    )
+    producer = new_producer(kafka)
+    await producer.start()
+    try:
+        await KafkaEventPublisher(producer, 10).publish([message])
+    finally:
+        await producer.stop()
+
+    (record,) = [r async for r in read_topic(kafka, kafka.official_values_topic)]
+    names = [name.lower() for name, _ in record.headers]
+    assert names.count("traceparent") == 1, record.headers
+    assert names.count("x-amzn-trace-id") == 1, record.headers
+    assert names.count("qis-event-id") == 1
+    values = {name.lower(): value.decode() for name, value in record.headers}
+    assert values["traceparent"].split("-")[1] == trace_id
+    assert values["traceparent"].endswith("-01" if sampled else "-00")
+    assert f"Root=1-{trace_id[:8]}-{trace_id[8:]};" in values["x-amzn-trace-id"]
+    assert values["x-amzn-trace-id"].endswith(f"Sampled={int(sampled)}")

@@ -246,13 +246,93 @@ def test_incoming_unsampled_context_keeps_its_root_and_is_not_traced(
     assert entry["trace_id"] == ROOT
 
 
-def test_root_only_header_lets_the_route_decide() -> None:
-    h = harness(query=1.0)
-    _, headers = h.request("GET", QUERY_PATH, {"X-Amzn-Trace-Id": f"Root={ROOT}"})
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"Root={ROOT};Sampled=1",  # what an Application Load Balancer sends
+        f"Self=1-67891233-abcdef012345678912345678;Root={ROOT};Sampled=1",  # Self ignored
+        f"Root={ROOT};Lineage=a87bd80c:1|68fd508a:5;Sampled=1",  # unknown fields tolerated
+        f" Root={ROOT} ; Sampled=1 ",
+    ],
+)
+def test_root_only_sampled_header_continues_the_load_balancers_trace(
+    header: str, captured_logs: io.StringIO
+) -> None:
+    h = harness()  # every root rate 0 %: only the header's decision can trace it
+    status, headers = h.request("GET", QUERY_PATH, {"X-Amzn-Trace-Id": header})
+    assert status == 200
     fields = header_fields(headers["x-amzn-trace-id"])
-    assert fields["Sampled"] == "1"
-    assert fields["Root"] != ROOT  # no parent: a new trace, as before
-    assert len(h.spans.get_finished_spans()) == 1
+    assert (fields["Root"], fields["Sampled"]) == (ROOT, "1")
+    (span,) = h.spans.get_finished_spans()
+    assert span.context is not None
+    assert f"{span.context.trace_id:032x}" == ROOT_HEX
+    assert span.parent is None  # the server span is the trace's first span
+    assert fields["Parent"] == f"{span.context.span_id:016x}"
+    (entry,) = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+    assert entry["trace_id"] == ROOT
+
+
+def test_root_only_unsampled_header_keeps_its_root_and_is_not_traced(
+    captured_logs: io.StringIO,
+) -> None:
+    h = harness(query=1.0)  # the route alone would be traced
+    _, headers = h.request("GET", QUERY_PATH, {"X-Amzn-Trace-Id": f"Root={ROOT};Sampled=0"})
+    fields = header_fields(headers["x-amzn-trace-id"])
+    assert (fields["Root"], fields["Sampled"]) == (ROOT, "0")
+    assert len(fields["Parent"]) == 16
+    assert h.spans.get_finished_spans() == ()
+    (entry,) = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+    assert (entry["trace_id"], entry["span_id"]) == (ROOT, fields["Parent"])
+
+
+@pytest.mark.parametrize("header", [f"Root={ROOT}", f"Root={ROOT};Sampled=?"])
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_root_only_header_without_a_decision_lets_the_route_decide_on_that_root(
+    header: str, rate: float
+) -> None:
+    h = harness(query=rate)
+    _, headers = h.request("GET", QUERY_PATH, {"X-Amzn-Trace-Id": header})
+    fields = header_fields(headers["x-amzn-trace-id"])
+    assert fields["Root"] == ROOT
+    assert fields["Sampled"] == ("1" if rate else "0")
+    assert len(h.spans.get_finished_spans()) == (1 if rate else 0)
+
+
+def test_root_only_decision_is_deterministic_on_the_root() -> None:
+    """At 50 %, each Root gets one decision, the same in every process that sees it."""
+    # Spread over the low 64 bits, which the ratio sampler compares with its bound.
+    roots = [f"1-5759e988-{(i * 0x9E3779B97F4A7C15) % (1 << 96):024x}" for i in range(1, 200)]
+    decisions = []
+    for _ in range(2):
+        h = harness(query=0.5)
+        seen = []
+        for root in roots:
+            _, headers = h.request("GET", QUERY_PATH, {"X-Amzn-Trace-Id": f"Root={root}"})
+            fields = header_fields(headers["x-amzn-trace-id"])
+            assert fields["Root"] == root
+            seen.append(fields["Sampled"])
+        decisions.append(seen)
+    assert decisions[0] == decisions[1]
+    assert 0 < decisions[0].count("1") < len(roots)  # both outcomes happen
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Root=1-5759e988-bd862e3fe1be46a99427279;Sampled=1",  # 23 hex digits
+        "Root=2-5759e988-bd862e3fe1be46a994272793;Sampled=1",  # unknown version
+        "Root=1-5759e98g-bd862e3fe1be46a994272793;Sampled=1",  # not hex
+        "Root=1-00000000-000000000000000000000000;Sampled=1",  # the invalid all-zero id
+        "Sampled=1",
+    ],
+)
+def test_malformed_root_starts_a_new_trace(header: str) -> None:
+    h = harness()
+    _, headers = h.request("GET", QUERY_PATH, {"X-Amzn-Trace-Id": header})
+    fields = header_fields(headers["x-amzn-trace-id"])
+    assert fields["Root"] not in header
+    assert fields["Sampled"] == "0"  # the route's 0 % decided, not the header
+    assert h.spans.get_finished_spans() == ()
 
 
 def test_http_metrics_are_recorded_per_route_on_both_paths() -> None:
