@@ -5,7 +5,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv/bin
 STACK := infra/local/stack.sh
-PY_DIRS := $(wildcard app tests benchmarks loadtests dashboards alarms)
+PY_DIRS := $(wildcard app ops dashboards alarms tests benchmarks loadtests)
 
 .PHONY: help
 help: ## List the targets
@@ -14,7 +14,7 @@ help: ## List the targets
 .PHONY: setup
 setup: ## Install uv if missing, then the locked Python dependencies into .venv
 	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	@$$(command -v uv || echo $(UV)) sync --frozen --quiet
+	@$$(command -v uv || echo $(UV)) sync --frozen --extra tools --quiet
 
 .PHONY: stack-up stack-down stack-status
 stack-up: ## Install (if needed) and start PostgreSQL, Redis and Kafka on loopback
@@ -34,7 +34,7 @@ run: setup ## Run everything in the foreground: stack, migrations, api, worker, 
 	@bash scripts/run.sh
 
 .PHONY: lint
-lint: setup ## ruff (explicit rule list) and mypy --strict on app/
+lint: setup ## ruff (explicit rule list) and mypy --strict on app/ and the tools
 	@$(VENV)/ruff check $(PY_DIRS)
 	@$(VENV)/ruff format --check $(PY_DIRS)
 	@$(VENV)/mypy

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from app.ops.alarm import Dimension, Metric, MetricAlarm, MetricDataQuery, MetricStat
-from app.ops.catalogue import INGESTION_ROUTE, NAMESPACE, OBSERVATIONS_TOPIC
+from app.telemetry.catalogue import INGESTION_ROUTE, NAMESPACE, OBSERVATIONS_TOPIC
+from ops.alarm import Dimension, Metric, MetricAlarm, MetricDataQuery, MetricStat
 
 LATENCY_THRESHOLD_MS = 200.0
 

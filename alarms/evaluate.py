@@ -32,10 +32,10 @@ from typing import Literal
 
 import msgspec
 
-from app.ops import metric_math
-from app.ops.alarm import MetricAlarm, MetricStat, TreatMissingData, percentile_of
-from app.ops.emf import RecordedMetrics, SeriesKey
-from app.ops.statistics import PeriodStatistics, aggregate, is_low_sample, period_start
+from ops import metric_math
+from ops.alarm import MetricAlarm, MetricStat, TreatMissingData, percentile_of
+from ops.emf import RecordedMetrics, SeriesKey
+from ops.statistics import PeriodStatistics, aggregate, is_low_sample, period_start
 
 State = Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
 EXTRA_RANGE = 2

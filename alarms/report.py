@@ -8,10 +8,10 @@ from typing import Any
 
 import msgspec
 
-from app.ops.alarm import MetricAlarm
-from app.ops.catalogue import metric_spec
-from app.ops.emf import RecordedMetrics, SeriesKey
-from app.ops.evaluate import AlarmTimeline, Evaluation, unmatched_series
+from alarms.evaluate import AlarmTimeline, Evaluation, unmatched_series
+from app.telemetry.catalogue import metric_spec
+from ops.alarm import MetricAlarm
+from ops.emf import RecordedMetrics, SeriesKey
 
 _OPERATORS = {
     "GreaterThanThreshold": ">",

@@ -31,7 +31,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from app.ops.catalogue import INGESTION_ROUTE, OBSERVATIONS_TOPIC
+from app.telemetry.catalogue import INGESTION_ROUTE, OBSERVATIONS_TOPIC
 from app.telemetry.distributions import Distributions
 from app.telemetry.metrics import QisMetrics, StdoutEmfExporter
 

@@ -32,10 +32,10 @@ from typing import Any
 import msgspec
 import yaml
 
-from app.ops.alarm import MetricAlarm
-from app.ops.catalogue import NAMESPACE
-from app.ops.emf import RecordedMetrics, Sample, SeriesKey
-from app.ops.evaluate import Evaluation, State, alarm_datapoints, evaluate_datapoints
+from alarms.evaluate import Evaluation, State, alarm_datapoints, evaluate_datapoints
+from app.telemetry.catalogue import NAMESPACE
+from ops.alarm import MetricAlarm
+from ops.emf import RecordedMetrics, Sample, SeriesKey
 
 EPOCH = 1_764_201_600  # 2025-11-27T00:00:00Z
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -239,7 +240,60 @@ def cmd_kafka_topics(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The tools `qis` also runs, with their help line and the module whose `register(sub)`
+# adds their commands. Their code lives outside app/ and is imported only when one of
+# them is the command, so the service's commands never load it (nor its dependencies).
+TOOLS: dict[str, tuple[str, str]] = {
+    "dashboards": ("CloudWatch dashboards: generate, deploy, render offline", "dashboards.cli"),
+    "alarms": ("CloudWatch alarms: generate, deploy, evaluate offline, test", "dashboards.cli"),
+    "sizing": (
+        "check the ElastiCache and Aurora sizing against measured unit costs",
+        "benchmarks.sizing.cli",
+    ),
+}
+# Imported only by the tools; installed by the `tools` extra (pyproject.toml).
+TOOLS_EXTRA = "tools"
+TOOLS_EXTRA_MODULES = frozenset({"matplotlib", "yaml", "boto3", "botocore"})
+
+
+def _add_tools(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], argv: Sequence[str]
+) -> None:
+    """The tool named by `argv[0]` with all its options; the others as one-line entries of
+    `qis --help` that hand their arguments to `build_parser([tool, ...])` when run."""
+    command = argv[0] if argv else None
+    if command in TOOLS:
+        importlib.import_module(TOOLS[command][1]).register(sub)
+    for name, (help_text, _module) in TOOLS.items():
+        if name not in sub.choices:
+            entry = sub.add_parser(name, help=help_text)
+            entry.add_argument("arguments", nargs=argparse.REMAINDER)
+            entry.set_defaults(run=_run_tool, tool=name)
+
+
+def _run_tool(settings: Settings, args: argparse.Namespace) -> int:
+    tool_args = build_parser([args.tool, *args.arguments]).parse_args([args.tool, *args.arguments])
+    result: int = tool_args.run(settings, tool_args)
+    return result
+
+
+def _missing_tool_dependency(command: str, exc: ModuleNotFoundError) -> str | None:
+    """One line naming what a tool command lacks, or None if `exc` is something else."""
+    module = (exc.name or "").split(".")[0]
+    if module in TOOLS_EXTRA_MODULES:
+        return (
+            f"qis {command}: needs the optional '{TOOLS_EXTRA}' dependencies (no module "
+            f"{module!r}); install them with `uv sync --extra {TOOLS_EXTRA}` or "
+            f"`pip install 'qis-data-management[{TOOLS_EXTRA}]'`"
+        )
+    if module in {spec.split(".")[0] for _help, spec in TOOLS.values()}:
+        return (
+            f"qis {command}: runs from a source checkout of the repository (no module {module!r})"
+        )
+    return None
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qis", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("api", help="serve the HTTP API").set_defaults(run=cmd_api)
@@ -263,12 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--table", default="audit_log", help="verify a copy instead (e.g. a restored backup)"
     )
     verify.set_defaults(run=cmd_audit_verify)
-    from app.ops.cli import register as register_ops
-
-    register_ops(sub)
-    from app.sizing.cli import register as register_sizing
-
-    register_sizing(sub)
+    _add_tools(sub, argv)
     __import__("app.dlq_cli").dlq_cli.register(sub)
     return parser
 
@@ -277,14 +326,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, load settings from the environment, run the command."""
     from app.telemetry.logging import configure_logging
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv else ""
     try:
-        settings = load_settings(os.environ)
-    except SettingsError as exc:
-        print(f"qis: {exc}", file=sys.stderr)
+        args = build_parser(argv).parse_args(argv)
+        try:
+            settings = load_settings(os.environ)
+        except SettingsError as exc:
+            print(f"qis: {exc}", file=sys.stderr)
+            return 2
+        configure_logging(settings.telemetry.log_level)
+        result: int = args.run(settings, args)
+    except ModuleNotFoundError as exc:
+        message = _missing_tool_dependency(command, exc) if command in TOOLS else None
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
         return 2
-    configure_logging(settings.telemetry.log_level)
-    result: int = args.run(settings, args)
     return result
 
 

@@ -8,14 +8,14 @@ its alarm really uses. Regenerate `dashboards/generated/` after editing:
 from __future__ import annotations
 
 from alarms import definitions as alarms
-from app.ops.alarm import Dimension, Metric, MetricAlarm
-from app.ops.catalogue import (
+from app.telemetry.catalogue import (
     CACHE_LEVELS,
     INGESTION_ROUTE,
     NAMESPACE,
     OBSERVATIONS_TOPIC,
 )
-from app.ops.dashboard import (
+from ops.alarm import Dimension, Metric, MetricAlarm
+from ops.dashboard import (
     AlarmStatusWidget,
     Dashboard,
     ExpressionLine,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from app.ops.cli import main
+from dashboards.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["dashboards", "generate", *sys.argv[1:]]))

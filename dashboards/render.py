@@ -22,13 +22,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from app.ops import metric_math
-from app.ops.catalogue import CATALOGUE
-from app.ops.dashboard import Dashboard, ExpressionLine, MetricLine, MetricWidget
-from app.ops.emf import RecordedMetrics, SeriesKey
-from app.ops.evaluate import AlarmTimeline, period_starts
-from app.ops.report import describe_alarm, number, period_label, utc
-from app.ops.statistics import aggregate
+from alarms.evaluate import AlarmTimeline, period_starts
+from alarms.report import describe_alarm, number, period_label, utc
+from app.telemetry.catalogue import CATALOGUE
+from ops import metric_math
+from ops.dashboard import Dashboard, ExpressionLine, MetricLine, MetricWidget
+from ops.emf import RecordedMetrics, SeriesKey
+from ops.statistics import aggregate
 
 STATE_COLOURS = {"OK": "#2ca02c", "ALARM": "#d62728", "INSUFFICIENT_DATA": "#9e9e9e"}
 _SEARCH = re.compile(

@@ -1,5 +1,8 @@
-"""Dashboards and alarms as code: definitions' structs, deploy, offline evaluation, rendering.
+"""CloudWatch as code, shared by `dashboards/` and `alarms/`: the dashboard and alarm
+model, EMF reading, CloudWatch statistics and metric math, deploy, the CloudFormation
+template and the generated files, and the command-line plumbing.
 
-The definitions themselves live in `dashboards/definitions.py` and `alarms/definitions.py`;
-this package holds what they are made of and what is done with them.
+A tool, not the service: nothing under `app/` imports it. It knows no definitions: those
+live in `dashboards/definitions.py` and `alarms/definitions.py`, which import it and read
+the metric names from the service's catalogue (`app.telemetry.catalogue`).
 """

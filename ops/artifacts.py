@@ -6,9 +6,9 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from app.ops.alarm import MetricAlarm, put_metric_alarm_params
-from app.ops.cloudformation import monitoring_template, template_yaml
-from app.ops.dashboard import Dashboard, dashboard_body
+from ops.alarm import MetricAlarm, put_metric_alarm_params
+from ops.cloudformation import monitoring_template, template_yaml
+from ops.dashboard import Dashboard, dashboard_body
 
 DASHBOARDS_DIR = Path("dashboards/generated")
 ALARMS_FILE = Path("alarms/generated/alarms.json")

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from app.ops.alarm import MetricAlarm, put_metric_alarm_params
-from app.ops.dashboard import Dashboard, dashboard_body, placeholders
+from ops.alarm import MetricAlarm, put_metric_alarm_params
+from ops.dashboard import Dashboard, dashboard_body, placeholders
 
 PARAMETERS: dict[str, str] = {
     "LoadBalancerFullName": "ALB full name as in its metrics, e.g. app/qis-alb/0123456789abcdef",

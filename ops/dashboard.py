@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from app.ops.alarm import Metric, parse_statistic
+from ops.alarm import Metric, parse_statistic
 
 REGION = "${AWS::Region}"
 ACCOUNT = "${AWS::AccountId}"

@@ -17,8 +17,8 @@ import boto3
 import msgspec
 from botocore.exceptions import ClientError
 
-from app.ops.alarm import MetricAlarm, put_metric_alarm_params
-from app.ops.dashboard import Dashboard, dashboard_body, substitute
+from ops.alarm import MetricAlarm, put_metric_alarm_params
+from ops.dashboard import Dashboard, dashboard_body, substitute
 
 PREFIX = "QIS-"
 # The PutMetricAlarm parameters; DescribeAlarms returns these plus state and ARNs.

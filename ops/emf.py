@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from app.ops.alarm import Metric
+from ops.alarm import Metric
 
 _decode_line = msgspec.json.Decoder().decode
 

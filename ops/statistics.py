@@ -18,8 +18,8 @@ from fractions import Fraction
 
 import msgspec
 
-from app.ops.alarm import parse_statistic
-from app.ops.emf import Sample
+from ops.alarm import parse_statistic
+from ops.emf import Sample
 
 
 class PeriodStatistics(msgspec.Struct, frozen=True):

@@ -1,4 +1,6 @@
-"""The metric contract: what the services emit to CloudWatch as EMF, in namespace Custom/QIS."""
+"""The metric contract: what the services record and emit to CloudWatch as EMF, in
+namespace Custom/QIS. The one definition of the namespace and the metric names: the
+exporter (`app.telemetry.metrics`) and the dashboards and alarms read them from here."""
 
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ class MetricSpec(msgspec.Struct, frozen=True, kw_only=True):
     unit: str
     kind: Kind
     dimensions: tuple[str, ...]
-    # The `Service` dimension value of the process that emits it.
-    service: str
+    # The `Service` dimension values of the processes that record it.
+    services: tuple[str, ...]
     meaning: str
 
 
@@ -34,7 +36,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         unit="Milliseconds",
         kind="histogram",
         dimensions=("Service", "Route"),
-        service="api",
+        services=("api",),
         meaning="request received to broker ack",
     ),
     MetricSpec(
@@ -42,7 +44,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         unit="Count",
         kind="counter",
         dimensions=("Service",),
-        service="api",
+        services=("api",),
         meaning="observations accepted (delta per export interval)",
     ),
     MetricSpec(
@@ -50,7 +52,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         unit="Count",
         kind="counter",
         dimensions=("Service", "Route", "StatusClass"),
-        service="api",
+        services=("api",),
         meaning="HTTP responses by status class 2xx/4xx/5xx",
     ),
     MetricSpec(
@@ -58,7 +60,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         unit="Milliseconds",
         kind="histogram",
         dimensions=("Service", "Route"),
-        service="api",
+        services=("api",),
         meaning="HTTP request duration",
     ),
     MetricSpec(
@@ -66,7 +68,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         unit="Percent",
         kind="gauge",
         dimensions=("Service",),
-        service="worker",
+        services=("worker",),
         meaning="successful / all reconciliations over each export interval, in %",
     ),
     MetricSpec(
@@ -74,7 +76,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         unit="None",
         kind="histogram",
         dimensions=("Service",),
-        service="worker",
+        services=("worker",),
         meaning="quality score in [0, 1] of each official value",
     ),
     MetricSpec(
@@ -82,7 +84,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         unit="None",
         kind="histogram",
         dimensions=("Service", "Series"),
-        service="worker",
+        services=("worker",),
         meaning="quality score per series, for a bounded configured set of series",
     ),
     MetricSpec(
@@ -90,7 +92,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         unit="Count",
         kind="gauge",
         dimensions=("Service", "Topic"),
-        service="worker",
+        services=("worker",),
         meaning="records behind the end of the topic",
     ),
     MetricSpec(
@@ -98,7 +100,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         unit="Count",
         kind="counter",
         dimensions=("Service", "Stage"),
-        service="worker",
+        services=("worker", "scheduler"),
         meaning=(
             "records sent to the dead-letter topic (worker: decode, store, reconcile, commit)"
             " and rows set aside (scheduler: window, relay, audit-relay), per stage"
@@ -109,7 +111,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         unit="None",
         kind="gauge",
         dimensions=("Service", "Level"),
-        service="api",
+        services=("api",),
         meaning="hits / lookups over each export interval",
     ),
     MetricSpec(
@@ -117,7 +119,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         unit="Count",
         kind="counter",
         dimensions=("Service",),
-        service="api",
+        services=("api",),
         meaning="Redis errors served from PostgreSQL instead",
     ),
     MetricSpec(
@@ -125,10 +127,13 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         unit="Seconds",
         kind="histogram",
         dimensions=("Service",),
-        service="scheduler",
+        services=("scheduler",),
         meaning="snap time to official value published",
     ),
 )
+
+
+METRIC_NAMES: tuple[str, ...] = tuple(spec.name for spec in CATALOGUE)
 
 
 def metric_spec(name: str) -> MetricSpec:
@@ -136,4 +141,4 @@ def metric_spec(name: str) -> MetricSpec:
     for spec in CATALOGUE:
         if spec.name == name:
             return spec
-    raise KeyError(f"{name} is not in the Custom/QIS metric catalogue")
+    raise KeyError(f"{name} is not in the {NAMESPACE} metric catalogue")

@@ -33,23 +33,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from app.settings import TelemetrySettings
+from app.telemetry.catalogue import METRIC_NAMES, NAMESPACE
 from app.telemetry.distributions import Distributions
 
-NAMESPACE = "Custom/QIS"
-METRIC_NAMES = (
-    "IngestionLatency",
-    "DataIngestionRate",
-    "HttpRequests",
-    "HttpLatency",
-    "ReconciliationSuccessRate",
-    "QualityScoreAverage",
-    "QualityScoreBySeries",
-    "ConsumerLag",
-    "DeadLetterCount",
-    "CacheHitRatio",
-    "CacheFallbackCount",
-    "PublicationFreshness",
-)
 # The OpenTelemetry SDK lower-cases instrument names; CloudWatch names are case-sensitive.
 _CANONICAL = {name.lower(): name for name in METRIC_NAMES}
 

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from app.settings import load_settings
-from app.sizing.cli import register
 from benchmarks.e2e.processes import prepare_stack
+from benchmarks.sizing.cli import register
 
 HERE = Path(__file__).resolve().parent
 

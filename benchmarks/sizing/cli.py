@@ -5,7 +5,7 @@
 Writes DIR/sizing.md, DIR/sizing.json and (when measuring) DIR/measurements.json; prints
 the checks. Exit 0, or 1 with `--fail-on-check` when a check fails. The workload TOML
 has optional tables `[workload]`, `[workload.read_mix]`, `[deployment]` and
-`[assumptions]` whose keys override the defaults of `app.sizing.model`.
+`[assumptions]` whose keys override the defaults of `benchmarks.sizing.model`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 import msgspec
 
 from app.settings import Settings
-from app.sizing.model import Assumptions, Deployment, Measurements, Workload, evaluate
-from app.sizing.report import build_report, quantity, to_json, to_markdown
+from benchmarks.sizing.model import Assumptions, Deployment, Measurements, Workload, evaluate
+from benchmarks.sizing.report import build_report, quantity, to_json, to_markdown
 
 
 def register(subparsers: Any) -> None:
@@ -72,7 +72,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if args.from_json:
         measurements = load_measurements(args.from_json)
     else:
-        from app.sizing.measure import measure
+        from benchmarks.sizing.measure import measure
 
         measurements = asyncio.run(measure(settings, quick=args.quick))
         (out / "measurements.json").write_bytes(
@@ -84,16 +84,16 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     (out / "sizing.json").write_bytes(to_json(report))
     for c in checks:
         verdict = "PASS" if c.passed else "FAIL"
-        print(  # noqa: T201 (command output)
+        print(
             f"{verdict}  {c.name:28} {quantity(c.projected, c.unit):>18} of "
             f"{quantity(c.limit, c.unit):>18} ({c.utilisation:4.0%})  runs out at {c.break_even}"
         )
-    print(f"reports: {out / 'sizing.md'}, {out / 'sizing.json'}")  # noqa: T201
+    print(f"reports: {out / 'sizing.md'}, {out / 'sizing.json'}")
     return 1 if args.fail_on_check and not report.passed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m app.sizing.cli ...`: the same command without the `qis` wiring."""
+    """`python -m benchmarks.sizing.cli ...`: the same command without the `qis` wiring."""
     import os
     import sys
 

@@ -60,7 +60,7 @@ from app.services.cache import latest_key, rfc3339, scope_key, versions_key
 from app.services.journal import Topics
 from app.services.reconcile import reconciliation_stage
 from app.settings import Settings
-from app.sizing.model import (
+from benchmarks.sizing.model import (
     CacheEntrySize,
     Measurements,
     QueryCost,

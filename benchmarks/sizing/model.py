@@ -2,7 +2,7 @@
 
 Pure (no I/O, no clock). Inputs:
 
-- `Measurements`: unit costs measured on the local stack by `app.sizing.measure` (bytes
+- `Measurements`: unit costs measured on the local stack by `benchmarks.sizing.measure` (bytes
   per cache entry, bytes and WAL per row, worker and database CPU per observation, CPU
   per query), or loaded from a JSON file;
 - `Workload`: the documented workload model (series, sources, snaps, query rate, mix
@@ -47,7 +47,7 @@ class _Frozen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     pass
 
 
-# -- measurements (produced by app.sizing.measure) ----------------------------------------
+# -- measurements (produced by benchmarks.sizing.measure) ----------------------------------------
 
 
 class CacheEntrySize(_Frozen, frozen=True):

@@ -10,7 +10,7 @@ import math
 
 import msgspec
 
-from app.sizing.model import (
+from benchmarks.sizing.model import (
     CATALOGUE,
     GB,
     GIB,

@@ -21,11 +21,11 @@ import msgspec
 import pytest
 
 from alarms.definitions import ALARMS, HIGH_INGESTION_LATENCY
-from app.ops import deploy
-from app.ops.cli import main
-from app.ops.cloudformation import monitoring_template, template_yaml
-from app.ops.dashboard import dashboard_body
+from dashboards.cli import main
 from dashboards.definitions import DASHBOARDS
+from ops import deploy
+from ops.cloudformation import monitoring_template, template_yaml
+from ops.dashboard import dashboard_body
 
 pytestmark = pytest.mark.integration
 

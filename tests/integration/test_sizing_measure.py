@@ -7,8 +7,8 @@ import pytest
 import redis.asyncio as redis
 
 from app.settings import Settings
-from app.sizing.measure import measure
-from app.sizing.model import Deployment, Workload, evaluate
+from benchmarks.sizing.measure import measure
+from benchmarks.sizing.model import Deployment, Workload, evaluate
 
 pytestmark = pytest.mark.integration
 

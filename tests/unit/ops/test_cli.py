@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from alarms.sample_metrics import synthetic_recording
-from app.ops.cli import register
+from dashboards.cli import register
 
 
 def run(*argv: str) -> int:

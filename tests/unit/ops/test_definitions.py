@@ -19,16 +19,13 @@ from alarms.definitions import (
     NO_INGESTION,
 )
 from app.domain.dead_letter import DEAD_LETTER_STAGES
-from app.ops import metric_math
-from app.ops.alarm import AlarmDefinitionError, Metric, MetricAlarm, put_metric_alarm_params
-from app.ops.catalogue import CATALOGUE, NAMESPACE, SERVICES, metric_spec
-from app.ops.dashboard import MetricLine
+from app.telemetry.catalogue import CATALOGUE, NAMESPACE, SERVICES, metric_spec
 from dashboards.definitions import DASHBOARDS
+from ops import metric_math
+from ops.alarm import AlarmDefinitionError, Metric, MetricAlarm, put_metric_alarm_params
+from ops.dashboard import MetricLine
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "observability.md"
-# Metrics recorded by more than the catalogue's `service`: DeadLetterCount by the worker
-# (dead letters) and the scheduler (rows set aside).
-ALSO_EMITTED_BY = {"DeadLetterCount": {"scheduler"}}
 
 
 def alarm_metrics(alarm: MetricAlarm) -> list[Metric]:
@@ -62,7 +59,7 @@ def test_custom_metrics_use_the_contracts_exact_dimension_set(metric: Metric) ->
         return
     spec = metric_spec(metric.metric_name)
     assert sorted(d.name for d in metric.dimensions) == sorted(spec.dimensions)
-    assert metric.dimension_map()["Service"] in {spec.service, *ALSO_EMITTED_BY.get(spec.name, ())}
+    assert metric.dimension_map()["Service"] in spec.services
 
 
 def test_every_catalogue_metric_is_on_a_dashboard() -> None:
@@ -153,7 +150,7 @@ def test_invalid_alarms_are_rejected_at_definition_time() -> None:
 def test_the_dead_letter_sources_are_every_stage_that_counts() -> None:
     spec = metric_spec("DeadLetterCount")
     assert spec.dimensions == ("Service", "Stage")
-    assert {s.service for s in DEAD_LETTER_SOURCES} == {spec.service, *ALSO_EMITTED_BY[spec.name]}
+    assert {s.service for s in DEAD_LETTER_SOURCES} == set(spec.services)
     assert {s.service for s in DEAD_LETTER_SOURCES} <= set(SERVICES)
     # The worker counts each dead letter's stage; `replay` is counted by the CLI (not exported).
     worker = [s.stage for s in DEAD_LETTER_SOURCES if s.service == "worker"]

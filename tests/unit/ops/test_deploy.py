@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from alarms.definitions import HIGH_INGESTION_LATENCY, INGESTION_5XX_RATIO
-from app.ops.dashboard import UnresolvedPlaceholders, substitute
-from app.ops.deploy import Change, comparable_alarm, desired_alarms, desired_dashboards, format_plan
 from dashboards.definitions import DASHBOARDS
+from ops.dashboard import UnresolvedPlaceholders, substitute
+from ops.deploy import Change, comparable_alarm, desired_alarms, desired_dashboards, format_plan
 
 
 def test_describe_alarms_output_compares_equal_to_the_definition() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from alarms.sample_metrics import synthetic_recording
-from app.ops.alarm import Dimension, Metric
-from app.ops.emf import EmfError, SeriesKey, parse_emf, read_emf
+from ops.alarm import Dimension, Metric
+from ops.emf import EmfError, SeriesKey, parse_emf, read_emf
 
 CONTRACT_LINE = (
     '{"_aws":{"Timestamp":1764220000000,"CloudWatchMetrics":[{"Namespace":"Custom/QIS",'

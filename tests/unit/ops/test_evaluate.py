@@ -7,8 +7,8 @@ from typing import get_args
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.ops.alarm import TreatMissingData
-from app.ops.evaluate import State, next_state
+from alarms.evaluate import State, next_state
+from ops.alarm import TreatMissingData
 
 TREATMENTS: tuple[TreatMissingData, ...] = get_args(TreatMissingData)
 STATES: tuple[State, ...] = get_args(State)

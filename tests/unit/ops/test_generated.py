@@ -9,11 +9,11 @@ from typing import Any
 import yaml
 
 from alarms.definitions import ALARMS
-from app.ops.alarm import put_metric_alarm_params
-from app.ops.artifacts import TEMPLATE_FILE, generated_files, stale_files, write_files
-from app.ops.cloudformation import logical_id
-from app.ops.dashboard import dashboard_body
 from dashboards.definitions import DASHBOARDS
+from ops.alarm import put_metric_alarm_params
+from ops.artifacts import TEMPLATE_FILE, generated_files, stale_files, write_files
+from ops.cloudformation import logical_id
+from ops.dashboard import dashboard_body
 
 ROOT = Path(__file__).resolve().parents[3]
 

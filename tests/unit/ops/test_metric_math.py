@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from alarms.definitions import FIVE_XX_RATIO_EXPRESSION
-from app.ops.metric_math import MetricMathError, evaluate, parse, references
+from ops.metric_math import MetricMathError, evaluate, parse, references
 
 
 def test_precedence_and_parentheses() -> None:

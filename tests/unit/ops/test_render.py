@@ -9,10 +9,10 @@ import pytest
 
 from alarms.definitions import ALARMS, DEAD_LETTERS_WIDGET
 from alarms.sample_metrics import synthetic_recording
-from app.ops.cli import main
-from app.ops.emf import parse_emf
-from app.ops.render import _time_span, _what_is_plotted, widget_curves
+from dashboards.cli import main
 from dashboards.definitions import DASHBOARDS
+from dashboards.render import _time_span, _what_is_plotted, widget_curves
+from ops.emf import parse_emf
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -12,15 +12,15 @@ from datetime import UTC, datetime
 import pytest
 
 from alarms.definitions import ALARMS, DEAD_LETTERS, HIGH_INGESTION_LATENCY
+from alarms.evaluate import AlarmTimeline, evaluate_recording, unmatched_series
+from alarms.report import format_timelines, timelines_json
 from alarms.sample_metrics import (
     DEFAULT_START,
     INJECTION_MINUTE,
     SET_ASIDE_BY_MINUTE,
     synthetic_recording,
 )
-from app.ops.emf import RecordedMetrics, parse_emf
-from app.ops.evaluate import AlarmTimeline, evaluate_recording, unmatched_series
-from app.ops.report import format_timelines, timelines_json
+from ops.emf import RecordedMetrics, parse_emf
 
 
 @pytest.fixture(scope="module")

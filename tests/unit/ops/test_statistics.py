@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.ops.alarm import AlarmDefinitionError, parse_statistic, percentile_of
-from app.ops.emf import Sample
-from app.ops.statistics import aggregate, is_low_sample, low_sample_bound, percentile
+from ops.alarm import AlarmDefinitionError, parse_statistic, percentile_of
+from ops.emf import Sample
+from ops.statistics import aggregate, is_low_sample, low_sample_bound, percentile
 
 
 def histogram(at_ms: int, values: list[float], counts: list[float]) -> Sample:

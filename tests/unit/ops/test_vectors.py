@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from alarms.definitions import ALARMS, DEAD_LETTER_SOURCES, DeadLetterSource
-from app.ops.vectors import (
+from alarms.vectors import (
     Expectation,
     InputSeries,
     VectorCase,

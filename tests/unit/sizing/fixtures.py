@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.sizing.model import (
+from benchmarks.sizing.model import (
     CacheEntrySize,
     Measurements,
     QueryCost,

@@ -7,7 +7,7 @@ import math
 import msgspec
 import pytest
 
-from app.sizing.model import (
+from benchmarks.sizing.model import (
     CATALOGUE,
     GIB,
     Assumptions,

@@ -9,9 +9,9 @@ import msgspec
 import pytest
 
 from app.settings import Settings
-from app.sizing.cli import load_measurements, load_model_inputs, register
-from app.sizing.model import Assumptions, Deployment, Workload, evaluate
-from app.sizing.report import build_report, to_json, to_markdown
+from benchmarks.sizing.cli import load_measurements, load_model_inputs, register
+from benchmarks.sizing.model import Assumptions, Deployment, Workload, evaluate
+from benchmarks.sizing.report import build_report, to_json, to_markdown
 from tests.unit.sizing.fixtures import measurements
 
 
