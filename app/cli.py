@@ -98,12 +98,9 @@ def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     from app.adapters.kafka import ensure_topics, new_consumer, new_producer
-    from app.adapters.postgres.pipeline import PostgresPipelineStore
     from app.adapters.postgres.pool import open_pool
-    from app.services.journal import Topics
-    from app.services.reconcile import failure_stage, reconciliation_stage
+    from app.entrypoints.worker import build_consumer
     from app.telemetry.setup import setup_telemetry
-    from app.worker import ObservationWorker
 
     telemetry = setup_telemetry(settings.telemetry, "worker")
 
@@ -115,27 +112,10 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
         try:
             await producer.start()
             await consumer.start()
-            after_store = reconciliation_stage(
-                PostgresPipelineStore,
-                topics=Topics.from_settings(settings.kafka),
-                metrics=telemetry.metrics,
-            )
-            worker = ObservationWorker(
-                settings,
-                pool,
-                consumer,
-                producer,
-                after_store=after_store,
-                metrics=telemetry.metrics,
-                on_set_aside=failure_stage(
-                    PostgresPipelineStore,
-                    topics=Topics.from_settings(settings.kafka),
-                    metrics=telemetry.metrics,
-                ),
-            )
+            worker = build_consumer(settings, pool, consumer, producer, metrics=telemetry.metrics)
             _log.info("worker started", extra={"owner": worker.owner})
             await worker.run(stop)
-            _log.info("worker stopping", extra={"stored": worker.stored})
+            _log.info("worker stopping", extra={"stored": worker.counters.stored})
         finally:
             # leaves the group so partitions move at once
             await _bounded(consumer.stop(), "consumer")

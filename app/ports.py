@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 import msgspec
 
 from app.domain.audit import AuditRecord
+from app.domain.dead_letter import DeadLetter
 from app.domain.observation import Observation, ObservationsRecorded
 from app.domain.reading import Granularity, HistoryItem, QualitySummary
+from app.domain.reconciliation import Reconciliation
 from app.domain.series import Series, SeriesConfig
-from app.domain.versions import OfficialValue
+from app.domain.versions import OfficialValue, VersionDecision
 
 
 class IngestionLogUnavailable(RuntimeError):
@@ -252,6 +254,102 @@ class ReferenceDataReader(Protocol):
         ...
 
 
+# --- Consuming the ingestion log: records in, one transaction per (part of a) batch.
+
+
+class LogRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One record of the ingestion log, as the consume service sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None
+
+
+class PartitionFenced(RuntimeError):
+    """Another consumer claimed the partition since we did: our batch must not commit."""
+
+
+# partition -> (next offset, ownership epoch)
+Positions: TypeAlias = Mapping[int, tuple[int, int]]
+
+
+class BatchTransaction(Protocol):
+    """One database transaction of the consume service: the batch's effects and the
+    next positions of its partitions commit together (exactly-once effects)."""
+
+    @property
+    def pipeline(self) -> PipelineStore:
+        """The reconciliation pipeline's store, in this same transaction."""
+        ...
+
+    async def lock_partitions(self, partitions: Sequence[int]) -> None:
+        """Hold the partitions' position rows until the transaction ends."""
+        ...
+
+    async def insert_observations(self, observations: Sequence[Observation]) -> list[str]:
+        """Store new observations; return the ids not stored before (idempotent)."""
+        ...
+
+    async def advance(self, positions: Positions, owner: str) -> None:
+        """Move each partition to its next offset, or raise PartitionFenced."""
+        ...
+
+
+class BatchStore(Protocol):
+    """Where the consume service keeps what it consumed: observations and positions."""
+
+    def transaction(self) -> AbstractAsyncContextManager[BatchTransaction]:
+        """A transaction that commits when the block ends without an exception."""
+        ...
+
+    async def claim(self, partitions: Sequence[int], owner: str) -> dict[int, tuple[int, int]]:
+        """Take ownership of the partitions (bumping their epochs); return each
+        partition's (next offset, epoch). Waits for a previous owner's batch to commit."""
+        ...
+
+
+class DeadLetterSink(Protocol):
+    """The dead-letter topic: returns once every letter is acknowledged."""
+
+    async def send(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
+class LogSource(Protocol):
+    """The consumer side of the ingestion log (one consumer group member)."""
+
+    async def poll(self, max_records: int, timeout_ms: int) -> dict[int, list[LogRecord]]:
+        """Records by partition, each partition's in offset order (may be empty)."""
+        ...
+
+    def assigned(self) -> list[int]:
+        """The partitions this member owns now."""
+        ...
+
+    def seek(self, partition: int, offset: int) -> None:
+        """Read `partition` from `offset` on."""
+        ...
+
+    async def lag(self) -> int | None:
+        """Records behind the end of the assigned partitions (None: unknown now)."""
+        ...
+
+
+class ConsumeTracing(Protocol):
+    """What the consume service reports to tracing (app/telemetry implements it)."""
+
+    def record_sampled(self, headers: Sequence[tuple[str, bytes]]) -> bool:
+        """Whether a record's trace headers say its request was sampled."""
+        ...
+
+    def batch(self, records: Sequence[LogRecord]) -> AbstractContextManager[object]:
+        """The span of processing one polled batch (joined to its sampled requests)."""
+        ...
+
+
 class EventBusUnavailable(RuntimeError):
     """The event bus did not acknowledge every event; none may be marked published."""
 
@@ -312,4 +410,124 @@ class QueryStore(Protocol):
 
     async def quality(self, series: str, start: datetime, end: datetime) -> QualitySummary:
         """Quality of the latest versions with `start <= snap < end`."""
+        ...
+
+
+# --- Beside the stores: the in-process cache, and instrumentation (what services report;
+# implemented in app/adapters/memory_cache.py and app/telemetry/).
+
+
+class LocalCache(Protocol):
+    """L1: a bounded cache in this process (`MemoryCache`); never fails, may forget.
+
+    An entry may carry a tag (a series id), so `discard_tag` drops all of them at once.
+    """
+
+    def get(self, key: str) -> bytes | None:
+        """The live value, or None when absent or expired."""
+        ...
+
+    def put(self, key: str, value: bytes, ttl_seconds: float, tag: str | None = None) -> None:
+        """Store for `ttl_seconds` (0: not at all)."""
+        ...
+
+    def discard(self, key: str) -> None:
+        """Drop one entry if present."""
+        ...
+
+    def discard_tag(self, tag: str) -> int:
+        """Drop every entry carrying `tag`; return how many."""
+        ...
+
+    def clear(self) -> None:
+        """Drop everything."""
+        ...
+
+
+class Metrics(Protocol):
+    """The instruments services record to (`app.telemetry.metrics.QisMetrics`; the
+    metric each feeds is named there). `NULL_METRICS` in app/services/instrumentation.py
+    records nothing."""
+
+    def reconciliation(self, succeeded: bool) -> None:
+        """One snap published (True), or left insufficient or failed (False)."""
+        ...
+
+    def quality_score(self, score: float, series: str) -> None:
+        """The quality score of a version just published."""
+        ...
+
+    def dead_letters(self, count: int, stage: str) -> None:
+        """Records (or rows) set aside at `stage`."""
+        ...
+
+    def publication_freshness(self, seconds: float) -> None:
+        """Snap to the publication of its first version."""
+        ...
+
+    def cache_lookup(self, level: str, hit: bool) -> None:
+        """One lookup at cache level `L1` or `L2`."""
+        ...
+
+    def cache_fallback(self) -> None:
+        """A read that went to the database because L2 was unavailable."""
+        ...
+
+    def consumer_lag(self, topic: str, lag: int) -> None:
+        """Records of `topic` not consumed yet."""
+        ...
+
+
+class ReconciliationStep(Protocol):
+    """The span of one snap's reconciliation, while it runs."""
+
+    def reconciled(
+        self,
+        config: SeriesConfig,
+        observations: Sequence[Observation],
+        result: Reconciliation,
+    ) -> None:
+        """Record what was reconciled and how (nothing when the span is not recorded)."""
+        ...
+
+
+class QualityStep(Protocol):
+    """The span of one snap's quality assessment and publication decision, while it runs."""
+
+    def assessed(
+        self, config: SeriesConfig, result: Reconciliation, decision: VersionDecision
+    ) -> None:
+        """Record the quality and the decision (nothing when the span is not recorded)."""
+        ...
+
+
+class Tracing(Protocol):
+    """The spans and trace context services take part in (`PipelineTracing` in
+    app/telemetry/pipeline_tracing.py). `NULL_TRACING` in app/services/instrumentation.py
+    traces nothing.
+
+    `traced` False means "make no span" (the work is not sampled): the step costs nothing.
+    """
+
+    def recording(self) -> bool:
+        """Whether the current work is recorded (children of an unrecorded span never are)."""
+        ...
+
+    def reconciliation(
+        self, key: SnapKey, traced: bool
+    ) -> AbstractContextManager[ReconciliationStep]:
+        """A span around reconciling one snap's observations."""
+        ...
+
+    def quality_assessment(self, key: SnapKey, traced: bool) -> AbstractContextManager[QualityStep]:
+        """A span around scoring one snap and deciding whether to publish a version."""
+        ...
+
+    def outbox_relay(self, messages: Sequence[OutboxMessage]) -> AbstractContextManager[None]:
+        """The relay's span around publishing `messages`, linked to the trace each one
+        was written in (its stored headers)."""
+        ...
+
+    def trace_headers(self) -> dict[str, str]:
+        """The current trace context as text headers (empty when nothing is traced)."""
         ...

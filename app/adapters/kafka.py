@@ -5,22 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry import propagate, trace
 
+from app.domain.dead_letter import ERROR_HEADER, STAGE_HEADER, DeadLetter
 from app.domain.observation import ObservationsRecorded
-from app.ports import IngestionLogUnavailable
+from app.ports import IngestionLogUnavailable, LogRecord
 from app.settings import KafkaSettings
 from app.telemetry.tracing import traced_span
 
 _tracer = trace.get_tracer("qis.kafka")
+_letters = msgspec.json.Encoder()
 
 
 MAX_RECORD_BYTES = 4 * 1024 * 1024
@@ -340,3 +343,105 @@ async def read_topic(
                 raise TimeoutError(f"reading {topic}: no progress for {stall_seconds:g} s")
     finally:
         await consumer.stop()
+
+
+# --- The worker's side: the consumer group member and the dead-letter topic. ---------
+
+
+class KafkaLogSource:
+    """`LogSource` over a group member that never auto-commits: positions live in
+    PostgreSQL. `listen(on_assigned, on_revoked)` subscribes with a rebalance listener
+    that tells the consume service about partition moves."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, topic: str) -> None:
+        self._consumer = consumer
+        self._topic = topic
+
+    def listen(
+        self,
+        on_assigned: Callable[[list[int]], Awaitable[None]],
+        on_revoked: Callable[[list[int]], None],
+    ) -> None:
+        topic = self._topic
+
+        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+                on_revoked([tp.partition for tp in revoked if tp.topic == topic])
+
+            async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+                await on_assigned([tp.partition for tp in assigned if tp.topic == topic])
+
+        self._consumer.subscribe([topic], listener=Listener())
+
+    async def poll(self, max_records: int, timeout_ms: int) -> dict[int, list[LogRecord]]:
+        polled = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        return {
+            tp.partition: [
+                LogRecord(
+                    topic=r.topic,
+                    partition=r.partition,
+                    offset=r.offset,
+                    key=r.key,
+                    value=r.value,
+                    headers=tuple((k, v) for k, v in r.headers or () if v is not None),
+                    timestamp_ms=r.timestamp,
+                )
+                for r in records
+            ]
+            for tp, records in polled.items()
+            if records
+        }
+
+    def assigned(self) -> list[int]:
+        return sorted(tp.partition for tp in self._consumer.assignment())
+
+    def seek(self, partition: int, offset: int) -> None:
+        self._consumer.seek(TopicPartition(self._topic, partition), offset)
+
+    async def lag(self) -> int | None:
+        lag = 0
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                lag += max(0, highwater - await self._consumer.position(tp))
+        return lag
+
+
+class KafkaDeadLetterSink:
+    """`DeadLetterSink`: letters keyed like their records, with the error and the stage
+    in headers; returns once the broker acknowledged every one."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, max_bytes: int) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._max_bytes = max_bytes
+
+    async def send(self, letters: Sequence[DeadLetter]) -> None:
+        futures = [
+            await self._producer.send(
+                self._topic,
+                value=self._encode(letter),
+                key=letter.key,
+                headers=[
+                    (ERROR_HEADER, letter.error[:512].encode()),
+                    (STAGE_HEADER, letter.stage.encode()),
+                ],
+            )
+            for letter in letters
+        ]
+        await asyncio.gather(*futures)
+
+    def _encode(self, letter: DeadLetter) -> bytes:
+        """The letter's bytes; without the original payload when it would not fit in one
+        Kafka batch (the origin topic, partition and offset still point at it)."""
+        encoded = _letters.encode(letter)
+        if len(encoded) <= self._max_bytes - 1024:
+            return encoded
+        return _letters.encode(
+            msgspec.structs.replace(
+                letter,
+                value=None,
+                headers=[],
+                error=f"{letter.error} (original record too large to carry: {len(encoded)} bytes)",
+            )
+        )

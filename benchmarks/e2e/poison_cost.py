@@ -30,7 +30,6 @@ import asyncpg
 import msgspec
 
 from app.adapters.kafka import ensure_topics, new_consumer, new_producer
-from app.adapters.postgres.pipeline import PostgresPipelineStore
 from app.adapters.postgres.pool import open_pool
 from app.domain.observation import (
     OBSERVATIONS_SCHEMA_VERSION,
@@ -38,10 +37,9 @@ from app.domain.observation import (
     ObservationsRecorded,
     derive_observation_id,
 )
-from app.services.journal import Topics
-from app.services.reconcile import failure_stage, reconciliation_stage
+from app.entrypoints.worker import build_consumer, reconciling
+from app.ports import PipelineStore
 from app.settings import KafkaSettings, Settings, WorkerSettings, load_settings
-from app.worker import ObservationWorker
 from benchmarks.e2e.processes import prepare_stack
 
 _encode = msgspec.json.Encoder()
@@ -102,31 +100,23 @@ async def one_round(
     finally:
         await producer.stop()
 
-    topics = Topics.from_settings(settings.kafka)
-    stage = reconciliation_stage(PostgresPipelineStore, topics=topics)
-
-    async def after_store(
-        conn: asyncpg.Connection, new: Sequence[Observation], traced: Collection[str]
-    ) -> None:
-        if any(o.source == "poison" for o in new):
-            raise TypeError("simulated reconciliation bug")
-        await stage(conn, new, traced)
-
     own = msgspec.structs.replace(
         settings, kafka=kafka, worker=WorkerSettings(group_id=f"bench-poison-{run}")
     )
+    stage, _ = reconciling(own, None)
+
+    async def after_store(
+        store: PipelineStore, new: Sequence[Observation], traced: Collection[str]
+    ) -> None:
+        if any(o.source == "poison" for o in new):
+            raise TypeError("simulated reconciliation bug")
+        await stage(store, new, traced)
+
     consumer = new_consumer(kafka, own.worker.group_id, "bench-poison")
     dlq_producer = new_producer(kafka)
     await consumer.start()
     await dlq_producer.start()
-    worker = ObservationWorker(
-        own,
-        pool,
-        consumer,
-        dlq_producer,
-        after_store=after_store,
-        on_set_aside=failure_stage(PostgresPipelineStore, topics=topics),
-    )
+    worker = build_consumer(own, pool, consumer, dlq_producer, after_store=after_store)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     started = time.perf_counter()
@@ -134,7 +124,7 @@ async def one_round(
     try:
         async with asyncio.timeout(limit):
             # Polling the worker's counters keeps the worker free of benchmark hooks.
-            while worker.stored < good or worker.dead_lettered < poison:  # noqa: ASYNC110
+            while worker.counters.stored < good or worker.counters.dead_lettered < poison:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         seconds = time.perf_counter() - started
     finally:
@@ -146,9 +136,9 @@ async def one_round(
         "poison": poison,
         "seconds": round(seconds, 3),
         "records_per_second": round(count / seconds, 1),
-        "dead_letters": worker.dead_lettered,
-        "transactions": worker.transactions,
-        "stored": worker.stored,
+        "dead_letters": worker.counters.dead_lettered,
+        "transactions": worker.counters.transactions,
+        "stored": worker.counters.stored,
     }
 
 

@@ -20,15 +20,12 @@ from opentelemetry.trace import SpanKind
 
 from app.adapters.kafka import ensure_topics, new_consumer, new_producer, read_topic
 from app.adapters.kafka_events import KafkaEventPublisher
-from app.adapters.postgres.pipeline import PostgresPipelineStore
 from app.api.app import create_app
+from app.entrypoints.worker import build_consumer
 from app.ports import PendingMessage
-from app.services.journal import Topics
-from app.services.reconcile import reconciliation_stage
 from app.settings import Settings, TelemetrySettings, WorkerSettings
 from app.telemetry.setup import Telemetry, setup_telemetry
 from app.telemetry.tracing import XRAY_ANNOTATIONS
-from app.worker import ObservationWorker
 from tests.conftest import unique_series
 
 
@@ -65,18 +62,7 @@ async def running_worker(
     await producer.start()
     await consumer.start()
     stop = asyncio.Event()
-    worker = ObservationWorker(
-        worker_settings,
-        pool,
-        consumer,
-        producer,
-        after_store=reconciliation_stage(
-            PostgresPipelineStore,
-            topics=Topics.from_settings(settings.kafka),
-            metrics=telemetry.metrics,
-        ),
-        metrics=telemetry.metrics,
-    )
+    worker = build_consumer(worker_settings, pool, consumer, producer, metrics=telemetry.metrics)
     task = asyncio.create_task(worker.run(stop))
     yield worker_settings
     stop.set()

@@ -24,7 +24,6 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from app.adapters.kafka import ensure_topics, new_consumer, new_producer, read_topic
-from app.adapters.postgres.pipeline import PostgresPipelineStore
 from app.dlq_cli import replay_dead_letters
 from app.domain.dead_letter import DeadLetter
 from app.domain.events import ReconciliationFailed, decode_event
@@ -34,11 +33,11 @@ from app.domain.observation import (
     ObservationsRecorded,
     derive_observation_id,
 )
+from app.entrypoints.worker import build_consumer, reconciling
+from app.ports import PipelineStore
+from app.services.consume import Consumer
 from app.services.dead_letters import Selection
-from app.services.journal import Topics
-from app.services.reconcile import failure_stage, reconciliation_stage
 from app.settings import KafkaSettings, Settings, WorkerSettings
-from app.worker import ObservationWorker
 from tests.conftest import unique_series
 
 pytestmark = pytest.mark.integration
@@ -54,7 +53,7 @@ class DomainBug(TypeError):
 @dataclass
 class Running:
     settings: Settings
-    worker: ObservationWorker
+    worker: Consumer
     task: asyncio.Task[None]
     stop: asyncio.Event
 
@@ -107,35 +106,27 @@ async def start_worker(
         kafka=kafka,
         worker=WorkerSettings(group_id=group, retry_initial_seconds=0.05, retry_max_seconds=0.2),
     )
-    topics = Topics.from_settings(settings.kafka)
-    stage = reconciliation_stage(PostgresPipelineStore, topics=topics)
+    stage, _ = reconciling(own, None)
 
     async def after_store(
-        conn: asyncpg.Connection, new: Sequence[Observation], traced: Collection[str]
+        store: PipelineStore, new: Sequence[Observation], traced: Collection[str]
     ) -> None:
         if buggy and any(o.source == "poison" for o in new):
             raise DomainBug("can't compare offset-naive and offset-aware datetimes")
-        await stage(conn, new, traced)
+        await stage(store, new, traced)
 
     producer = new_producer(kafka)
-    consumer = new_consumer(kafka, group, "poison-test")
+    kafka_consumer = new_consumer(kafka, group, "poison-test")
     await producer.start()
-    await consumer.start()
-    worker = ObservationWorker(
-        own,
-        pool,
-        consumer,
-        producer,
-        after_store=after_store,
-        on_set_aside=failure_stage(PostgresPipelineStore, topics=topics),
-    )
+    await kafka_consumer.start()
+    worker = build_consumer(own, pool, kafka_consumer, producer, after_store=after_store)
     stop = asyncio.Event()
 
     async def run() -> None:
         try:
             await worker.run(stop)
         finally:
-            await consumer.stop()
+            await kafka_consumer.stop()
             await producer.stop()
 
     return Running(own, worker, asyncio.create_task(run()), stop)
@@ -312,7 +303,7 @@ async def test_a_fixed_record_replayed_from_the_dead_letters_is_stored_once(
         # Both replays consumed: the position is past the second one.
         async with asyncio.timeout(30):
             while (
-                running.worker.stored < 3
+                running.worker.counters.stored < 3
                 or await pool.fetchval(
                     "SELECT sum(next_offset) FROM consumer_offsets"
                     " WHERE topic = $1 AND group_id = $2",
@@ -326,7 +317,7 @@ async def test_a_fixed_record_replayed_from_the_dead_letters_is_stored_once(
     finally:
         await stop_worker(running)
     assert await count_observations(pool, series, snap) == 3
-    assert running.worker.stored == 3  # the second replay stored nothing
+    assert running.worker.counters.stored == 3  # the second replay stored nothing
     versions = await pool.fetch(
         "SELECT version FROM official_values WHERE reference_data_id = $1 AND snap = $2",
         series,

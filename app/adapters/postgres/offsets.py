@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
+
+from app.ports import PartitionFenced
 
 if TYPE_CHECKING:
     from app.adapters.postgres import Connection
 
-
-class PartitionFenced(RuntimeError):
-    """Another consumer claimed the partition since we did: our batch must not commit."""
+__all__ = ["PartitionFenced", "advance", "claim_partitions", "lock_partitions"]
 
 
 async def claim_partitions(
@@ -46,7 +46,7 @@ async def advance(
     conn: Connection,
     group_id: str,
     topic: str,
-    positions: dict[int, tuple[int, int]],
+    positions: Mapping[int, tuple[int, int]],
     owner: str,
 ) -> None:
     """Inside the batch transaction: move each partition to its next offset, or raise if fenced.

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 from app.adapters.postgres import (
     audit,
     official_values,
+    offsets,
     outbox,
     reference_data,
     relay_positions,
     snaps,
 )
-from app.adapters.postgres.observations import observations_for_snaps
+from app.adapters.postgres.observations import insert_observations, observations_for_snaps
 
 if TYPE_CHECKING:
     import asyncpg
@@ -149,3 +150,40 @@ class PostgresReadModel:
     async def list_series(self, after: str | None, limit: int) -> list[Series]:
         async with self._pool.acquire() as conn:
             return await reference_data.list_series(conn, after, limit)
+
+
+class PostgresBatch:
+    """`BatchTransaction` on one connection inside its transaction."""
+
+    def __init__(self, conn: Connection, group_id: str, topic: str) -> None:
+        self._conn = conn
+        self._group = group_id
+        self._topic = topic
+        self.pipeline = PostgresPipelineStore(conn)
+
+    async def lock_partitions(self, partitions: Sequence[int]) -> None:
+        await offsets.lock_partitions(self._conn, self._group, self._topic, partitions)
+
+    async def insert_observations(self, observations: Sequence[Observation]) -> list[str]:
+        return await insert_observations(self._conn, observations)
+
+    async def advance(self, positions: Mapping[int, tuple[int, int]], owner: str) -> None:
+        await offsets.advance(self._conn, self._group, self._topic, positions, owner)
+
+
+class PostgresBatchStore:
+    """`BatchStore`: observations and consumer positions of one group and topic."""
+
+    def __init__(self, pool: asyncpg.Pool, group_id: str, topic: str) -> None:
+        self._pool = pool
+        self._group = group_id
+        self._topic = topic
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresBatch]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield PostgresBatch(conn, self._group, self._topic)
+
+    async def claim(self, partitions: Sequence[int], owner: str) -> dict[int, tuple[int, int]]:
+        async with self._pool.acquire() as conn:
+            return await offsets.claim_partitions(conn, self._group, self._topic, partitions, owner)

@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 import pytest
-from aiokafka import ConsumerRecord, TopicPartition
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-import app.worker as worker_module
-from app.worker import receive_sampled, record_sampled, split_lanes
+import app.telemetry.consume_tracing as tracing_module
+from app.ports import LogRecord
+from app.services.consume import split_lanes
+from app.telemetry.consume_tracing import receive_sampled, record_sampled
 
 TOPIC = "qis.observations.v1"
 
 
-def records(partition: int, count: int) -> list[ConsumerRecord[bytes, bytes]]:
+def records(partition: int, count: int) -> list[LogRecord]:
     return [
-        ConsumerRecord(TOPIC, partition, offset, 0, 0, b"k", b"v", None, 1, 1, [])
+        LogRecord(topic=TOPIC, partition=partition, offset=offset, key=b"k", value=b"v")
         for offset in range(count)
     ]
 
 
-def batch(**counts: int) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
-    return {TopicPartition(TOPIC, int(p[1:])): records(int(p[1:]), n) for p, n in counts.items()}
+def batch(**counts: int) -> dict[int, list[LogRecord]]:
+    return {int(p[1:]): records(int(p[1:]), n) for p, n in counts.items()}
 
 
 def test_partitions_are_dealt_whole_into_lanes_of_similar_size() -> None:
@@ -35,11 +36,11 @@ def test_partitions_are_dealt_whole_into_lanes_of_similar_size() -> None:
     assert len(lanes) == 2
     sizes = sorted(sum(len(r) for r in lane.values()) for lane in lanes)
     assert sizes == [590, 700]  # largest first, each to the lightest lane
-    every = [tp.partition for lane in lanes for tp in lane]
+    every = [partition for lane in lanes for partition in lane]
     assert sorted(every) == [0, 1, 2, 3, 4]  # each partition in exactly one lane
     for lane in lanes:
-        for tp, recs in lane.items():
-            assert recs is polled[tp]  # never split, order kept
+        for partition, recs in lane.items():
+            assert recs is polled[partition]  # never split, order kept
 
 
 def test_one_lane_or_one_partition_keeps_the_batch_as_it_is() -> None:
@@ -63,6 +64,7 @@ def test_no_more_lanes_than_partitions() -> None:
         ([("X-Amzn-Trace-Id", b"Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1")], True),
         ([("x-amzn-trace-id", b"Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0")], False),
         ([("qis-other", b"x"), ("traceparent", None)], False),
+        ([("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-zz")], False),
         ([], False),
         (None, False),
     ],
@@ -73,9 +75,11 @@ def test_record_sampled_reads_the_decision_from_the_headers(
     assert record_sampled(headers) is sampled
 
 
-def traced_record(offset: int, traceparent: bytes | None) -> ConsumerRecord[bytes, bytes]:
-    headers = [] if traceparent is None else [("traceparent", traceparent)]
-    return ConsumerRecord(TOPIC, 3, offset, 0, 0, b"k", b"v", None, 1, 1, headers)
+def traced_record(offset: int, traceparent: bytes | None, partition: int = 3) -> LogRecord:
+    headers = () if traceparent is None else (("traceparent", traceparent),)
+    return LogRecord(
+        topic=TOPIC, partition=partition, offset=offset, key=b"k", value=b"v", headers=headers
+    )
 
 
 def test_one_receive_span_per_sampled_request_and_the_batch_joins_the_first(
@@ -84,19 +88,17 @@ def test_one_receive_span_per_sampled_request_and_the_batch_joins_the_first(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(worker_module, "_tracer", provider.get_tracer("test"))
+    monkeypatch.setattr(tracing_module, "_tracer", provider.get_tracer("test"))
     first = "0af7651916cd43dd8448eb211c80319c"
     second = "1bf7651916cd43dd8448eb211c80319d"
-    polled = {
-        TopicPartition(TOPIC, 3): [
-            traced_record(10, f"00-{'f' * 32}-b7ad6b7169203331-00".encode()),
-            traced_record(11, f"00-{first}-b7ad6b7169203331-01".encode()),
-            traced_record(12, None),
-            traced_record(13, f"00-{second}-c7ad6b7169203332-01".encode()),
-        ],
+    polled = [
+        traced_record(10, f"00-{'f' * 32}-b7ad6b7169203331-00".encode()),
+        traced_record(11, f"00-{first}-b7ad6b7169203331-01".encode()),
+        traced_record(12, None),
+        traced_record(13, f"00-{second}-c7ad6b7169203332-01".encode()),
         # another record of the first request (another series, another partition)
-        TopicPartition(TOPIC, 4): [traced_record(7, f"00-{first}-b7ad6b7169203331-01".encode())],
-    }
+        traced_record(7, f"00-{first}-b7ad6b7169203331-01".encode(), partition=4),
+    ]
 
     parent, links = receive_sampled(polled)
 
@@ -117,9 +119,9 @@ def test_an_unsampled_batch_has_no_parent_and_no_spans(monkeypatch: pytest.Monke
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(worker_module, "_tracer", provider.get_tracer("test"))
+    monkeypatch.setattr(tracing_module, "_tracer", provider.get_tracer("test"))
 
-    polled = {TopicPartition(TOPIC, 3): [traced_record(1, None), traced_record(2, None)]}
+    polled = [traced_record(1, None), traced_record(2, None)]
 
     assert receive_sampled(polled) == (None, [])
     assert exporter.get_finished_spans() == ()
