@@ -4,22 +4,34 @@ Every state change is audited in the transaction that makes it (exactly once). T
 mirrors every audit record to `qis.audit.v1` as an `AuditRecordAppended` event, reading
 the trail itself in seq order (`publish.relay_audit`), so a consumer can mirror the trail
 and re-verify its chain outside the database. Outbox events get the current trace
-context as headers, so the relay's produce joins the writer's trace.
+context as headers (`Tracing.trace_headers`), so the relay's produce joins the writer's
+trace.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
-from opentelemetry import propagate
 
 from app.domain.audit import AuditRecord
 from app.domain.events import SCHEMA_VERSION, DomainEvent, derive_event_id, encode_event
 from app.ports import AuditEntry, OutboxMessage, PendingMessage, PipelineStore
-from app.settings import KafkaSettings
+
+
+class TopicNames(Protocol):
+    """Configuration naming the event topics (`app.settings.KafkaSettings` has them)."""
+
+    @property
+    def official_values_topic(self) -> str: ...
+
+    @property
+    def quality_alerts_topic(self) -> str: ...
+
+    @property
+    def audit_topic(self) -> str: ...
 
 
 class Topics(msgspec.Struct, frozen=True, kw_only=True):
@@ -30,7 +42,8 @@ class Topics(msgspec.Struct, frozen=True, kw_only=True):
     audit: str = "qis.audit.v1"
 
     @classmethod
-    def from_settings(cls, kafka: KafkaSettings) -> Topics:
+    def from_settings(cls, kafka: TopicNames) -> Topics:
+        """The topics configured in `kafka` (the Kafka settings)."""
         return cls(
             official_values=kafka.official_values_topic,
             quality_alerts=kafka.quality_alerts_topic,
@@ -58,13 +71,6 @@ class AuditRecordAppended(
 
 
 _encode = msgspec.json.Encoder()
-
-
-def trace_headers() -> dict[str, str]:
-    """The current trace context as text headers (empty when nothing is traced)."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier
 
 
 def event_message(

@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
-from opentelemetry import propagate, trace
-from opentelemetry.trace import Link
 
 from app.domain.dead_letter import storable_text
 from app.domain.events import OfficialValuePublished, QualityAlertRaised, decode_event
@@ -32,14 +30,15 @@ from app.ports import (
     AuditEntry,
     EventPublisher,
     EventRefused,
+    Metrics,
     PendingMessage,
     PipelineDatabase,
+    Tracing,
 )
+from app.services.instrumentation import NULL_METRICS, NULL_TRACING
 from app.services.journal import Topics, audit_message, version_entity, write_journal
-from app.telemetry.metrics import QisMetrics, noop_metrics
 
 _log = logging.getLogger("qis.relay")
-_tracer = trace.get_tracer("qis.scheduler")
 
 
 async def relay_outbox(
@@ -47,19 +46,20 @@ async def relay_outbox(
     publisher: EventPublisher,
     *,
     topics: Topics,
-    metrics: QisMetrics | None = None,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
     limit: int = 500,
 ) -> int:
-    """Publish up to `limit` pending events; return how many were sent."""
-    meter = metrics or noop_metrics("scheduler")
+    """Publish up to `limit` pending events; return how many were sent.
+
+    The publishing is traced (`tracing.outbox_relay`), linked to the traces that wrote
+    the events."""
+    meter = metrics or NULL_METRICS
     async with db.transaction() as store:
         pending = await store.unpublished(limit)
     if not pending:
         return 0
-    with _tracer.start_as_current_span(
-        "outbox-relay", kind=trace.SpanKind.PRODUCER, links=_links(pending)
-    ) as span:
-        span.set_attribute("qis.events", len(pending))
+    with (tracing or NULL_TRACING).outbox_relay(pending):
         receipts, refused = await publish_or_set_aside(publisher, pending)
     sent = [(m, r) for m, r in zip(pending, receipts, strict=True) if r is not None]
     async with db.transaction() as store:
@@ -161,21 +161,12 @@ def _publication(message: PendingMessage, receipt: tuple[int, int]) -> AuditEntr
     )
 
 
-def _record_freshness(meter: QisMetrics, messages: list[PendingMessage], at: datetime) -> None:
+def _record_freshness(meter: Metrics, messages: list[PendingMessage], at: datetime) -> None:
     """Snap -> first version published, for version 1 events (revisions are late data)."""
     for message in messages:
         event = _decoded(message)
         if isinstance(event, OfficialValuePublished) and event.version == 1:
             meter.publication_freshness((at - event.snap).total_seconds())
-
-
-def _links(messages: list[PendingMessage]) -> list[Link]:
-    links: list[Link] = []
-    for message in messages[:64]:  # a span keeps a bounded number of links
-        context = trace.get_current_span(propagate.extract(message.headers)).get_span_context()
-        if context.is_valid:
-            links.append(Link(context))
-    return links
 
 
 AUDIT_RELAY = "audit"
@@ -187,7 +178,7 @@ async def relay_audit(
     *,
     topics: Topics,
     limit: int = 500,
-    metrics: QisMetrics | None = None,
+    metrics: Metrics | None = None,
 ) -> int:
     """Publish up to `limit` audit records after the saved position; return how many."""
     async with db.transaction() as store:
@@ -202,8 +193,7 @@ async def relay_audit(
         # audit topic is missing. Auditing this would audit itself forever: logged, counted.
         _log.error("audit record not relayed", extra={"seq": message.id, "error": reason})
     if refused:
-        meter = metrics or noop_metrics("scheduler")
-        meter.dead_letters(len(refused), "audit-relay")
+        (metrics or NULL_METRICS).dead_letters(len(refused), "audit-relay")
     async with db.transaction() as store:
         await store.save_relay_position(AUDIT_RELAY, records[-1].seq or position)
     return len(records)

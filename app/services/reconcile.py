@@ -39,7 +39,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
-from opentelemetry import trace
 
 from app.domain.dead_letter import storable_text
 from app.domain.events import (
@@ -53,29 +52,27 @@ from app.domain.series import Series, SeriesConfig, is_window_closed, window_clo
 from app.domain.versions import OfficialValue, VersionDecision, decide_version, official_value
 from app.ports import (
     AuditEntry,
+    Metrics,
     OutboxMessage,
     PipelineDatabase,
     PipelineStore,
     SnapKey,
     SnapState,
     SnapStateName,
+    Tracing,
 )
+from app.services.instrumentation import NULL_METRICS, NULL_TRACING
 from app.services.journal import (
     Topics,
     event_message,
     iso,
     json_native,
     snap_entity,
-    trace_headers,
     version_entity,
     write_journal,
 )
-from app.telemetry.metrics import QisMetrics, noop_metrics
-from app.telemetry.tracing import annotate, traced_span
 
 _log = logging.getLogger("qis.reconcile")
-_tracer = trace.get_tracer("qis.worker")
-_json = msgspec.json.Encoder()
 
 DEFAULT_CONFIG = SeriesConfig()
 SERIES_PER_TRANSACTION = 50
@@ -109,10 +106,10 @@ def reconciliation_stage(
     store_for: Callable[[C], PipelineStore],
     *,
     topics: Topics,
-    metrics: QisMetrics | None = None,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
 ) -> Callable[[C, Sequence[Observation], Collection[str]], Awaitable[None]]:
     """The worker's `after_store` hook: reconcile every snap the new observations touched."""
-    meter = metrics or noop_metrics("worker")
 
     async def after_store(
         conn: C, observations: Sequence[Observation], traced: Collection[str] | None = None
@@ -137,7 +134,8 @@ def reconciliation_stage(
             keys,
             actor="worker",
             topics=topics,
-            metrics=meter,
+            metrics=metrics,
+            tracing=tracing,
             accepted=accepted,
             traced_snaps=traced_snaps,
         )
@@ -149,7 +147,8 @@ async def close_due_windows(
     db: PipelineDatabase,
     *,
     topics: Topics,
-    metrics: QisMetrics | None = None,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
     limit: int = 1000,
     series_per_transaction: int = SERIES_PER_TRANSACTION,
     transient: Callable[[BaseException], bool] = lambda _: True,
@@ -161,7 +160,8 @@ async def close_due_windows(
     (`failed`, audited, alerted, counted) so the others go on and it is not retried
     every round. Transient failures are raised: the next round retries them.
     """
-    meter = metrics or noop_metrics("scheduler")
+    meter = metrics or NULL_METRICS
+    tracer = tracing or NULL_TRACING
     async with db.transaction() as store:
         due = await store.due_snaps(limit)
     by_series: dict[str, list[SnapKey]] = {}
@@ -172,7 +172,8 @@ async def close_due_windows(
     for start in range(0, len(ordered), series_per_transaction):
         group = ordered[start : start + series_per_transaction]
         try:
-            outcomes += await _close(db, [k for s in group for k in by_series[s]], topics, meter)
+            keys = [k for s in group for k in by_series[s]]
+            outcomes += await _close(db, keys, topics, meter, tracer)
             continue
         except Exception as exc:
             if transient(exc):
@@ -180,19 +181,25 @@ async def close_due_windows(
             _log.warning("closing windows failed; isolating", extra={"error": repr(exc)})
         for series_id in group:  # find the series that fail on their own
             try:
-                outcomes += await _close(db, by_series[series_id], topics, meter)
+                outcomes += await _close(db, by_series[series_id], topics, meter, tracer)
             except Exception as exc:
                 if transient(exc):
                     raise
-                await _set_aside_windows(db, by_series[series_id], exc, topics, meter)
+                await _set_aside_windows(db, by_series[series_id], exc, topics, meter, tracer)
     return outcomes
 
 
 async def _close(
-    db: PipelineDatabase, keys: Sequence[SnapKey], topics: Topics, meter: QisMetrics
+    db: PipelineDatabase,
+    keys: Sequence[SnapKey],
+    topics: Topics,
+    meter: Metrics,
+    tracing: Tracing,
 ) -> list[SnapOutcome]:
     async with db.transaction() as store:
-        return await reconcile_snaps(store, keys, actor="scheduler", topics=topics, metrics=meter)
+        return await reconcile_snaps(
+            store, keys, actor="scheduler", topics=topics, metrics=meter, tracing=tracing
+        )
 
 
 async def _set_aside_windows(
@@ -200,7 +207,8 @@ async def _set_aside_windows(
     keys: Sequence[SnapKey],
     exc: BaseException,
     topics: Topics,
-    meter: QisMetrics,
+    meter: Metrics,
+    tracing: Tracing,
 ) -> None:
     error = storable_text(f"{type(exc).__name__}: {exc}")
     _log.error("snaps set aside", extra={"snaps": len(keys), "error": error})
@@ -213,6 +221,7 @@ async def _set_aside_windows(
             error=error,
             topics=topics,
             metrics=meter,
+            tracing=tracing,
             set_aside=True,
         )
 
@@ -225,7 +234,8 @@ async def record_reconciliation_failure(
     stage: str,
     error: str,
     topics: Topics,
-    metrics: QisMetrics | None = None,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
     set_aside: bool = False,
 ) -> None:
     """Record snaps that could not be reconciled: per snap, a `snap.reconciliation_failed`
@@ -234,7 +244,7 @@ async def record_reconciliation_failure(
     state become `failed`, so windows stop closing them until new observations arrive
     (the worker then reconciles them again), and they are counted as set aside at `stage`
     (the worker counts its dead letters itself)."""
-    meter = metrics or noop_metrics(actor)
+    meter = metrics or NULL_METRICS
     error = storable_text(error)
     unique = sorted({(series_id, snap.astimezone(UTC)) for series_id, snap in keys})
     if not unique:
@@ -245,7 +255,7 @@ async def record_reconciliation_failure(
             [msgspec.structs.replace(state, state="failed") for state in states.values()]
         )
     at = await store.open_journal()
-    headers = trace_headers()
+    headers = (tracing or NULL_TRACING).trace_headers()
     entries = [
         AuditEntry(
             actor=actor,
@@ -277,7 +287,8 @@ def failure_stage(
     store_for: Callable[[C], PipelineStore],
     *,
     topics: Topics,
-    metrics: QisMetrics | None = None,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
 ) -> Callable[[C, Sequence[Observation], str], Awaitable[None]]:
     """The worker's `on_set_aside` hook: record the snaps of a dead-lettered record whose
     reconciliation failed (the letter itself is counted by the worker)."""
@@ -291,6 +302,7 @@ def failure_stage(
             error=error,
             topics=topics,
             metrics=metrics,
+            tracing=tracing,
         )
 
     return on_set_aside
@@ -302,19 +314,22 @@ async def reconcile_snaps(
     *,
     actor: str,
     topics: Topics,
-    metrics: QisMetrics | None = None,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
     accepted: Mapping[str, Sequence[str]] | None = None,
     traced_snaps: Collection[SnapKey] | None = None,
 ) -> list[SnapOutcome]:
     """Reconcile each (series, snap) and write what the publication rules call for.
 
-    The custom spans (`multi-source-reconciliation`, `quality-assessment`) are made for
-    the snaps in `traced_snaps` (None: all), and only under a recorded span. A worker
+    Each snap's reconciliation and quality assessment are traced (`tracing`: the spans
+    `multi-source-reconciliation` and `quality-assessment`) for the snaps in
+    `traced_snaps` (None: all), and only under a recorded span. A worker
     batch joins the trace of its first sampled record, so nearly every large batch is
     recorded; per-snap spans for all its snaps would trace ~100 % of the snaps instead
     of the sampled 10 %.
     """
-    meter = metrics or noop_metrics(actor)
+    meter = metrics or NULL_METRICS
+    tracer = tracing or NULL_TRACING
     unique = sorted({(series_id, snap.astimezone(UTC)) for series_id, snap in keys})
     if not unique:
         return []
@@ -333,7 +348,7 @@ async def reconcile_snaps(
     # Children of an unsampled span are never recorded: skip making them (per snap).
     # `traced`: the snaps that get custom spans, None for all of them.
     traced: set[SnapKey] | None = set()
-    if trace.get_current_span().is_recording():
+    if tracer.recording():
         traced = (
             None
             if traced_snaps is None
@@ -354,6 +369,7 @@ async def reconcile_snaps(
             latest.get(key),
             states.get(key),
             now,
+            tracer,
             traced is None or key in traced,
         )
         plans.append(plan)
@@ -388,7 +404,7 @@ async def reconcile_snaps(
         return _outcomes(plans)  # nothing changed: no need to queue behind the journal lock
 
     at = await store.open_journal()
-    headers = trace_headers()
+    headers = tracer.trace_headers()
     versions: list[tuple[OfficialValue, tuple[str, ...]]] = []
     messages: list[OutboxMessage] = []
     for plan in publishing:
@@ -438,60 +454,22 @@ def _plan(
     latest: OfficialValue | None,
     state_before: SnapState | None,
     now: datetime,
+    tracing: Tracing = NULL_TRACING,
     traced: bool = True,
 ) -> _Plan:
     series_id, snap = key
-    with traced_span(_tracer, "multi-source-reconciliation", traced) as span:
+    with tracing.reconciliation(key, traced) as step:
         result = reconcile(config, snap, observations, previous_value=previous_value)
-        if span.is_recording():
-            annotate(
-                span,
-                {
-                    "source-count": len(result.sources_reporting),
-                    "conflict-resolution": config.method,
-                },
-                {
-                    "reference-data-id": series_id,
-                    "snap": iso(snap),
-                    "source-values": _json.encode(
-                        {o.source: o.value for o in observations}
-                    ).decode(),
-                    "reconciliation-algorithm": (
-                        f"{config.method}; exclude invalid (bounds), stale "
-                        f"(> {config.staleness_seconds} s before the snap), outliers "
-                        f"(> {config.tolerance_bps:g} bps from the median); "
-                        f"min_sources {config.min_sources}"
-                    ),
-                },
-            )
+        step.reconciled(config, observations, result)
     window_closed = is_window_closed(config, snap, now)
-    with traced_span(_tracer, "quality-assessment", traced) as span:
+    with tracing.quality_assessment(key, traced) as assessment:
         decision = decide_version(
             result,
             latest,
             all_expected_reported=all_expected_reported(config, result),
             window_closed=window_closed,
         )
-        if span.is_recording():
-            annotate(
-                span,
-                {
-                    "quality-score": result.quality.score,
-                    "assessment-type": config.quality_policy.formula,
-                },
-                {
-                    "quality-metrics": _json.encode(result.quality).decode(),
-                    "anomaly-detection": _json.encode(
-                        {
-                            "status": result.status,
-                            "threshold": config.quality_policy.threshold,
-                            "spike": result.quality.validity < 1.0,
-                            "excluded": result.sources_excluded,
-                            "decision": decision.reason,
-                        }
-                    ).decode(),
-                },
-            )
+        assessment.assessed(config, result, decision)
     had_version = latest is not None
     state: SnapStateName
     if decision.publish or had_version:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,8 +12,9 @@ import msgspec
 
 from app.domain.audit import GENESIS_HASH, AuditRecord, audit_record
 from app.domain.observation import Observation
+from app.domain.reconciliation import Reconciliation
 from app.domain.series import Series, SeriesConfig
-from app.domain.versions import OfficialValue
+from app.domain.versions import OfficialValue, VersionDecision
 from app.ports import (
     AuditEntry,
     EventBusUnavailable,
@@ -242,3 +243,100 @@ class FakePublisher:
 def payload(message: OutboxMessage) -> dict[str, Any]:
     decoded: dict[str, Any] = msgspec.json.decode(message.payload)
     return decoded
+
+
+class RecordingMetrics:
+    """`Metrics` that keeps every call as (method, arguments)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def reconciliation(self, succeeded: bool) -> None:
+        self.calls.append(("reconciliation", (succeeded,)))
+
+    def quality_score(self, score: float, series: str) -> None:
+        self.calls.append(("quality_score", (score, series)))
+
+    def dead_letters(self, count: int, stage: str) -> None:
+        self.calls.append(("dead_letters", (count, stage)))
+
+    def publication_freshness(self, seconds: float) -> None:
+        self.calls.append(("publication_freshness", (seconds,)))
+
+    def cache_lookup(self, level: str, hit: bool) -> None:
+        self.calls.append(("cache_lookup", (level, hit)))
+
+    def cache_fallback(self) -> None:
+        self.calls.append(("cache_fallback", ()))
+
+    def consumer_lag(self, topic: str, lag: int) -> None:
+        self.calls.append(("consumer_lag", (topic, lag)))
+
+    def named(self, method: str) -> list[tuple[Any, ...]]:
+        return [arguments for name, arguments in self.calls if name == method]
+
+
+class RecordedStep:
+    """One traced step of `RecordingTracing`: what it was opened for and what it recorded."""
+
+    def __init__(self, name: str, key: SnapKey | None, traced: bool) -> None:
+        self.name = name
+        self.key = key
+        self.traced = traced
+        self.open = False
+        self.recorded: dict[str, Any] = {}
+
+    def reconciled(
+        self,
+        config: SeriesConfig,
+        observations: Sequence[Observation],
+        result: Reconciliation,
+    ) -> None:
+        assert self.open, "recorded outside its step"
+        self.recorded = {"config": config, "observations": list(observations), "result": result}
+
+    def assessed(
+        self, config: SeriesConfig, result: Reconciliation, decision: VersionDecision
+    ) -> None:
+        assert self.open, "recorded outside its step"
+        self.recorded = {"config": config, "result": result, "decision": decision}
+
+
+class RecordingTracing:
+    """`Tracing` that keeps every step the service opens (traced or not) and hands out
+    `headers` as the current trace context while `recording`."""
+
+    def __init__(self, *, recording: bool = True, headers: dict[str, str] | None = None) -> None:
+        self.is_recording = recording
+        self.headers = headers if headers is not None else {"traceparent": "00-test-01"}
+        self.steps: list[RecordedStep] = []
+        self.relayed: list[list[str]] = []  # event ids per outbox_relay span
+
+    def recording(self) -> bool:
+        return self.is_recording
+
+    def reconciliation(self, key: SnapKey, traced: bool) -> AbstractContextManager[RecordedStep]:
+        return self._step("multi-source-reconciliation", key, traced)
+
+    def quality_assessment(
+        self, key: SnapKey, traced: bool
+    ) -> AbstractContextManager[RecordedStep]:
+        return self._step("quality-assessment", key, traced)
+
+    @contextmanager
+    def _step(self, name: str, key: SnapKey | None, traced: bool) -> Iterator[RecordedStep]:
+        step = RecordedStep(name, key, traced)
+        self.steps.append(step)
+        step.open = True
+        try:
+            yield step
+        finally:
+            step.open = False
+
+    @contextmanager
+    def outbox_relay(self, messages: Sequence[OutboxMessage]) -> Iterator[None]:
+        self.relayed.append([m.event_id for m in messages])
+        yield
+
+    def trace_headers(self) -> dict[str, str]:
+        return dict(self.headers) if self.is_recording else {}
