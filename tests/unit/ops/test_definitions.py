@@ -219,3 +219,10 @@ def test_the_docs_give_the_dead_letter_math_and_every_stage() -> None:
     assert f"`{DEAD_LETTERS_EXPRESSION}`" in row
     for source in DEAD_LETTER_SOURCES:
         assert any(line.startswith(f"| {source.service} | `{source.stage}` |") for line in lines)
+
+
+def test_every_catalogue_metric_names_services_that_exist() -> None:
+    for spec in CATALOGUE:
+        assert spec.services, spec.name
+        assert set(spec.services) <= set(SERVICES), spec.name
+    assert metric_spec("DeadLetterCount").services == ("worker", "scheduler")

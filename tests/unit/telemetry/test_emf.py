@@ -13,8 +13,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from app.settings import TelemetrySettings
+from app.telemetry.catalogue import CATALOGUE, METRIC_NAMES, NAMESPACE
 from app.telemetry.distributions import Distributions
-from app.telemetry.metrics import NAMESPACE, QisMetrics, StdoutEmfExporter, build_meter_provider
+from app.telemetry.metrics import QisMetrics, StdoutEmfExporter, build_meter_provider
 
 SCHEMA = json.loads((Path(__file__).parent / "emf_schema.json").read_text())
 
@@ -141,6 +142,23 @@ def test_names_keep_their_cloudwatch_case_and_units(documents: list[dict[str, An
     by_stage = {d["Stage"]: d["DeadLetterCount"] for d in found["DeadLetterCount"]}
     assert by_stage == {"decode": 2, "reconcile": 1}
     assert found["ReconciliationSuccessRate"][0]["ReconciliationSuccessRate"] == 50.0
+
+
+def test_the_code_records_exactly_the_catalogues_metrics(documents: list[dict[str, Any]]) -> None:
+    """The names, units and dimension sets the code emits are the catalogue's, which the
+    dashboards and alarms read (tests/unit/ops/test_definitions.py ties them there)."""
+    found = by_metric(documents)
+    assert set(found) == set(METRIC_NAMES)
+    for spec in CATALOGUE:
+        for doc in found[spec.name]:
+            # No Unit in EMF is CloudWatch's unit "None".
+            assert (unit_of(doc, spec.name) or "None") == spec.unit, spec.name
+            (directive,) = [
+                d
+                for d in doc["_aws"]["CloudWatchMetrics"]
+                if spec.name in {m["Name"] for m in d["Metrics"]}
+            ]
+            assert [sorted(s) for s in directive["Dimensions"]] == [sorted(spec.dimensions)]
 
 
 def test_status_classes_and_bounded_series(documents: list[dict[str, Any]]) -> None:
