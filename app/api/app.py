@@ -29,9 +29,9 @@ from app.api.routes import health, observations, query, reference_data
 from app.domain.observation import ObservationSubmission
 from app.domain.series import SeriesConfig
 from app.ports import HealthCheck, IngestionLog
-from app.services.cache import TwoLevelCache
+from app.services.cache import CachePolicy, TwoLevelCache
 from app.services.query import QueryService
-from app.settings import Settings
+from app.settings import CacheSettings, Settings
 from app.telemetry.http import http_telemetry_middleware
 from app.telemetry.metrics import QisMetrics, noop_metrics
 from app.telemetry.setup import Telemetry, disabled
@@ -69,10 +69,11 @@ async def open_resources(
         cache = new_redis(settings.redis)
         stack.push_async_callback(cache.aclose)
         # Query cache: L1 here, L2 Redis; the writer announces new versions (docs/cache.md).
+        policy = cache_policy(settings.cache)
         query_cache = TwoLevelCache(
             MemoryCache(settings.cache.l1_max_entries, settings.cache.l1_max_bytes),
             RedisCache(cache),
-            settings.cache,
+            policy,
             metrics or noop_metrics("api"),
         )
         invalidations = asyncio.create_task(query_cache.run_invalidations())
@@ -92,9 +93,25 @@ async def open_resources(
             producer=producer,
             redis=cache,
             ingestion_log=KafkaIngestionLog(producer, settings.kafka),
-            query=QueryService(PostgresQueries(reader, writer), query_cache, settings.cache),
+            query=QueryService(PostgresQueries(reader, writer), query_cache, policy),
             health_checks=[PostgresHealth(writer), KafkaHealth(producer), RedisHealth(cache)],
         )
+
+
+def cache_policy(cache: CacheSettings) -> CachePolicy:
+    """The query cache's policy as configured (`QIS_CACHE__*`)."""
+    return CachePolicy(
+        l1_mutable_ttl_seconds=cache.l1_mutable_ttl_seconds,
+        l1_immutable_ttl_seconds=cache.l1_immutable_ttl_seconds,
+        official_ttl_seconds=cache.official_ttl_seconds,
+        quality_ttl_seconds=cache.quality_ttl_seconds,
+        immutable_ttl_seconds=cache.immutable_ttl_seconds,
+        absent_ttl_seconds=cache.absent_ttl_seconds,
+        settle_seconds=cache.settle_seconds,
+        replica_lag_guard_seconds=cache.replica_lag_guard_seconds,
+        floor_seconds=cache.floor_seconds,
+        redis_retry_seconds=cache.redis_retry_seconds,
+    )
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:

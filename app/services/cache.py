@@ -28,10 +28,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from app.adapters.memory_cache import MemoryCache
-from app.ports import CacheUnavailable, SharedCache
-from app.settings import CacheSettings
-from app.telemetry.metrics import QisMetrics
+import msgspec
+
+from app.ports import CacheUnavailable, LocalCache, Metrics, SharedCache
 
 _log = logging.getLogger("qis.cache")
 
@@ -66,6 +65,27 @@ def versions_key(series: str, snap: str) -> str:
 def scope_key(series: str) -> str:
     """The L2 scope (generation) of a series' history pages and quality summaries."""
     return f"scope:{{{series}}}"
+
+
+class CachePolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """How long results are cached and what counts as settled (the composition builds it
+    from `CacheSettings`, where docs/cache.md explains every value)."""
+
+    # TTLs in L1 (seconds) and in L2 (whole seconds).
+    l1_mutable_ttl_seconds: float = 300.0
+    l1_immutable_ttl_seconds: float = 600.0
+    official_ttl_seconds: int = 300
+    quality_ttl_seconds: int = 600
+    immutable_ttl_seconds: int = 3600
+    absent_ttl_seconds: int = 60
+    # An as_of this far in the past is settled: what it reads is immutable.
+    settle_seconds: float = 60.0
+    # Loads started this soon after a publication of their series are served, not cached.
+    replica_lag_guard_seconds: float = 1.0
+    # How long "latest must be at least version N" is remembered after a publication.
+    floor_seconds: float = 30.0
+    # After an L2 error, reads skip L2 for this long.
+    redis_retry_seconds: float = 1.0
 
 
 # A load's result meaning "nothing there" (a 404): cached with its own TTLs, 0 = not at all.
@@ -109,19 +129,19 @@ class CacheStats:
 
 
 class TwoLevelCache:
-    """L1 (`MemoryCache`) over L2 (`SharedCache`) over a loader, per API process."""
+    """L1 (`LocalCache`) over L2 (`SharedCache`) over a loader, per API process."""
 
     def __init__(
         self,
-        l1: MemoryCache,
+        l1: LocalCache,
         l2: SharedCache,
-        settings: CacheSettings,
-        metrics: QisMetrics,
+        policy: CachePolicy,
+        metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._l1 = l1
         self._l2 = l2
-        self._settings = settings
+        self._policy = policy
         self._metrics = metrics
         self._clock = clock
         self.stats = CacheStats()
@@ -251,7 +271,7 @@ class TwoLevelCache:
             return False
         # A precise key is changed by publications of its own snap only.
         notified = self._notified.get(lookup.series if lookup.scoped else lookup.key)
-        return notified is None or notified + self._settings.replica_lag_guard_seconds <= started
+        return notified is None or notified + self._policy.replica_lag_guard_seconds <= started
 
     def _l2_readable(self, now: float) -> bool:
         return not self._failed and now >= self._l2_down_until
@@ -259,7 +279,7 @@ class TwoLevelCache:
     def _l2_failed(self, exc: CacheUnavailable) -> None:
         if self._clock() >= self._l2_down_until:
             _log.warning("L2 cache unavailable; reading from PostgreSQL", extra={"error": str(exc)})
-        self._l2_down_until = self._clock() + self._settings.redis_retry_seconds
+        self._l2_down_until = self._clock() + self._policy.redis_retry_seconds
 
     def floor(self, key: str) -> int | None:
         """The version a latest key must have reached: the highest one announced lately."""
@@ -317,7 +337,7 @@ class TwoLevelCache:
                     exc if isinstance(exc, CacheUnavailable) else CacheUnavailable(repr(exc))
                 )
                 self._requeue(keys, scopes)
-                await asyncio.sleep(self._settings.redis_retry_seconds)
+                await asyncio.sleep(self._policy.redis_retry_seconds)
                 self._wake.set()
             else:
                 if not self._pending_keys and not self._pending_scopes:
@@ -343,7 +363,7 @@ class TwoLevelCache:
         if now - self._pruned_at < _PRUNE_EVERY_SECONDS:
             return
         self._pruned_at = now
-        floor_horizon = now - self._settings.floor_seconds
+        floor_horizon = now - self._policy.floor_seconds
         self._floors = {k: v for k, v in self._floors.items() if v[1] > floor_horizon}
-        horizon = now - self._settings.replica_lag_guard_seconds - _NOTIFIED_HORIZON_SECONDS
+        horizon = now - self._policy.replica_lag_guard_seconds - _NOTIFIED_HORIZON_SECONDS
         self._notified = {k: t for k, t in self._notified.items() if t > horizon}

@@ -42,6 +42,7 @@ from app.domain.reading import (
 from app.ports import QueryStore
 from app.services.cache import (
     ABSENT,
+    CachePolicy,
     CacheStats,
     Lookup,
     TwoLevelCache,
@@ -50,7 +51,6 @@ from app.services.cache import (
     rfc3339,
     versions_key,
 )
-from app.settings import CacheSettings
 
 _MICROSECOND = timedelta(microseconds=1)
 _T = TypeVar("_T")
@@ -114,12 +114,12 @@ class QueryService:
         self,
         store: QueryStore,
         cache: TwoLevelCache,
-        settings: CacheSettings,
+        policy: CachePolicy,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._cache = cache
-        self._settings = settings
+        self._policy = policy
         self._now = now
 
     @property
@@ -128,10 +128,10 @@ class QueryService:
         return self._cache.stats
 
     def _settled(self, as_of: datetime) -> bool:
-        return as_of <= self._now() - timedelta(seconds=self._settings.settle_seconds)
+        return as_of <= self._now() - timedelta(seconds=self._policy.settle_seconds)
 
     def _immutable(self, key: str, cache_absent: bool = True) -> Lookup:
-        s = self._settings
+        s = self._policy
         return Lookup(
             key,
             s.l1_immutable_ttl_seconds,
@@ -141,7 +141,7 @@ class QueryService:
         )
 
     def _mutable(self, key: str, series: str, *, scoped: bool, l2_ttl: int) -> Lookup:
-        s = self._settings
+        s = self._policy
         return Lookup(
             key,
             s.l1_mutable_ttl_seconds,
@@ -174,7 +174,7 @@ class QueryService:
                 self._immutable(key)
                 if self._settled(as_of)
                 else self._mutable(
-                    key, series, scoped=True, l2_ttl=self._settings.official_ttl_seconds
+                    key, series, scoped=True, l2_ttl=self._policy.official_ttl_seconds
                 )
             )
             return await self._cache.get_or_load(
@@ -197,9 +197,7 @@ class QueryService:
             floor = self._cache.floor(key)
             return floor is None or version_of(body) >= floor
 
-        lookup = self._mutable(
-            key, series, scoped=False, l2_ttl=self._settings.official_ttl_seconds
-        )
+        lookup = self._mutable(key, series, scoped=False, l2_ttl=self._policy.official_ttl_seconds)
         return await self._cache.load_through(lookup, load, recent_enough)
 
     async def versions(self, series: str, snap: datetime) -> bytes:
@@ -213,7 +211,7 @@ class QueryService:
             versions_key(series, rfc3339(snap)),
             series,
             scoped=False,
-            l2_ttl=self._settings.official_ttl_seconds,
+            l2_ttl=self._policy.official_ttl_seconds,
         )
         return await self._cache.get_or_load(lookup, load)
 
@@ -259,7 +257,7 @@ class QueryService:
         lookup = (
             self._immutable(key)
             if as_of is not None and self._settled(as_of)
-            else self._mutable(key, series, scoped=True, l2_ttl=self._settings.official_ttl_seconds)
+            else self._mutable(key, series, scoped=True, l2_ttl=self._policy.official_ttl_seconds)
         )
         return await self._cache.get_or_load(lookup, load)
 
@@ -311,7 +309,7 @@ class QueryService:
             f"quality:{{{series}}}:{label}:summary",
             series,
             scoped=True,
-            l2_ttl=self._settings.quality_ttl_seconds,
+            l2_ttl=self._policy.quality_ttl_seconds,
         )
         return await self._cache.get_or_load(lookup, load)
 

@@ -18,8 +18,8 @@ from litestar.testing import AsyncTestClient
 from app.api.problems import EXCEPTION_HANDLERS
 from app.api.routes import observations, query, reference_data
 from app.domain.observation import ObservationsRecorded
+from app.services.cache import CachePolicy
 from app.services.query import QueryService
-from app.settings import CacheSettings
 from app.telemetry.metrics import noop_metrics
 from tests.unit.api.test_reference_data_routes import FakeReader
 from tests.unit.services.fakes import FakeDatabase
@@ -69,7 +69,7 @@ async def client(log: MemoryLog, db: FakeDatabase) -> AsyncIterator[AsyncTestCli
             "retry_after_seconds": Provide(lambda: 1, sync_to_thread=False),
             "metrics": Provide(lambda: noop_metrics("api"), sync_to_thread=False),
             "query_service": Provide(
-                lambda: QueryService(NoQueries(), NoQueries(), CacheSettings()),
+                lambda: QueryService(NoQueries(), NoQueries(), CachePolicy()),
                 sync_to_thread=False,
             ),
             "pipeline_db": Provide(lambda: db, sync_to_thread=False),

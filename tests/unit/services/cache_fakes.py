@@ -1,9 +1,10 @@
-"""In-memory stand-ins for the cache tests: a controllable clock and an L2 with Redis' rules."""
+"""In-memory stand-ins for the cache tests: a controllable clock, an L1, and an L2 with
+Redis' rules."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from app.ports import CacheUnavailable
 
@@ -56,3 +57,37 @@ class MemorySharedCache:
             self.values.pop(key, None)
         for scope in scopes:
             self.generations[scope] = f"g{next(self._ids)}"
+
+
+class MemoryLocalCache:
+    """`LocalCache` semantics without bounds: TTLs on `clock`, tags, and a log of the
+    keys dropped by `discard`/`discard_tag`/`clear`."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.entries: dict[str, tuple[bytes, float, str | None]] = {}
+        self.dropped: list[str] = []
+
+    def get(self, key: str) -> bytes | None:
+        entry = self.entries.get(key)
+        if entry is None or entry[1] <= self._clock():
+            return None
+        return entry[0]
+
+    def put(self, key: str, value: bytes, ttl_seconds: float, tag: str | None = None) -> None:
+        if ttl_seconds > 0:
+            self.entries[key] = (value, self._clock() + ttl_seconds, tag)
+
+    def discard(self, key: str) -> None:
+        if self.entries.pop(key, None) is not None:
+            self.dropped.append(key)
+
+    def discard_tag(self, tag: str) -> int:
+        tagged = [key for key, (_, _, t) in self.entries.items() if t == tag]
+        for key in tagged:
+            self.discard(key)
+        return len(tagged)
+
+    def clear(self) -> None:
+        self.dropped.extend(self.entries)
+        self.entries.clear()

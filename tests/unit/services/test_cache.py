@@ -8,23 +8,22 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.adapters.memory_cache import MemoryCache
 from app.services.cache import (
     ABSENT,
+    CachePolicy,
     Lookup,
     TwoLevelCache,
     latest_key,
     rfc3339,
     scope_key,
 )
-from app.settings import CacheSettings
-from app.telemetry.metrics import noop_metrics
-from tests.unit.services.cache_fakes import Clock, MemorySharedCache
+from tests.unit.services.cache_fakes import Clock, MemoryLocalCache, MemorySharedCache
+from tests.unit.services.fakes import RecordingMetrics
 
 SNAP = datetime(2026, 1, 15, 14, tzinfo=UTC)
 SERIES = "ETH-USD"
 LATEST = latest_key(SERIES, rfc3339(SNAP))
-SETTINGS = CacheSettings(replica_lag_guard_seconds=1.0, redis_retry_seconds=0.2)
+SETTINGS = CachePolicy(replica_lag_guard_seconds=1.0, redis_retry_seconds=0.2)
 
 
 class Loader:
@@ -53,10 +52,15 @@ def l2() -> MemorySharedCache:
 
 
 @pytest.fixture
-async def cache(clock: Clock, l2: MemorySharedCache) -> AsyncIterator[TwoLevelCache]:
-    cache = TwoLevelCache(
-        MemoryCache(1000, 1_000_000, clock=clock), l2, SETTINGS, noop_metrics("test"), clock
-    )
+def metrics() -> RecordingMetrics:
+    return RecordingMetrics()
+
+
+@pytest.fixture
+async def cache(
+    clock: Clock, l2: MemorySharedCache, metrics: RecordingMetrics
+) -> AsyncIterator[TwoLevelCache]:
+    cache = TwoLevelCache(MemoryLocalCache(clock), l2, SETTINGS, metrics, clock)
     cache.connected()
     clock.advance(0.001)
     invalidations = asyncio.create_task(cache.run_invalidations())
@@ -357,3 +361,20 @@ async def test_keys_are_the_seed_patterns_with_the_series_as_hash_tag() -> None:
     assert scope_key("ETH-USD") == "scope:{ETH-USD}"
     micro = datetime(2026, 1, 15, 14, 0, 0, 120000, tzinfo=UTC)
     assert rfc3339(micro) == "2026-01-15T14:00:00.120000Z"
+
+
+async def test_each_lookup_and_fallback_is_reported_to_the_metrics(
+    cache: TwoLevelCache, l2: MemorySharedCache, metrics: RecordingMetrics
+) -> None:
+    await cache.get_or_load(latest(), Loader())  # L1 miss, L2 miss, load
+    await cache.get_or_load(latest(), Loader())  # L1 hit
+    l2.down = True
+    await cache.get_or_load(history(), Loader())  # L1 miss, L2 down: fallback
+
+    assert metrics.calls == [
+        ("cache_lookup", ("L1", False)),
+        ("cache_lookup", ("L2", False)),
+        ("cache_lookup", ("L1", True)),
+        ("cache_lookup", ("L1", False)),
+        ("cache_fallback", ()),
+    ]
