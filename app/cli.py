@@ -131,11 +131,8 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
     from app.adapters.kafka import ensure_topics, new_producer
-    from app.adapters.kafka_events import KafkaEventPublisher
-    from app.adapters.postgres.pipeline import PostgresDatabase
     from app.adapters.postgres.pool import open_pool
-    from app.scheduler import Scheduler
-    from app.services.journal import Topics
+    from app.entrypoints.scheduler import build_scheduler
     from app.telemetry.setup import setup_telemetry
 
     telemetry = setup_telemetry(settings.telemetry, "scheduler")
@@ -146,17 +143,7 @@ def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
         producer = new_producer(settings.kafka)
         try:
             await producer.start()
-            scheduler = Scheduler(
-                settings.scheduler,
-                lambda: asyncpg.connect(
-                    settings.db.writer_dsn, command_timeout=settings.db.command_timeout_seconds
-                ),
-                PostgresDatabase(pool),
-                pool,
-                KafkaEventPublisher(producer, settings.kafka.ack_timeout_seconds),
-                Topics.from_settings(settings.kafka),
-                metrics=telemetry.metrics,
-            )
+            scheduler = build_scheduler(settings, pool, producer, metrics=telemetry.metrics)
             _log.info("scheduler started")
             await scheduler.run(stop)
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import datetime
@@ -347,6 +348,37 @@ class ConsumeTracing(Protocol):
 
     def batch(self, records: Sequence[LogRecord]) -> AbstractContextManager[object]:
         """The span of processing one polled batch (joined to its sampled requests)."""
+        ...
+
+
+# --- Scheduling: one leader among the scheduler replicas.
+
+
+class Leadership(Protocol):
+    """Leadership held now. `lost` is set as soon as it may be gone (the leader stops its
+    work); `wake` is set when new events or audit records committed (the relay runs)."""
+
+    lost: asyncio.Event
+    wake: asyncio.Event
+
+    async def confirm(self, timeout_seconds: float) -> None:
+        """Raise when leadership cannot be confirmed within the timeout."""
+        ...
+
+
+class LeaderElection(Protocol):
+    """Campaigning for leadership; at most one holder at a time."""
+
+    def campaign(self) -> AbstractAsyncContextManager[Leadership | None]:
+        """Leadership while the block runs, or None when another replica leads."""
+        ...
+
+
+class OutboxRetention(Protocol):
+    """Deleting published outbox rows once they are old enough."""
+
+    async def purge_published(self, older_than_seconds: float) -> int:
+        """Delete one bounded batch of such rows; return how many."""
         ...
 
 

@@ -40,7 +40,7 @@ from app.domain.observation import (
 from app.entrypoints.worker import build_consumer, reconciling
 from app.ports import PipelineStore
 from app.settings import KafkaSettings, Settings, WorkerSettings, load_settings
-from benchmarks.e2e.processes import prepare_stack
+from benchmarks.e2e.processes import own_database, prepare_stack
 
 _encode = msgspec.json.Encoder()
 
@@ -145,6 +145,11 @@ async def one_round(
 async def main(args: argparse.Namespace) -> None:
     prepare_stack()
     settings = load_settings(os.environ)
+    # A database of its own: the rounds' audit trail and outbox stay out of everyone's way.
+    dsn = await own_database("qis_bench_poison", fresh=True)
+    settings = msgspec.structs.replace(
+        settings, db=msgspec.structs.replace(settings.db, writer_dsn=dsn, reader_dsn=dsn)
+    )
     pool = await open_pool(settings.db.writer_dsn, settings.db)
     best: dict[bool, dict[str, float]] = {}
     try:

@@ -13,16 +13,18 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from app.adapters.failures import is_transient
 from app.adapters.kafka import new_producer
 from app.adapters.kafka_events import EVENT_ID_HEADER, KafkaEventPublisher
 from app.adapters.postgres import audit
+from app.adapters.postgres.leadership import AdvisoryLockElection, PostgresOutboxRetention
 from app.adapters.postgres.pipeline import PostgresDatabase
 from app.domain.series import SeriesConfig
 from app.ports import EventBusUnavailable, PendingMessage
-from app.scheduler import Scheduler
 from app.services.reconcile import close_due_windows
+from app.services.schedule import SchedulePolicy, Scheduler
 from app.services.series import configure_series
-from app.settings import SchedulerSettings, Settings
+from app.settings import Settings
 from tests.conftest import unique_series
 from tests.integration.pipeline_helpers import TOPICS, deliver, obs, versions
 
@@ -141,13 +143,13 @@ class _Idle(Scheduler):
 
 def _scheduler(settings: Settings, pool: asyncpg.Pool, key: int) -> _Idle:
     return _Idle(
-        SchedulerSettings(interval_seconds=0.1),
-        lambda: asyncpg.connect(settings.db.writer_dsn),
+        SchedulePolicy(interval_seconds=0.1),
+        AdvisoryLockElection(lambda: asyncpg.connect(settings.db.writer_dsn), key),
         PostgresDatabase(pool),
-        pool,
+        PostgresOutboxRetention(pool),
         _NoBus(),
         TOPICS,
-        leader_key=key,
+        transient=is_transient,
     )
 
 
