@@ -10,11 +10,13 @@ Pure (no I/O, no clock). Inputs:
 - `Deployment`: the seed's choices (ElastiCache and Aurora instances, pods, pools);
 - `Assumptions`: platform facts and targets, each with its source.
 
-`evaluate()` returns one `Check` per question, with the projected value, the limit, the
-utilisation, pass/fail at the modelled workload, and the *break-even growth*: the factor
-by which the business may grow (series and query rate together) before that resource
-runs out (utilisation 1.0), found by bisection because several checks are non-linear
-(cache working sets under Zipf skew).
+`evaluate()` returns one `Check` per row of the table `CHECKS` (name, component,
+question, unit, target, and the `project_*` function giving the projected value, the
+limit and how they were found at a workload), with the utilisation, pass/fail at the
+modelled workload, and the *break-even growth*: the factor by which the business may
+grow (series and query rate together) before that resource runs out (utilisation 1.0),
+found by bisection because several checks are non-linear (cache working sets under Zipf
+skew).
 
 Cache model. Each query class has a key universe per series (e.g. latest: one key per hot
 snap) and a TTL; series popularity is Zipf(s); within a series keys are equally likely.
@@ -30,7 +32,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Literal, TypeVar
+from operator import attrgetter
+from typing import Literal, NamedTuple, TypeVar
 
 import msgspec
 
@@ -428,9 +431,9 @@ def project_cache(
     return out
 
 
-def cache_classes(workload: Workload, m: Measurements) -> list[CacheClass]:
+def cache_classes(workload: Workload, measurements: Measurements) -> list[CacheClass]:
     mix, rate = workload.read_mix, workload.query_rate_per_second
-    official = m.cache_entry("official").bytes_per_entry
+    official = measurements.cache_entry("official").bytes_per_entry
     return [
         CacheClass(
             kind="latest",
@@ -462,7 +465,7 @@ def cache_classes(workload: Workload, m: Measurements) -> list[CacheClass]:
             keys_per_series=workload.history_ranges_per_series,
             l2_ttl=workload.official_ttl,
             l1_ttl=workload.l1_mutable_ttl,
-            entry_bytes=m.cache_entry("history_page").bytes_per_entry
+            entry_bytes=measurements.cache_entry("history_page").bytes_per_entry
             * workload.history_page_items
             / 100,
         ),
@@ -472,7 +475,7 @@ def cache_classes(workload: Workload, m: Measurements) -> list[CacheClass]:
             keys_per_series=workload.quality_windows_per_series,
             l2_ttl=workload.quality_ttl,
             l1_ttl=workload.l1_mutable_ttl,
-            entry_bytes=m.cache_entry("quality").bytes_per_entry,
+            entry_bytes=measurements.cache_entry("quality").bytes_per_entry,
         ),
     ]
 
@@ -485,111 +488,532 @@ def api_pods(workload: Workload, deployment: Deployment) -> int:
     return max(deployment.api_pods_min, needed)
 
 
-def max_connections(instance: InstanceType, a: Assumptions) -> int:
+def max_connections(instance: InstanceType, assumptions: Assumptions) -> int:
     return min(
-        round(instance.memory_gib * GB / a.aurora_connection_bytes), a.aurora_max_connections_cap
+        round(instance.memory_gib * GB / assumptions.aurora_connection_bytes),
+        assumptions.aurora_max_connections_cap,
     )
 
 
-def buffer_cache_bytes(instance: InstanceType, a: Assumptions) -> float:
-    pages = instance.memory_gib * GB / a.buffer_cache_divisor - a.buffer_cache_offset_pages
+def buffer_cache_bytes(instance: InstanceType, assumptions: Assumptions) -> float:
+    pages = (
+        instance.memory_gib * GB / assumptions.buffer_cache_divisor
+        - assumptions.buffer_cache_offset_pages
+    )
     return max(0.0, pages * 8192)
 
 
-def cache_memory_bytes(instance: InstanceType, a: Assumptions) -> float:
-    return instance.memory_gib * GIB * (1 - a.cache_reserved_memory_share)
+def cache_memory_bytes(instance: InstanceType, assumptions: Assumptions) -> float:
+    return instance.memory_gib * GIB * (1 - assumptions.cache_reserved_memory_share)
 
 
-def journal_rows_per_version(workload: Workload, m: Measurements) -> tuple[float, float]:
+def journal_rows_per_version(workload: Workload, measurements: Measurements) -> tuple[float, float]:
     """Audit and outbox rows per official version: the worker's (measured: created,
     accepted, alerts) plus the relay's `event.published` records and their audit events."""
-    wp = m.write_path
+    write_path = measurements.write_path
     domain_events = 1 + workload.suspect_share
-    accepted = max(0.0, wp.audit_rows / wp.versions - 1 - _measured_suspect_share(m))
+    accepted = max(
+        0.0, write_path.audit_rows / write_path.versions - 1 - _measured_suspect_share(measurements)
+    )
     audit = accepted + domain_events + domain_events  # created+alerts, then event.published
     outbox = domain_events + audit  # domain events, one audit event per audit record
     return audit, outbox
 
 
-def _measured_suspect_share(m: Measurements) -> float:
-    wp = m.write_path
-    domain = wp.outbox_rows - wp.audit_rows  # outbox = domain events + audit events
-    return max(0.0, domain / wp.versions - 1)
+def _measured_suspect_share(measurements: Measurements) -> float:
+    write_path = measurements.write_path
+    domain = write_path.outbox_rows - write_path.audit_rows  # outbox = domain events + audit events
+    return max(0.0, domain / write_path.versions - 1)
 
 
-def wal_per_observation(workload: Workload, m: Measurements) -> float:
+def wal_per_observation(workload: Workload, measurements: Measurements) -> float:
     """WAL bytes one observation causes on the writer, its share of its version included."""
-    audit, outbox = journal_rows_per_version(workload, m)
+    audit, outbox = journal_rows_per_version(workload, measurements)
     per_version = (
-        m.table("official_values").wal_per_row
-        + audit * m.table("audit_log").wal_per_row
-        + outbox * m.table("outbox").wal_per_row
-        + 2 * m.table("snaps").wal_per_row  # the snap's insert, then its state change
+        measurements.table("official_values").wal_per_row
+        + audit * measurements.table("audit_log").wal_per_row
+        + outbox * measurements.table("outbox").wal_per_row
+        + 2 * measurements.table("snaps").wal_per_row  # the snap's insert, then its state change
     )
     versions_per_observation = (1 + workload.revision_share) / workload.sources_per_series
-    return m.table("observations").wal_per_row + versions_per_observation * per_version
+    return measurements.table("observations").wal_per_row + versions_per_observation * per_version
 
 
 # -- the checks ------------------------------------------------------------------------------
 
-Projection = Callable[[Workload], tuple[float, float, str]]  # (projected, limit, detail)
+
+class Projected(NamedTuple):
+    """One check at one workload: what it uses, what it may use, and how it got there."""
+
+    projected: float
+    limit: float
+    detail: str
 
 
-def _break_even(projection: Projection, workload: Workload) -> float | None:
+class Sizing:
+    """What the checks read besides the workload: the deployment, the measured unit costs,
+    the assumptions, the instance types the deployment names, and the cache projection of
+    each workload (computed once: the break-even bisections ask for it repeatedly)."""
+
+    def __init__(
+        self, deployment: Deployment, measurements: Measurements, assumptions: Assumptions
+    ) -> None:
+        self.deployment = deployment
+        self.measurements = measurements
+        self.assumptions = assumptions
+        self.cache_node = CATALOGUE[deployment.cache_node_type]
+        self.writer = CATALOGUE[deployment.aurora_writer]
+        self.readers = [CATALOGUE[reader] for reader in deployment.aurora_readers]
+        self._cache_projections: dict[tuple[int, float], list[CacheProjection]] = {}
+
+    def cache(self, workload: Workload) -> list[CacheProjection]:
+        key = (workload.series, workload.query_rate_per_second)
+        if key not in self._cache_projections:
+            self._cache_projections[key] = project_cache(
+                workload,
+                cache_classes(workload, self.measurements),
+                api_pods(workload, self.deployment),
+            )
+        return self._cache_projections[key]
+
+    def serving_cache_nodes(self) -> int:
+        """Nodes that serve commands: the primaries, plus replicas if reads go to them."""
+        per_shard = self.deployment.cache_nodes // self.deployment.cache_shards
+        nodes = per_shard if self.deployment.cache_reads_from_replicas else 1
+        return nodes * self.deployment.cache_shards
+
+
+def project_cache_memory(sizing: Sizing, workload: Workload) -> Projected:
+    deployment, assumptions = sizing.deployment, sizing.assumptions
+    projection = sizing.cache(workload)
+    scopes = workload.series * sizing.measurements.cache_entry("scope").bytes_per_entry
+    used = sum(p.l2_bytes for p in projection) + scopes
+    capacity = cache_memory_bytes(sizing.cache_node, assumptions) * deployment.cache_shards
+    parts = ", ".join(f"{p.kind} {p.l2_entries:,.0f}" for p in projection)
+    return Projected(
+        used,
+        capacity,
+        (
+            f"resident L2 entries: {parts}; + {workload.series:,} scope keys. Capacity is "
+            f"{deployment.cache_shards} shard(s) x {sizing.cache_node.memory_gib} GiB x "
+            f"(1 - {assumptions.cache_reserved_memory_share:.0%} reserved): with cluster mode "
+            f"disabled the {deployment.cache_nodes} nodes are replicas of one data set"
+        ),
+    )
+
+
+def project_cache_ops(sizing: Sizing, workload: Workload) -> Projected:
+    projection = sizing.cache(workload)
+    ops = sum(p.l2_requests_per_second for p in projection)
+    hits = ", ".join(f"{p.kind} {p.l1_hit_ratio:.0%}" for p in projection)
+    return Projected(
+        ops,
+        sizing.assumptions.cache_node_ops_per_second * sizing.serving_cache_nodes(),
+        (
+            f"L1 hit ratio per pod ({api_pods(workload, sizing.deployment)} pods): {hits}. "
+            f"{sizing.serving_cache_nodes()} node(s) serve commands (reads go to the primary "
+            f"endpoint)"
+        ),
+    )
+
+
+def project_cache_network(sizing: Sizing, workload: Workload) -> Projected:
+    projection = sizing.cache(workload)
+    egress = sum(p.l2_egress_bytes_per_second for p in projection)
+    limit = sizing.cache_node.baseline_gbps * 1e9 / 8 * sizing.serving_cache_nodes()
+    biggest = max(projection, key=lambda p: p.l2_egress_bytes_per_second)
+    return Projected(
+        egress,
+        limit,
+        (
+            f"L2 hit bytes/s; {biggest.kind} entries are "
+            f"{biggest.l2_egress_bytes_per_second / max(egress, 1):.0%} of it; limit: "
+            f"{sizing.cache_node.baseline_gbps} Gbit/s baseline per serving node"
+        ),
+    )
+
+
+def project_writer_connections(sizing: Sizing, workload: Workload) -> Projected:
+    deployment, assumptions = sizing.deployment, sizing.assumptions
+    pods = api_pods(workload, deployment)
+    pool = deployment.pool_max_size
+    api = pods * (pool + 1)  # writer pool + publication listener
+    workers = deployment.worker_pods * pool
+    schedulers = deployment.scheduler_pods * (pool + 1)  # + leader/notify connection
+    total = api + workers + schedulers + deployment.admin_connections
+    writer_max = max_connections(sizing.writer, assumptions)
+    return Projected(
+        total,
+        writer_max - assumptions.aurora_reserved_connections,
+        (
+            f"{pods} api pods x ({pool} + 1 listener) + {deployment.worker_pods} workers x "
+            f"{pool} + {deployment.scheduler_pods} schedulers x ({pool} + 1) + "
+            f"{deployment.admin_connections} admin; max_connections "
+            f"{writer_max} - {assumptions.aurora_reserved_connections} reserved"
+        ),
+    )
+
+
+def project_reader_connections(sizing: Sizing, workload: Workload) -> Projected:
+    deployment, assumptions, readers = sizing.deployment, sizing.assumptions, sizing.readers
+    pods = api_pods(workload, deployment)
+    per_reader = pods * deployment.pool_max_size / len(readers)
+    worst = per_reader * assumptions.reader_connection_imbalance
+    smallest = min(max_connections(reader, assumptions) for reader in readers)
+    return Projected(
+        worst,
+        smallest - assumptions.aurora_reserved_connections,
+        (
+            f"{pods} api pods x {deployment.pool_max_size} over {len(readers)} readers, "
+            f"x{assumptions.reader_connection_imbalance} for DNS round-robin imbalance"
+        ),
+    )
+
+
+def writer_cpu_is_measured(sizing: Sizing) -> bool:
+    return sizing.measurements.write_path.db_cpu_seconds_per_observation is not None
+
+
+def project_writer_cpu(sizing: Sizing, workload: Workload) -> Projected:
+    per_observation = sizing.measurements.write_path.db_cpu_seconds_per_observation
+    if per_observation is None:
+        raise ValueError("the writer CPU check needs db_cpu_seconds_per_observation")
+    rate = workload.peak_observations_per_second
+    used = rate * per_observation / sizing.assumptions.aurora_cpu_factor
+    return Projected(
+        used,
+        float(sizing.writer.vcpu),
+        (
+            f"peak {rate:,.0f} observations/s (a snap of every series in "
+            f"{workload.drain_seconds:.0f} s) x {per_observation * 1e6:.0f} us database CPU "
+            f"each (store + reconcile + journal, measured)"
+        ),
+    )
+
+
+def project_writer_memory(sizing: Sizing, workload: Workload) -> Projected:
+    measurements = sizing.measurements
+    observations = measurements.table("observations")
+    audit_log = measurements.table("audit_log")
+    audit_rows, _ = journal_rows_per_version(workload, measurements)
+    pk_rows = workload.observations_per_day * workload.retention_observations_days
+    hash_rows = workload.versions_per_day * audit_rows * workload.retention_audit_days
+    pk = pk_rows * observations.index_per_row("pkey")
+    hashes = hash_rows * audit_log.index_per_row("hash")
+    recent = (workload.observations_per_day / 24) * observations.bytes_per_row  # last hour
+    return Projected(
+        pk + hashes + recent,
+        buffer_cache_bytes(sizing.writer, sizing.assumptions),
+        (
+            f"indexes on random keys, whose every page an insert may touch: observations "
+            f"primary key {pk / GB:,.1f} GB ({pk_rows:,.0f} rows, "
+            f"{workload.retention_observations_days:g} days), audit_log hash unique index "
+            f"{hashes / GB:,.1f} GB ({hash_rows:,.0f} rows, "
+            f"{workload.retention_audit_days:g} days); plus the last hour of observations "
+            f"{recent / GB:,.1f} GB; vs the default shared_buffers. Beyond it, inserts pay "
+            f"random reads from the storage volume"
+        ),
+    )
+
+
+def project_writer_network(sizing: Sizing, workload: Workload) -> Projected:
+    per_observation = wal_per_observation(workload, sizing.measurements)
+    wal = workload.peak_observations_per_second * per_observation
+    copies = sizing.assumptions.aurora_storage_copies + len(sizing.readers)
+    return Projected(
+        wal * copies,
+        sizing.writer.baseline_gbps * 1e9 / 8,
+        (
+            f"peak log {wal / 1e6:.1f} MB/s ({per_observation:,.0f} B WAL per "
+            f"observation, measured) x {copies} (6 storage copies + {len(sizing.readers)} "
+            f"readers)"
+        ),
+    )
+
+
+def project_write_io_cost(sizing: Sizing, workload: Workload) -> Projected:
+    assumptions = sizing.assumptions
+    per_observation = wal_per_observation(workload, sizing.measurements)
+    wal_per_second = workload.observations_per_day * per_observation / SECONDS_PER_DAY
+    iops = wal_per_second / assumptions.aurora_write_io_bytes
+    peak_iops = (
+        workload.peak_observations_per_second * per_observation / assumptions.aurora_write_io_bytes
+    )
+    cost = iops * SECONDS_PER_MONTH / 1e6 * assumptions.aurora_io_price_per_million
+    budget = assumptions.monthly_budget_usd * assumptions.io_budget_share
+    return Projected(
+        cost,
+        budget,
+        (
+            f"average {iops:,.0f} write IOPS (4 KiB log units, perfectly batched: a lower "
+            f"bound), peak {peak_iops:,.0f}"
+            f"; ${cost:,.0f}/month at ${assumptions.aurora_io_price_per_million}/million vs "
+            f"{assumptions.io_budget_share:.0%} of the seed's "
+            f"${assumptions.monthly_budget_usd:,.0f} budget"
+        ),
+    )
+
+
+def project_reader_cpu(sizing: Sizing, workload: Workload) -> Projected:
+    used = 0.0
+    parts = []
+    for projection in sizing.cache(workload):
+        query = sizing.measurements.query(projection.kind)
+        cost = query.db_cpu_ms or query.wall_ms
+        used += projection.db_loads_per_second * cost / 1000
+        parts.append(f"{projection.kind} {projection.db_loads_per_second:,.0f}/s")
+    return Projected(
+        used / sizing.assumptions.aurora_cpu_factor,
+        float(sum(reader.vcpu for reader in sizing.readers)),
+        f"cache misses reaching PostgreSQL: {', '.join(parts)}, x measured CPU per query",
+    )
+
+
+def project_reader_memory(sizing: Sizing, workload: Workload) -> Projected:
+    official_values = sizing.measurements.table("official_values")
+    hot = zipf_head_fraction(workload.series, workload.zipf_s, workload.read_working_set_share)
+    rows = workload.versions_per_day * workload.read_horizon_days * hot
+    used = rows * official_values.bytes_per_row
+    return Projected(
+        used,
+        min(buffer_cache_bytes(reader, sizing.assumptions) for reader in sizing.readers),
+        (
+            f"official values of the last {workload.read_horizon_days:g} days of the {hot:.0%} "
+            f"most read series (they receive {workload.read_working_set_share:.0%} of reads "
+            f"under Zipf s={workload.zipf_s:g}): {rows:,.0f} rows x "
+            f"{official_values.bytes_per_row:.0f} B with indexes, vs one reader's shared_buffers"
+        ),
+    )
+
+
+def project_worker_throughput(sizing: Sizing, workload: Workload) -> Projected:
+    rate = workload.peak_observations_per_second
+    per_pod = sizing.measurements.write_path.worker_rows_per_cpu_second
+    worker_pods = sizing.deployment.worker_pods
+    return Projected(
+        rate / per_pod,
+        float(worker_pods),
+        (
+            f"peak {rate:,.0f} observations/s / {per_pod:,.0f} per worker CPU-second "
+            f"(measured; one asyncio process per pod) vs {worker_pods} worker pods "
+            f"(= partitions: more would idle)"
+        ),
+    )
+
+
+def project_storage(sizing: Sizing, workload: Workload) -> Projected:
+    measurements = sizing.measurements
+    audit_rows, _ = journal_rows_per_version(workload, measurements)
+    parts = {
+        "observations": workload.observations_per_day
+        * workload.retention_observations_days
+        * measurements.table("observations").bytes_per_row,
+        "official values": workload.versions_per_day
+        * workload.retention_official_values_days
+        * measurements.table("official_values").bytes_per_row,
+        "audit": workload.versions_per_day
+        * audit_rows
+        * workload.retention_audit_days
+        * measurements.table("audit_log").bytes_per_row,
+    }
+    text = ", ".join(f"{name} {size / GB:,.0f} GB" for name, size in parts.items())
+    return Projected(sum(parts.values()), sizing.assumptions.aurora_max_volume_bytes, text)
+
+
+def always(_sizing: Sizing) -> bool:
+    return True
+
+
+def whole_budget(_assumptions: Assumptions) -> float:
+    """The target of a check whose limit is already the share of the budget allowed."""
+    return 1.0
+
+
+class CheckSpec(NamedTuple):
+    """One row of the table of checks."""
+
+    name: str
+    # Formatted with `deployment` and `reader_count`.
+    component: str
+    question: str
+    unit: str
+    # The utilisation at which the check still passes.
+    target: Callable[[Assumptions], float]
+    project: Callable[[Sizing, Workload], Projected]
+    applies: Callable[[Sizing], bool] = always
+
+
+CACHE = "ElastiCache {deployment.cache_node_type}"
+WRITER = "Aurora writer {deployment.aurora_writer}"
+READERS = "Aurora readers {reader_count} x {deployment.aurora_readers[0]}"
+
+CHECKS: tuple[CheckSpec, ...] = (
+    CheckSpec(
+        "cache.memory",
+        "ElastiCache {deployment.cache_nodes} x {deployment.cache_node_type}",
+        "Does the L2 working set fit in maxmemory with headroom?",
+        "bytes",
+        attrgetter("cache_memory_target"),
+        project_cache_memory,
+    ),
+    CheckSpec(
+        "cache.ops",
+        CACHE,
+        "Can the node(s) serving reads take the L2 command rate?",
+        "ops/s",
+        attrgetter("cpu_target"),
+        project_cache_ops,
+    ),
+    CheckSpec(
+        "cache.network",
+        CACHE,
+        "Does L2 egress stay within the baseline network bandwidth?",
+        "bytes/s",
+        attrgetter("cache_network_target"),
+        project_cache_network,
+    ),
+    CheckSpec(
+        "aurora.connections.writer",
+        WRITER,
+        "Do pods x pool sizes stay under the writer's max_connections?",
+        "connections",
+        attrgetter("connection_target"),
+        project_writer_connections,
+    ),
+    CheckSpec(
+        "aurora.connections.reader",
+        READERS,
+        "Do the API reader pools stay under each reader's max_connections?",
+        "connections",
+        attrgetter("connection_target"),
+        project_reader_connections,
+    ),
+    CheckSpec(
+        "aurora.writer.cpu",
+        WRITER,
+        "Can the writer's vCPUs absorb the ingestion peak?",
+        "vCPU",
+        attrgetter("cpu_target"),
+        project_writer_cpu,
+        applies=writer_cpu_is_measured,
+    ),
+    CheckSpec(
+        "aurora.writer.memory",
+        WRITER,
+        "Do the indexes every insert touches stay in the writer's buffer cache?",
+        "bytes",
+        attrgetter("buffer_cache_target"),
+        project_writer_memory,
+    ),
+    CheckSpec(
+        "aurora.writer.throughput",
+        WRITER,
+        "Does the log the writer ships stay within its network baseline?",
+        "bytes/s",
+        attrgetter("aurora_network_target"),
+        project_writer_network,
+    ),
+    CheckSpec(
+        "aurora.writer.iops",
+        "Aurora storage (Standard)",
+        "Do write I/Os stay a small part of the seed's monthly budget?",
+        "USD/month",
+        whole_budget,
+        project_write_io_cost,
+    ),
+    CheckSpec(
+        "aurora.readers.cpu",
+        READERS,
+        "Can the readers serve the cache misses?",
+        "vCPU",
+        attrgetter("cpu_target"),
+        project_reader_cpu,
+    ),
+    CheckSpec(
+        "aurora.readers.memory",
+        "Aurora readers {deployment.aurora_readers[0]}",
+        "Does the read working set stay in a reader's buffer cache?",
+        "bytes",
+        attrgetter("buffer_cache_target"),
+        project_reader_memory,
+    ),
+    CheckSpec(
+        "workers.throughput",
+        "{deployment.worker_pods} worker pods",
+        "Do the workers drain a snap's observations within the freshness budget?",
+        "worker cores",
+        attrgetter("cpu_target"),
+        project_worker_throughput,
+    ),
+    CheckSpec(
+        "aurora.storage",
+        "Aurora cluster volume",
+        "Does retained data fit the cluster volume?",
+        "bytes",
+        attrgetter("storage_target"),
+        project_storage,
+    ),
+)
+
+# Growth factors the break-even bisection searches between, and when it stops.
+GROWTH_RANGE = (1e-3, 1e4)
+GROWTH_PRECISION = 1.005
+GROWTH_STEPS = 60
+
+
+def runs_out(spec: CheckSpec, sizing: Sizing, workload: Workload, growth: float) -> bool:
+    """Whether the check's resource is used up once the workload grows by `growth`."""
+    projected, limit, _ = spec.project(sizing, workload.scaled(growth))
+    return projected >= limit
+
+
+def break_even_growth(spec: CheckSpec, sizing: Sizing, workload: Workload) -> float | None:
     """Smallest growth factor at which projected >= limit (bisection on a log scale)."""
-
-    def over(factor: float) -> bool:
-        projected, limit, _ = projection(workload.scaled(factor))
-        return projected >= limit
-
-    lo, hi = 1e-3, 1e4
-    if over(lo):
-        return lo
-    if not over(hi):
+    low, high = GROWTH_RANGE
+    if runs_out(spec, sizing, workload, low):
+        return low
+    if not runs_out(spec, sizing, workload, high):
         return None
-    for _ in range(60):
-        mid = math.sqrt(lo * hi)
-        if over(mid):
-            hi = mid
+    for _ in range(GROWTH_STEPS):
+        middle = math.sqrt(low * high)
+        if runs_out(spec, sizing, workload, middle):
+            high = middle
         else:
-            lo = mid
-        if hi / lo < 1.005:
+            low = middle
+        if high / low < GROWTH_PRECISION:
             break
-    return hi
+    return high
 
 
-def _check(
-    name: str,
-    component: str,
-    question: str,
-    unit: str,
-    target: float,
-    projection: Projection,
-    workload: Workload,
-    with_break_even: bool = True,
-) -> Check:
-    projected, limit, detail = projection(workload)
-    factor = _break_even(projection, workload) if with_break_even else None
-    if not with_break_even:
-        text = "not computed"
-    elif factor is None:
-        text = "not within x10,000 growth"
-    else:
-        text = (
-            f"x{factor:.2f} ({round(workload.series * factor):,} series, "
-            f"{workload.query_rate_per_second * factor:,.0f} queries/s)"
-        )
+def describe_break_even(growth: float | None, workload: Workload, computed: bool) -> str:
+    if not computed:
+        return "not computed"
+    if growth is None:
+        return "not within x10,000 growth"
+    return (
+        f"x{growth:.2f} ({round(workload.series * growth):,} series, "
+        f"{workload.query_rate_per_second * growth:,.0f} queries/s)"
+    )
+
+
+def run_check(spec: CheckSpec, sizing: Sizing, workload: Workload, with_break_even: bool) -> Check:
+    """The check of `spec` at `workload`, with its break-even growth when asked."""
+    projected, limit, detail = spec.project(sizing, workload)
+    growth = break_even_growth(spec, sizing, workload) if with_break_even else None
+    target = spec.target(sizing.assumptions)
     return Check(
-        name=name,
-        component=component,
-        question=question,
+        name=spec.name,
+        component=spec.component.format(
+            deployment=sizing.deployment, reader_count=len(sizing.readers)
+        ),
+        question=spec.question,
         projected=projected,
         limit=limit,
-        unit=unit,
+        unit=spec.unit,
         target=target,
         passed=projected <= target * limit,
-        break_even_factor=factor,
-        break_even=text,
+        break_even_factor=growth,
+        break_even=describe_break_even(growth, workload, with_break_even),
         detail=detail,
     )
 
@@ -597,407 +1021,16 @@ def _check(
 def evaluate(
     workload: Workload,
     deployment: Deployment,
-    m: Measurements,
-    a: Assumptions | None = None,
+    measurements: Measurements,
+    assumptions: Assumptions | None = None,
     *,
     break_even: bool = True,
 ) -> list[Check]:
     """Every check of the seed's sizing against the workload and the measurements
     (`break_even=False` skips the bisections: pass/fail only)."""
-    a = a or Assumptions()
-    cache_node = CATALOGUE[deployment.cache_node_type]
-    writer = CATALOGUE[deployment.aurora_writer]
-    readers = [CATALOGUE[r] for r in deployment.aurora_readers]
-    checks: list[Check] = []
-
-    projections: dict[tuple[int, float], list[CacheProjection]] = {}
-
-    def cache(w: Workload) -> list[CacheProjection]:
-        key = (w.series, w.query_rate_per_second)
-        if key not in projections:
-            projections[key] = project_cache(w, cache_classes(w, m), api_pods(w, deployment))
-        return projections[key]
-
-    def cache_memory(w: Workload) -> tuple[float, float, str]:
-        projection = cache(w)
-        scopes = w.series * m.cache_entry("scope").bytes_per_entry
-        used = sum(p.l2_bytes for p in projection) + scopes
-        capacity = cache_memory_bytes(cache_node, a) * deployment.cache_shards
-        parts = ", ".join(f"{p.kind} {p.l2_entries:,.0f}" for p in projection)
-        return (
-            used,
-            capacity,
-            (
-                f"resident L2 entries: {parts}; + {w.series:,} scope keys. Capacity is "
-                f"{deployment.cache_shards} shard(s) x {cache_node.memory_gib} GiB x "
-                f"(1 - {a.cache_reserved_memory_share:.0%} reserved): with cluster mode disabled "
-                f"the {deployment.cache_nodes} nodes are replicas of one data set"
-            ),
-        )
-
-    checks.append(
-        _check(
-            "cache.memory",
-            f"ElastiCache {deployment.cache_nodes} x {deployment.cache_node_type}",
-            "Does the L2 working set fit in maxmemory with headroom?",
-            "bytes",
-            a.cache_memory_target,
-            cache_memory,
-            workload,
-            break_even,
-        )
-    )
-
-    def serving_nodes() -> int:
-        per_shard = deployment.cache_nodes // deployment.cache_shards
-        nodes = per_shard if deployment.cache_reads_from_replicas else 1
-        return nodes * deployment.cache_shards
-
-    def cache_ops(w: Workload) -> tuple[float, float, str]:
-        projection = cache(w)
-        ops = sum(p.l2_requests_per_second for p in projection)
-        hits = ", ".join(f"{p.kind} {p.l1_hit_ratio:.0%}" for p in projection)
-        return (
-            ops,
-            a.cache_node_ops_per_second * serving_nodes(),
-            (
-                f"L1 hit ratio per pod ({api_pods(w, deployment)} pods): {hits}. "
-                f"{serving_nodes()} node(s) serve commands (reads go to the primary endpoint)"
-            ),
-        )
-
-    checks.append(
-        _check(
-            "cache.ops",
-            f"ElastiCache {deployment.cache_node_type}",
-            "Can the node(s) serving reads take the L2 command rate?",
-            "ops/s",
-            a.cpu_target,
-            cache_ops,
-            workload,
-            break_even,
-        )
-    )
-
-    def cache_network(w: Workload) -> tuple[float, float, str]:
-        projection = cache(w)
-        egress = sum(p.l2_egress_bytes_per_second for p in projection)
-        limit = cache_node.baseline_gbps * 1e9 / 8 * serving_nodes()
-        biggest = max(projection, key=lambda p: p.l2_egress_bytes_per_second)
-        return (
-            egress,
-            limit,
-            (
-                f"L2 hit bytes/s; {biggest.kind} entries are "
-                f"{biggest.l2_egress_bytes_per_second / max(egress, 1):.0%} of it; limit: "
-                f"{cache_node.baseline_gbps} Gbit/s baseline per serving node"
-            ),
-        )
-
-    checks.append(
-        _check(
-            "cache.network",
-            f"ElastiCache {deployment.cache_node_type}",
-            "Does L2 egress stay within the baseline network bandwidth?",
-            "bytes/s",
-            a.cache_network_target,
-            cache_network,
-            workload,
-            break_even,
-        )
-    )
-
-    def writer_connections(w: Workload) -> tuple[float, float, str]:
-        pods = api_pods(w, deployment)
-        pool = deployment.pool_max_size
-        api = pods * (pool + 1)  # writer pool + publication listener
-        workers = deployment.worker_pods * pool
-        schedulers = deployment.scheduler_pods * (pool + 1)  # + leader/notify connection
-        total = api + workers + schedulers + deployment.admin_connections
-        limit = max_connections(writer, a) - a.aurora_reserved_connections
-        return (
-            total,
-            limit,
-            (
-                f"{pods} api pods x ({pool} + 1 listener) + {deployment.worker_pods} workers x "
-                f"{pool} + {deployment.scheduler_pods} schedulers x ({pool} + 1) + "
-                f"{deployment.admin_connections} admin; max_connections "
-                f"{max_connections(writer, a)} - {a.aurora_reserved_connections} reserved"
-            ),
-        )
-
-    checks.append(
-        _check(
-            "aurora.connections.writer",
-            f"Aurora writer {deployment.aurora_writer}",
-            "Do pods x pool sizes stay under the writer's max_connections?",
-            "connections",
-            a.connection_target,
-            writer_connections,
-            workload,
-            break_even,
-        )
-    )
-
-    def reader_connections(w: Workload) -> tuple[float, float, str]:
-        pods = api_pods(w, deployment)
-        per_reader = pods * deployment.pool_max_size / len(readers)
-        worst = per_reader * a.reader_connection_imbalance
-        limit = min(max_connections(r, a) for r in readers) - a.aurora_reserved_connections
-        return (
-            worst,
-            limit,
-            (
-                f"{pods} api pods x {deployment.pool_max_size} over {len(readers)} readers, "
-                f"x{a.reader_connection_imbalance} for DNS round-robin imbalance"
-            ),
-        )
-
-    checks.append(
-        _check(
-            "aurora.connections.reader",
-            f"Aurora readers {len(readers)} x {deployment.aurora_readers[0]}",
-            "Do the API reader pools stay under each reader's max_connections?",
-            "connections",
-            a.connection_target,
-            reader_connections,
-            workload,
-            break_even,
-        )
-    )
-
-    db_cpu = m.write_path.db_cpu_seconds_per_observation
-    if db_cpu is not None:
-        per_observation = db_cpu
-
-        def writer_cpu(w: Workload) -> tuple[float, float, str]:
-            rate = w.peak_observations_per_second
-            used = rate * per_observation / a.aurora_cpu_factor
-            return (
-                used,
-                float(writer.vcpu),
-                (
-                    f"peak {rate:,.0f} observations/s (a snap of every series in "
-                    f"{w.drain_seconds:.0f} s) x {per_observation * 1e6:.0f} us database CPU each "
-                    f"(store + reconcile + journal, measured)"
-                ),
-            )
-
-        checks.append(
-            _check(
-                "aurora.writer.cpu",
-                f"Aurora writer {deployment.aurora_writer}",
-                "Can the writer's vCPUs absorb the ingestion peak?",
-                "vCPU",
-                a.cpu_target,
-                writer_cpu,
-                workload,
-                break_even,
-            )
-        )
-
-    def writer_memory(w: Workload) -> tuple[float, float, str]:
-        obs = m.table("observations")
-        audit_t = m.table("audit_log")
-        audit_rows, _ = journal_rows_per_version(w, m)
-        pk_rows = w.observations_per_day * w.retention_observations_days
-        hash_rows = w.versions_per_day * audit_rows * w.retention_audit_days
-        pk = pk_rows * obs.index_per_row("pkey")
-        hashes = hash_rows * audit_t.index_per_row("hash")
-        recent = (w.observations_per_day / 24) * obs.bytes_per_row  # the last hour, hot
-        return (
-            pk + hashes + recent,
-            buffer_cache_bytes(writer, a),
-            (
-                f"indexes on random keys, whose every page an insert may touch: observations "
-                f"primary key {pk / GB:,.1f} GB ({pk_rows:,.0f} rows, "
-                f"{w.retention_observations_days:g} days), audit_log hash unique index "
-                f"{hashes / GB:,.1f} GB ({hash_rows:,.0f} rows, {w.retention_audit_days:g} days); "
-                f"plus the last hour of observations {recent / GB:,.1f} GB; vs the default "
-                f"shared_buffers. Beyond it, inserts pay random reads from the storage volume"
-            ),
-        )
-
-    checks.append(
-        _check(
-            "aurora.writer.memory",
-            f"Aurora writer {deployment.aurora_writer}",
-            "Do the indexes every insert touches stay in the writer's buffer cache?",
-            "bytes",
-            a.buffer_cache_target,
-            writer_memory,
-            workload,
-            break_even,
-        )
-    )
-
-    def writer_network(w: Workload) -> tuple[float, float, str]:
-        wal = w.peak_observations_per_second * wal_per_observation(w, m)
-        copies = a.aurora_storage_copies + len(readers)
-        return (
-            wal * copies,
-            writer.baseline_gbps * 1e9 / 8,
-            (
-                f"peak log {wal / 1e6:.1f} MB/s ({wal_per_observation(w, m):,.0f} B WAL per "
-                f"observation, measured) x {copies} (6 storage copies + {len(readers)} readers)"
-            ),
-        )
-
-    checks.append(
-        _check(
-            "aurora.writer.throughput",
-            f"Aurora writer {deployment.aurora_writer}",
-            "Does the log the writer ships stay within its network baseline?",
-            "bytes/s",
-            a.aurora_network_target,
-            writer_network,
-            workload,
-            break_even,
-        )
-    )
-
-    def write_iops(w: Workload) -> tuple[float, float, str]:
-        wal_per_second = w.observations_per_day * wal_per_observation(w, m) / SECONDS_PER_DAY
-        iops = wal_per_second / a.aurora_write_io_bytes
-        peak_iops = (
-            w.peak_observations_per_second * wal_per_observation(w, m) / a.aurora_write_io_bytes
-        )
-        cost = iops * SECONDS_PER_MONTH / 1e6 * a.aurora_io_price_per_million
-        budget = a.monthly_budget_usd * a.io_budget_share
-        return (
-            cost,
-            budget,
-            (
-                f"average {iops:,.0f} write IOPS (4 KiB log units, perfectly batched: a lower "
-                f"bound), peak {peak_iops:,.0f}"
-                f"; ${cost:,.0f}/month at ${a.aurora_io_price_per_million}/million vs "
-                f"{a.io_budget_share:.0%} of the seed's ${a.monthly_budget_usd:,.0f} budget"
-            ),
-        )
-
-    checks.append(
-        _check(
-            "aurora.writer.iops",
-            "Aurora storage (Standard)",
-            "Do write I/Os stay a small part of the seed's monthly budget?",
-            "USD/month",
-            1.0,
-            write_iops,
-            workload,
-            break_even,
-        )
-    )
-
-    def reader_cpu(w: Workload) -> tuple[float, float, str]:
-        projection = cache(w)
-        used = 0.0
-        parts = []
-        for p in projection:
-            cost = m.query(p.kind).db_cpu_ms or m.query(p.kind).wall_ms
-            used += p.db_loads_per_second * cost / 1000
-            parts.append(f"{p.kind} {p.db_loads_per_second:,.0f}/s")
-        limit = float(sum(r.vcpu for r in readers))
-        return (
-            used / a.aurora_cpu_factor,
-            limit,
-            (f"cache misses reaching PostgreSQL: {', '.join(parts)}, x measured CPU per query"),
-        )
-
-    checks.append(
-        _check(
-            "aurora.readers.cpu",
-            f"Aurora readers {len(readers)} x {deployment.aurora_readers[0]}",
-            "Can the readers serve the cache misses?",
-            "vCPU",
-            a.cpu_target,
-            reader_cpu,
-            workload,
-            break_even,
-        )
-    )
-
-    def reader_memory(w: Workload) -> tuple[float, float, str]:
-        ov = m.table("official_values")
-        hot = zipf_head_fraction(w.series, w.zipf_s, w.read_working_set_share)
-        rows = w.versions_per_day * w.read_horizon_days * hot
-        used = rows * ov.bytes_per_row
-        return (
-            used,
-            min(buffer_cache_bytes(r, a) for r in readers),
-            (
-                f"official values of the last {w.read_horizon_days:g} days of the {hot:.0%} most "
-                f"read series (they receive {w.read_working_set_share:.0%} of reads under "
-                f"Zipf s={w.zipf_s:g}): {rows:,.0f} rows x {ov.bytes_per_row:.0f} B with indexes, "
-                f"vs one reader's shared_buffers"
-            ),
-        )
-
-    checks.append(
-        _check(
-            "aurora.readers.memory",
-            f"Aurora readers {deployment.aurora_readers[0]}",
-            "Does the read working set stay in a reader's buffer cache?",
-            "bytes",
-            a.buffer_cache_target,
-            reader_memory,
-            workload,
-            break_even,
-        )
-    )
-
-    def workers(w: Workload) -> tuple[float, float, str]:
-        rate = w.peak_observations_per_second
-        per_pod = m.write_path.worker_rows_per_cpu_second
-        return (
-            rate / per_pod,
-            float(deployment.worker_pods),
-            (
-                f"peak {rate:,.0f} observations/s / {per_pod:,.0f} per worker CPU-second "
-                f"(measured; one asyncio process per pod) vs {deployment.worker_pods} worker pods "
-                f"(= partitions: more would idle)"
-            ),
-        )
-
-    checks.append(
-        _check(
-            "workers.throughput",
-            f"{deployment.worker_pods} worker pods",
-            "Do the workers drain a snap's observations within the freshness budget?",
-            "worker cores",
-            a.cpu_target,
-            workers,
-            workload,
-            break_even,
-        )
-    )
-
-    def storage(w: Workload) -> tuple[float, float, str]:
-        audit_rows, _ = journal_rows_per_version(w, m)
-        parts = {
-            "observations": w.observations_per_day
-            * w.retention_observations_days
-            * m.table("observations").bytes_per_row,
-            "official values": w.versions_per_day
-            * w.retention_official_values_days
-            * m.table("official_values").bytes_per_row,
-            "audit": w.versions_per_day
-            * audit_rows
-            * w.retention_audit_days
-            * m.table("audit_log").bytes_per_row,
-        }
-        text = ", ".join(f"{k} {v / GB:,.0f} GB" for k, v in parts.items())
-        return sum(parts.values()), a.aurora_max_volume_bytes, text
-
-    checks.append(
-        _check(
-            "aurora.storage",
-            "Aurora cluster volume",
-            "Does retained data fit the cluster volume?",
-            "bytes",
-            a.storage_target,
-            storage,
-            workload,
-            break_even,
-        )
-    )
-    return checks
+    sizing = Sizing(deployment, measurements, assumptions or Assumptions())
+    return [
+        run_check(spec, sizing, workload, with_break_even=break_even)
+        for spec in CHECKS
+        if spec.applies(sizing)
+    ]
