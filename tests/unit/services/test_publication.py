@@ -18,7 +18,13 @@ from app.services.journal import Topics
 from app.services.publish import relay_audit, relay_outbox
 from app.services.reconcile import reconciliation_stage
 from app.services.series import configure_series
-from tests.unit.services.fakes import FakeDatabase, FakePublisher, payload
+from tests.unit.services.fakes import (
+    FakeDatabase,
+    FakePublisher,
+    RecordingMetrics,
+    RecordingTracing,
+    payload,
+)
 
 SNAP = datetime(2026, 1, 15, 14, 0, tzinfo=UTC)
 TOPICS = Topics(official_values="ov", quality_alerts="alerts", audit="audit")
@@ -264,3 +270,18 @@ async def test_relay_publishes_and_audits_a_payload_it_cannot_decode() -> None:
     assert (record.entity_type, record.entity_id) == ("event", "foreign-1")
     assert record.after is not None
     assert record.after["type"] == "unknown"
+
+
+async def test_the_relay_traces_each_batch_and_records_first_publication_freshness() -> None:
+    db = FakeDatabase()
+    await publish_a_suspect_version(db)
+    queued = [m.event_id for m in db.state.outbox]
+    tracing, metrics = RecordingTracing(), RecordingMetrics()
+
+    await relay_outbox(db, FakePublisher(), topics=TOPICS, metrics=metrics, tracing=tracing)
+    await relay_outbox(db, FakePublisher(), topics=TOPICS, metrics=metrics, tracing=tracing)
+
+    assert tracing.relayed == [queued]  # one span per batch; nothing pending, no span
+    # Version 1 of the snap: its freshness is counted once (the alert is not a publication).
+    (freshness,) = metrics.named("publication_freshness")
+    assert freshness == ((db.state.now - SNAP).total_seconds(),)
