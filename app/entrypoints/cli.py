@@ -71,7 +71,7 @@ def _graceful_server_class() -> type:
 def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.api.app import create_app
+    from app.entrypoints.api import create_app
     from app.telemetry.setup import setup_telemetry
 
     telemetry = setup_telemetry(settings.telemetry, "api")
@@ -285,7 +285,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     verify.set_defaults(run=cmd_audit_verify)
     _add_tools(sub, argv)
-    __import__("app.dlq_cli").dlq_cli.register(sub)
+    from app.entrypoints import dlq
+
+    dlq.register(sub)
     return parser
 
 

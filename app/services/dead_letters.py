@@ -1,6 +1,6 @@
 """Dead letters as an operator sees them: decode, select, format, plan a replay.
 
-Pure functions over records already read from the dead-letter topic; `app/dlq_cli.py`
+Pure functions over records already read from the dead-letter topic; `app/entrypoints/dlq.py`
 does the Kafka reading and producing. Every text that came from a record (error, series,
 topic) is made safe for a terminal before it is printed: a dead letter is, by definition,
 a record that may hold anything.

@@ -109,7 +109,7 @@ def serve(port: int) -> None:
     """The production app plus the benchmark-only routes, served like `qis api`."""
     import uvicorn
 
-    from app.api.app import create_app
+    from app.entrypoints.api import create_app
     from app.telemetry.logging import configure_logging
     from app.telemetry.setup import setup_telemetry
     from benchmarks.e2e.serve import bench_bare

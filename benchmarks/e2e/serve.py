@@ -13,8 +13,8 @@ import sys
 import uvicorn
 from litestar import Request, Response, get, post
 
-from app.api.app import create_app
 from app.api.routes.observations import decode_submission
+from app.entrypoints.api import create_app
 from app.settings import load_settings
 from app.telemetry.logging import configure_logging
 from app.telemetry.setup import setup_telemetry

@@ -110,7 +110,7 @@ async def _measure(
 
 
 async def _child(requests: int) -> dict[str, float]:
-    from app.api.app import create_app
+    from app.entrypoints.api import create_app
     from app.settings import load_settings
     from app.telemetry.logging import configure_logging
     from app.telemetry.setup import setup_telemetry

@@ -23,12 +23,12 @@ from hypothesis import HealthCheck, settings
 from litestar.serialization import encode_json
 from schemathesis.checks import not_a_server_error
 
-from app.api.app import create_app
+from app.entrypoints.api import create_app
 from app.settings import load_settings
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES_PER_OPERATION = 40
+EXAMPLES_PER_OPERATION = 30
 
 DOCUMENT: dict[str, Any] = msgspec.json.decode(
     encode_json(create_app(load_settings({})).openapi_schema.to_schema())

@@ -24,14 +24,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from app.cli import build_parser
-from app.dlq_cli import replay_dead_letters
 from app.domain.dead_letter import (
     ERROR_HEADER,
     REPLAYED_FROM_HEADER,
     STAGE_HEADER,
     DeadLetter,
 )
+from app.entrypoints.cli import build_parser
+from app.entrypoints.dlq import replay_dead_letters
 from app.services.dead_letters import Selection
 from app.settings import Settings
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from litestar.testing import AsyncTestClient
 
-from app.api.app import create_app
+from app.entrypoints.api import create_app
 from app.settings import Settings
 from tests.stack import stack
 

@@ -20,8 +20,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from app.adapters.postgres.observations import insert_observations
-from app.api.app import create_app
 from app.domain.observation import Observation
+from app.entrypoints.api import create_app
 from app.settings import Settings
 from tests.conftest import unique_series
 

@@ -16,7 +16,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from app.adapters.postgres.publications import Publication, PublicationListener
 from app.adapters.redis_cache import RedisCache, new_redis
-from app.api.app import create_app
+from app.entrypoints.api import create_app
 from app.ports import CacheUnavailable
 from app.settings import RedisSettings, Settings
 from app.telemetry.metrics import QisMetrics

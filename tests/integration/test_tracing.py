@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind
 
 from app.adapters.kafka import ensure_topics, new_consumer, new_producer, read_topic
 from app.adapters.kafka_events import KafkaEventPublisher
-from app.api.app import create_app
+from app.entrypoints.api import create_app
 from app.entrypoints.worker import build_consumer
 from app.ports import PendingMessage
 from app.settings import Settings, TelemetrySettings, WorkerSettings

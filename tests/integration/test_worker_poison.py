@@ -24,7 +24,6 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from app.adapters.kafka import ensure_topics, new_consumer, new_producer, read_topic
-from app.dlq_cli import replay_dead_letters
 from app.domain.dead_letter import DeadLetter
 from app.domain.events import ReconciliationFailed, decode_event
 from app.domain.observation import (
@@ -33,6 +32,7 @@ from app.domain.observation import (
     ObservationsRecorded,
     derive_observation_id,
 )
+from app.entrypoints.dlq import replay_dead_letters
 from app.entrypoints.worker import build_consumer, reconciling
 from app.ports import PipelineStore
 from app.services.consume import Consumer

@@ -80,9 +80,9 @@ def test_the_scan_sees_lazy_and_dotted_imports(tmp_path: Path) -> None:
 
 PROBE = """
 import importlib, pkgutil, sys
-import app, app.cli
+import app, app.entrypoints.cli
 for argv in {commands!r}:
-    app.cli.build_parser(argv).parse_args(argv)
+    app.entrypoints.cli.build_parser(argv).parse_args(argv)
 for info in pkgutil.walk_packages(app.__path__, "app."):
     importlib.import_module(info.name)
 print(" ".join(sorted({{m.split(".")[0] for m in sys.modules}})))
@@ -113,7 +113,7 @@ def test_service_commands_load_no_tool_code_nor_its_dependencies() -> None:
 MISSING = """
 import sys
 sys.modules[{module!r}] = None  # as if the `tools` extra were not installed
-from app.cli import main
+from app.entrypoints.cli import main
 sys.exit(main({argv!r}))
 """
 
@@ -147,6 +147,6 @@ def test_a_tool_without_its_extra_says_so_in_one_line(
 
 
 def test_a_tool_command_with_its_extra_runs() -> None:
-    from app.cli import main
+    from app.entrypoints.cli import main
 
     assert main(["dashboards", "generate", "--check"]) == 0

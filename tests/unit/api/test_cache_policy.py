@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from app.api.app import cache_policy
+from app.entrypoints.api import cache_policy
 from app.services.cache import CachePolicy
 from app.settings import CacheSettings, load_settings
 
