@@ -16,7 +16,7 @@ import msgspec
 from app.domain.observation import _utc_micros
 from app.domain.quality import Quality, QualityStatus
 from app.domain.reconciliation import Exclusion
-from app.domain.series import Method, QualityPolicy, Series, SeriesConfig
+from app.domain.series import Method, QualityPolicy
 from app.domain.versions import OfficialValue
 
 SCHEMA_VERSION = 1
@@ -61,23 +61,6 @@ class QualityAlertRaised(Event, frozen=True, kw_only=True, tag="quality_alert_ra
     recorded_at: datetime
 
 
-class SeriesConfigured(Event, frozen=True, kw_only=True, tag="series_configured"):
-    """A series' configuration was created or replaced."""
-
-    reference_data_id: str
-    config: SeriesConfig
-    updated_at: datetime
-
-
-class ObservationsAccepted(Event, frozen=True, kw_only=True, tag="observations_accepted"):
-    """Observations of one (series, snap) were accepted into the store."""
-
-    reference_data_id: str
-    snap: datetime
-    observation_ids: tuple[str, ...]
-    accepted_at: datetime
-
-
 class ReconciliationFailed(Event, frozen=True, kw_only=True, tag="reconciliation_failed"):
     """A snap could not be reconciled and was set aside; a person must look.
 
@@ -93,13 +76,7 @@ class ReconciliationFailed(Event, frozen=True, kw_only=True, tag="reconciliation
     failed_at: datetime
 
 
-DomainEvent = (
-    OfficialValuePublished
-    | QualityAlertRaised
-    | SeriesConfigured
-    | ObservationsAccepted
-    | ReconciliationFailed
-)
+DomainEvent = OfficialValuePublished | QualityAlertRaised | ReconciliationFailed
 
 _ENCODER = msgspec.json.Encoder()
 _DECODER: msgspec.json.Decoder[DomainEvent] = msgspec.json.Decoder(DomainEvent)
@@ -167,41 +144,6 @@ def events_for_version(
     if official.status == "suspect":
         events.append(quality_alert_raised(official, policy))
     return events
-
-
-def series_configured(series: Series) -> SeriesConfigured:
-    """The event for a configuration change; the same change at the same time, the same id."""
-    return SeriesConfigured(
-        event_id=derive_event_id(
-            "series_configured",
-            series.reference_data_id,
-            _utc_micros(series.updated_at),
-            msgspec.json.encode(series.config, order="sorted").decode(),
-        ),
-        reference_data_id=series.reference_data_id,
-        config=series.config,
-        updated_at=series.updated_at,
-    )
-
-
-def observations_accepted(
-    reference_data_id: str,
-    snap: datetime,
-    observation_ids: Iterable[str],
-    *,
-    accepted_at: datetime,
-) -> ObservationsAccepted:
-    """The event for observations stored for one snap; the id depends on the set of ids only."""
-    ids = tuple(sorted(set(observation_ids)))
-    return ObservationsAccepted(
-        event_id=derive_event_id(
-            "observations_accepted", reference_data_id, _utc_micros(snap), *ids
-        ),
-        reference_data_id=reference_data_id,
-        snap=snap,
-        observation_ids=ids,
-        accepted_at=accepted_at,
-    )
 
 
 def reconciliation_failed(

@@ -27,7 +27,6 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
 
 import msgspec
 
@@ -40,6 +39,7 @@ from app.ports import (
     DeadLetterSink,
     LogRecord,
     LogSource,
+    Metrics,
     PartitionFenced,
     PipelineStore,
 )
@@ -71,14 +71,6 @@ class ConsumeCounters(msgspec.Struct, kw_only=True):
     dead_lettered: int = 0  # records set aside
     transactions: int = 0  # batch transactions attempted, bisection included
     retries: int = 0  # transient failures retried
-
-
-class ConsumeMetrics(Protocol):
-    """The instruments the consume service reports to."""
-
-    def dead_letters(self, count: int, stage: str) -> None: ...
-
-    def consumer_lag(self, topic: str, lag: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -263,7 +255,7 @@ class Consumer:
         transient: Callable[[BaseException], bool],
         after_store: AfterStore = _nothing_after_store,
         on_set_aside: OnSetAside = _nothing_on_set_aside,
-        metrics: ConsumeMetrics | None = None,
+        metrics: Metrics | None = None,
         tracing: ConsumeTracing | None = None,
         retry: RetryPolicy | None = None,
         max_batch_records: int = 5000,

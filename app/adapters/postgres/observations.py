@@ -81,11 +81,3 @@ def observation_from_row(r: asyncpg.Record) -> Observation:
         received_at=r["received_at"],
         attributes=None if r["attributes"] is None else _decode_attributes.decode(r["attributes"]),
     )
-
-
-async def count_observations(conn: Connection, reference_data_id: str) -> int:
-    """How many observations a series has (tests and sizing)."""
-    value = await conn.fetchval(
-        "SELECT count(*) FROM observations WHERE reference_data_id = $1", reference_data_id
-    )
-    return int(value)

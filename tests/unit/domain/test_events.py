@@ -8,21 +8,18 @@ import pytest
 
 from app.domain.events import (
     DomainEvent,
-    ObservationsAccepted,
     OfficialValuePublished,
     QualityAlertRaised,
-    SeriesConfigured,
     decode_event,
     derive_event_id,
     encode_event,
     events_for_version,
-    observations_accepted,
     official_value_published,
     quality_alert_raised,
-    series_configured,
+    reconciliation_failed,
 )
 from app.domain.quality import Quality
-from app.domain.series import QualityPolicy, Series, SeriesConfig
+from app.domain.series import QualityPolicy
 from app.domain.versions import OfficialValue
 
 from .builders import SERIES, SNAP
@@ -41,15 +38,13 @@ OFFICIAL = OfficialValue(
     supersedes=1,
     recorded_at=RECORDED,
 )
-SERIES_V1 = Series(reference_data_id=SERIES, config=SeriesConfig(), updated_at=SNAP)
 
 
 def all_events() -> list[DomainEvent]:
     return [
         official_value_published(OFFICIAL, ["a1", "b1"]),
         quality_alert_raised(OFFICIAL, QualityPolicy()),
-        series_configured(SERIES_V1),
-        observations_accepted(SERIES, SNAP, ["b1", "a1", "a1"], accepted_at=RECORDED),
+        reconciliation_failed(SERIES, SNAP, stage="window", error="E", failed_at=RECORDED),
     ]
 
 
@@ -64,8 +59,7 @@ def test_the_type_tag_names_the_event_in_the_past_tense() -> None:
     assert tags == [
         "official_value_published",
         "quality_alert_raised",
-        "series_configured",
-        "observations_accepted",
+        "reconciliation_failed",
     ]
 
 
@@ -115,27 +109,13 @@ def test_event_ids_differ_per_kind_version_and_series() -> None:
     assert len(ids) == 4
 
 
-def test_observations_accepted_id_depends_on_the_set_of_ids_only() -> None:
-    one = observations_accepted(SERIES, SNAP, ["b", "a"], accepted_at=SNAP)
-    same = observations_accepted(SERIES, SNAP, ["a", "b", "b"], accepted_at=RECORDED)
-    more = observations_accepted(SERIES, SNAP, ["a", "b", "c"], accepted_at=SNAP)
+def test_reconciliation_failed_id_names_the_snap_the_stage_and_the_error() -> None:
+    one = reconciliation_failed(SERIES, SNAP, stage="window", error="E", failed_at=SNAP)
+    later = reconciliation_failed(SERIES, SNAP, stage="window", error="E", failed_at=RECORDED)
+    other = reconciliation_failed(SERIES, SNAP, stage="reconcile", error="E", failed_at=SNAP)
 
-    assert isinstance(one, ObservationsAccepted)
-    assert one.observation_ids == ("a", "b")
-    assert one.event_id == same.event_id
-    assert one.event_id != more.event_id
-
-
-def test_series_configured_id_changes_with_the_config_or_time() -> None:
-    base = series_configured(SERIES_V1)
-    other_config = series_configured(
-        msgspec.structs.replace(SERIES_V1, config=SeriesConfig(min_sources=2))
-    )
-    later = series_configured(msgspec.structs.replace(SERIES_V1, updated_at=RECORDED))
-
-    assert isinstance(base, SeriesConfigured)
-    assert base.event_id == series_configured(SERIES_V1).event_id
-    assert len({base.event_id, other_config.event_id, later.event_id}) == 3
+    assert one.event_id == later.event_id  # the same failure, recorded twice: one id
+    assert one.event_id != other.event_id
 
 
 def test_a_suspect_version_also_raises_a_quality_alert() -> None:
