@@ -23,14 +23,20 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from app.domain.errors import FieldError
 
-if TYPE_CHECKING:
-    from app.domain.observation import Observation, SubmittedObservation
+SERIES_ID_PATTERN = r"^[A-Z0-9][A-Z0-9._:-]{0,63}$"
+MAX_SOURCE_LENGTH = 64
+MAX_OBSERVATION_ID_LENGTH = 128
+MAX_ATTRIBUTES = 32
+MAX_ATTRIBUTE_KEY = 64
+MAX_ATTRIBUTE_STRING = 256
+_SERIES_ID = re.compile(SERIES_ID_PATTERN)
 
 MIN_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
 """Earliest accepted timestamp (inclusive)."""
@@ -56,7 +62,13 @@ TIMESTAMP_RULE = (
     "RFC 3339 with a UTC offset (at most +-15:59), "
     "from 1970-01-01T00:00:00Z inclusive to 2200-01-01T00:00:00Z exclusive"
 )
-TIMESTAMP_SCHEMA: dict[str, Any] = {"format": "date-time"}
+TIMESTAMP_PATTERN = (
+    "^(19[7-9][0-9]|2[01][0-9]{2})-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}"
+    "(\\.[0-9]+)?([Zz]|[+-](0[0-9]|1[0-5]):[0-5][0-9])$"
+)
+"""Years 1970 to 2199 and offsets up to +-15:59, for the OpenAPI document: a necessary
+condition only (1970-01-01T00:30:00+01:00 matches it, yet is before 1970 in UTC)."""
+TIMESTAMP_SCHEMA: dict[str, Any] = {"format": "date-time", "pattern": TIMESTAMP_PATTERN}
 
 _NUL_MSG = "must not contain a NUL character (U+0000)"
 _SURROGATE_MSG = "must be valid Unicode (no lone surrogate)"
@@ -94,7 +106,43 @@ def _offset_text(offset: timedelta) -> str:
     return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def in_bounds(items: Sequence[SubmittedObservation]) -> bool:
+class SubmittedFields(Protocol):
+    """What the api decoded of one observation (`observation.SubmittedObservation`)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def snap(self) -> datetime: ...
+    @property
+    def observed_at(self) -> datetime: ...
+    @property
+    def observation_id(self) -> str | None: ...
+    @property
+    def attributes(self) -> Mapping[str, Any] | None: ...
+
+
+class StoredFields(Protocol):
+    """One observation as the ingestion log carries it (`observation.Observation`)."""
+
+    @property
+    def observation_id(self) -> str: ...
+    @property
+    def reference_data_id(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def snap(self) -> datetime: ...
+    @property
+    def value(self) -> float: ...
+    @property
+    def observed_at(self) -> datetime: ...
+    @property
+    def received_at(self) -> datetime: ...
+    @property
+    def attributes(self) -> Mapping[str, Any] | None: ...
+
+
+def in_bounds(items: Sequence[SubmittedFields]) -> bool:
     """Fast check for the common case: every timestamp UTC and inside the range.
 
     A `False` only means "look closer" (`submission_problems`); text is not checked.
@@ -113,7 +161,7 @@ def in_bounds(items: Sequence[SubmittedObservation]) -> bool:
     return True
 
 
-def submitted_problems(item: SubmittedObservation, *, text: bool = True) -> list[FieldError]:
+def submitted_problems(item: SubmittedFields, *, text: bool = True) -> list[FieldError]:
     """Every bound one decoded observation breaks, `loc` relative to the item.
 
     `text=False` skips the string checks (the caller knows the body has no NUL escape).
@@ -147,9 +195,7 @@ def _attribute_errors(attributes: Mapping[str, Any]) -> list[FieldError]:
     return errors
 
 
-def submission_problems(
-    items: Sequence[SubmittedObservation], *, text: bool = True
-) -> list[FieldError]:
+def submission_problems(items: Sequence[SubmittedFields], *, text: bool = True) -> list[FieldError]:
     """Every bound the decoded observations break, `loc` starting at `observations`."""
     if not text and in_bounds(items):
         return []
@@ -160,26 +206,16 @@ def submission_problems(
     ]
 
 
-def observation_problems(observation: Observation) -> list[str]:
+def observation_problems(observation: StoredFields) -> list[str]:
     """Why a stored observation (e.g. decoded from the ingestion log) cannot be processed.
 
-    Empty when it is within every bound. Checks what the API checks, so a record that did
-    not come through the API is judged by the same rules.
+    Empty when it is within every bound. Checks what the api checks, so a record that did
+    not come through the api is judged by the same rules. Takes any object with the fields
+    of `observation.Observation` (this module imports no other domain module).
     """
-    # Local import: observation.py imports this module's constants.
-    from app.domain.observation import (
-        MAX_ATTRIBUTE_KEY,
-        MAX_ATTRIBUTE_STRING,
-        MAX_ATTRIBUTES,
-        MAX_OBSERVATION_ID_LENGTH,
-        MAX_SOURCE_LENGTH,
-        SERIES_ID_PATTERN,
-    )
-    from app.domain.series import is_valid_series_id
-
     problems: list[str] = []
     series = observation.reference_data_id
-    if not isinstance(series, str) or not is_valid_series_id(series):
+    if not isinstance(series, str) or _SERIES_ID.fullmatch(series) is None:
         problems.append(f"reference_data_id {series!r} does not match {SERIES_ID_PATTERN}")
     for name, limit in (
         ("observation_id", MAX_OBSERVATION_ID_LENGTH),

@@ -9,29 +9,51 @@ from typing import Annotated, Any
 import msgspec
 
 from app.domain.bounds import (
+    MAX_ATTRIBUTE_KEY,
+    MAX_ATTRIBUTE_STRING,
+    MAX_ATTRIBUTES,
     MAX_FLOAT,
+    MAX_OBSERVATION_ID_LENGTH,
+    MAX_SOURCE_LENGTH,
     NO_NUL_SCHEMA,
+    SERIES_ID_PATTERN,
     TEXT_RULE,
     TIMESTAMP_RULE,
+    TIMESTAMP_SCHEMA,
 )
 
-SERIES_ID_PATTERN = r"^[A-Z0-9][A-Z0-9._:-]{0,63}$"
-MAX_SOURCE_LENGTH = 64
-MAX_OBSERVATION_ID_LENGTH = 128
+__all__ = [  # the sizes live in bounds.py; importers of this module still find them here
+    "MAX_ATTRIBUTES",
+    "MAX_ATTRIBUTE_KEY",
+    "MAX_ATTRIBUTE_STRING",
+    "MAX_BATCH",
+    "MAX_OBSERVATION_ID_LENGTH",
+    "MAX_SOURCE_LENGTH",
+    "SERIES_ID_PATTERN",
+    "AwareDatetime",
+    "FiniteFloat",
+    "Observation",
+    "ObservationSubmission",
+    "ObservationsRecorded",
+    "SourceName",
+    "SubmittedObservation",
+    "derive_observation_id",
+]
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 MAX_BATCH = 5000
-MAX_ATTRIBUTES = 32
-MAX_ATTRIBUTE_KEY = 64
-MAX_ATTRIBUTE_STRING = 256
 
 SeriesId = Annotated[str, msgspec.Meta(pattern=SERIES_ID_PATTERN, description="series id")]
 # The float range check also rejects NaN and +-infinity (1e999 decodes to inf).
 FiniteFloat = Annotated[float, msgspec.Meta(ge=-MAX_FLOAT, le=MAX_FLOAT)]
 # Only the offset's presence is checked while decoding; the range and the offset's size are
 # checked after (app/domain/bounds.py): msgspec has no datetime bounds.
-AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True, description=TIMESTAMP_RULE)]
+AwareDatetime = Annotated[
+    datetime,
+    msgspec.Meta(tz=True, description=TIMESTAMP_RULE, extra_json_schema=TIMESTAMP_SCHEMA),
+]
 
 
 def _text(min_length: int, max_length: int, what: str) -> Any:

@@ -19,7 +19,7 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.api.problems import ApiProblem, Problem, ProblemItem
-from app.domain.bounds import MAX_INT32, TIMESTAMP_RULE, timestamp_problem
+from app.domain.bounds import MAX_INT32, TIMESTAMP_PATTERN, TIMESTAMP_RULE, timestamp_problem
 from app.domain.observation import SERIES_ID_PATTERN, AwareDatetime
 from app.domain.reading import (
     MAX_PAGE,
@@ -54,7 +54,9 @@ SeriesPath = Annotated[
 SnapPath = Annotated[
     str,
     PathParameter(
-        description=f"the snap, e.g. 2026-01-15T14:00:00Z: {TIMESTAMP_RULE}", format="date-time"
+        description=f"the snap, e.g. 2026-01-15T14:00:00Z: {TIMESTAMP_RULE}",
+        format="date-time",
+        schema_extra={"pattern": TIMESTAMP_PATTERN},
     ),
 ]
 
@@ -62,7 +64,10 @@ SnapPath = Annotated[
 def _at(description: str, name: str | None = None) -> QueryParameter:
     """A timestamp query parameter: a string the handler parses and bounds (bounds.py)."""
     return QueryParameter(
-        name=name, description=f"{description}: {TIMESTAMP_RULE}", format="date-time"
+        name=name,
+        description=f"{description}: {TIMESTAMP_RULE}",
+        format="date-time",
+        schema_extra={"pattern": TIMESTAMP_PATTERN},
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -221,3 +222,29 @@ def test_the_fast_path_agrees_with_the_full_check() -> None:
         assert not bounds.in_bounds(items) or full == []
         assert [e.loc[2:] for e in submission_problems(items, text=False)] == [e.loc for e in full]
     assert bounds.in_bounds([submitted(), submitted(snap=LAST, observed_at=MIN_TIMESTAMP)])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1970-01-01T00:00:00Z",
+        "2199-12-31T23:59:59.999999Z",
+        "2026-01-15T14:00:00+15:59",
+        "2026-01-15 14:00:00-15:59",
+        "1969-12-31T23:59:59.999999Z",
+        "2200-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "2026-01-15T14:00:00+16:00",
+        "2026-01-15T14:00:00-18:00",
+    ],
+)
+def test_the_documented_pattern_agrees_with_the_check_away_from_the_offset_edge(
+    text: str,
+) -> None:
+    ts = msgspec.json.decode(msgspec.json.encode(text), type=datetime)
+    assert (re.match(bounds.TIMESTAMP_PATTERN, text) is not None) == (timestamp_problem(ts) is None)
+
+
+def test_the_documented_nul_pattern_refuses_exactly_nul() -> None:
+    assert re.match(bounds.NO_NUL_PATTERN, "kraken ✓") is not None
+    assert re.match(bounds.NO_NUL_PATTERN, "a\x00b") is None
