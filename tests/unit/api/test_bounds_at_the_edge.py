@@ -6,6 +6,7 @@ problem rendering; the ingestion log, series store and query service are in memo
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -317,3 +318,38 @@ async def test_a_version_beyond_postgresql_integer_is_a_400(
     )
     assert response.status_code == 400
     assert errors_of(response)[0][0] == ["query", "version"]
+
+
+def forged(position: dict[str, str]) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(position)).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("path", "cursor"),
+    [
+        # A naive start used to meet an aware `from` in a comparison: TypeError, 500.
+        (
+            "/official-values?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z",
+            {"start": "2026-01-15T14:00:00"},
+        ),
+        (
+            "/observations?snap=2026-01-15T14:00:00Z",
+            {"received_at": "2026-01-15T14:00:00Z", "observation_id": "a\u0000"},
+        ),
+        (
+            "/observations?snap=2026-01-15T14:00:00Z",
+            {"received_at": "0001-01-01T00:00:00+01:00", "observation_id": "a"},
+        ),
+        (
+            "/observations?snap=2026-01-15T14:00:00Z",
+            {"received_at": "2026-01-15T14:00:00", "observation_id": "a"},
+        ),
+    ],
+)
+async def test_a_forged_cursor_is_a_400_before_any_query(
+    client: AsyncTestClient[Litestar], path: str, cursor: dict[str, str]
+) -> None:
+    response = await client.get(f"/v1/reference-data/ETH-USD{path}&cursor={forged(cursor)}")
+
+    assert response.status_code == 400, response.text
+    assert errors_of(response) == [(["query", "cursor"], "not a cursor this service issued")]
