@@ -35,8 +35,9 @@ def test_observation_fields_state_the_text_and_timestamp_bounds(document: dict[s
     assert item["source"]["pattern"] == NO_NUL_PATTERN
     assert "NUL" in item["source"]["description"]
     assert item["observation_id"]["anyOf"][0]["pattern"] == NO_NUL_PATTERN
-    attribute_values = item["attributes"]["anyOf"][0]["additionalProperties"]["anyOf"]
-    assert attribute_values[0]["pattern"] == NO_NUL_PATTERN
+    attributes = item["attributes"]["anyOf"][0]
+    assert attributes["additionalProperties"]["anyOf"][0]["pattern"] == NO_NUL_PATTERN
+    assert attributes["propertyNames"]["pattern"] == NO_NUL_PATTERN
     assert item["value"]["maximum"] == 1.7976931348623157e308
 
 
