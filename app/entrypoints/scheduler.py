@@ -17,6 +17,7 @@ from app.services.journal import Topics
 from app.services.schedule import SchedulePolicy, Scheduler
 from app.settings import SchedulerSettings, Settings
 from app.telemetry.metrics import QisMetrics
+from app.telemetry.pipeline_tracing import PipelineTracing
 
 
 def policy(settings: SchedulerSettings) -> SchedulePolicy:
@@ -54,4 +55,5 @@ def build_scheduler(
         Topics.from_settings(settings.kafka),
         transient=is_transient,
         metrics=metrics,
+        tracing=PipelineTracing(),
     )

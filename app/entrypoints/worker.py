@@ -19,6 +19,7 @@ from app.services.reconcile import failure_stage, reconciliation_stage
 from app.settings import Settings
 from app.telemetry.consume_tracing import ConsumeSpans
 from app.telemetry.metrics import QisMetrics
+from app.telemetry.pipeline_tracing import PipelineTracing
 
 
 def _same(store: PipelineStore) -> PipelineStore:
@@ -29,9 +30,10 @@ def reconciling(settings: Settings, metrics: QisMetrics | None) -> tuple[AfterSt
     """The production hooks: reconcile what each transaction stored; record a snap that
     failed to reconcile."""
     topics = Topics.from_settings(settings.kafka)
+    tracing = PipelineTracing()
     return (
-        reconciliation_stage(_same, topics=topics, metrics=metrics),
-        failure_stage(_same, topics=topics, metrics=metrics),
+        reconciliation_stage(_same, topics=topics, metrics=metrics, tracing=tracing),
+        failure_stage(_same, topics=topics, metrics=metrics, tracing=tracing),
     )
 
 

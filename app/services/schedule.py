@@ -36,6 +36,7 @@ from app.ports import (
     Metrics,
     OutboxRetention,
     PipelineDatabase,
+    Tracing,
 )
 from app.services.instrumentation import NullMetrics
 from app.services.journal import Topics
@@ -70,8 +71,10 @@ class Scheduler:
         *,
         transient: Callable[[BaseException], bool],
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._policy = policy
+        self._tracing = tracing
         self._election = election
         self._db = db
         self._retention = retention
@@ -147,6 +150,7 @@ class Scheduler:
                 metrics=self._metrics,
                 limit=self._policy.window_batch_size,
                 transient=self._transient,
+                tracing=self._tracing,
             )
         except Exception as exc:  # transient, or a bug: the next round tries again
             _log.error("closing windows failed", extra={"error": repr(exc)})
@@ -165,6 +169,7 @@ class Scheduler:
                     self._publisher,
                     topics=self._topics,
                     metrics=self._metrics,
+                    tracing=self._tracing,
                     limit=limit,
                 )
                 if events >= limit:
