@@ -147,7 +147,7 @@ def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
     from app.adapters.kafka import ensure_topics, new_producer
     from app.adapters.kafka_events import KafkaEventPublisher
     from app.adapters.postgres.pipeline import PostgresDatabase
-    from app.adapters.postgres.pool import open_pool
+    from app.adapters.postgres.pool import connector, open_pool
     from app.scheduler import Scheduler
     from app.services.journal import Topics
     from app.telemetry.setup import setup_telemetry
@@ -162,8 +162,10 @@ def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
             await producer.start()
             scheduler = Scheduler(
                 settings.scheduler,
-                lambda: asyncpg.connect(
-                    settings.db.writer_dsn, command_timeout=settings.db.command_timeout_seconds
+                connector(
+                    settings.db.writer_dsn,
+                    settings.db,
+                    command_timeout=settings.db.command_timeout_seconds,
                 ),
                 PostgresDatabase(pool),
                 pool,
@@ -187,10 +189,11 @@ def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     from app.adapters.postgres.audit import stream_records
+    from app.adapters.postgres.pool import connect
     from app.services.audit import verify_audit_trail
 
     async def main() -> int:
-        conn = await asyncpg.connect(settings.db.writer_dsn)
+        conn = await connect(settings.db.writer_dsn, settings.db)
         try:
             result = await verify_audit_trail(stream_records(conn, table=args.table))
         finally:
@@ -209,9 +212,10 @@ def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_db_migrate(settings: Settings, _: argparse.Namespace) -> int:
     from app.adapters.postgres.migrate import bundled_migrations, migrate
+    from app.adapters.postgres.pool import connect
 
     async def main() -> None:
-        conn = await asyncpg.connect(settings.db.writer_dsn)
+        conn = await connect(settings.db.writer_dsn, settings.db)
         try:
             applied = await migrate(conn, bundled_migrations())
         finally:

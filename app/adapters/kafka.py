@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry import propagate, trace
 
+from app.adapters.aws_auth import MskIamTokenProvider, shared_secret
 from app.domain.observation import ObservationsRecorded
 from app.ports import IngestionLogUnavailable
 from app.settings import KafkaSettings
@@ -36,10 +38,39 @@ def topic_partitions(settings: KafkaSettings) -> dict[str, int]:
     }
 
 
+def security_options(settings: KafkaSettings) -> dict[str, Any]:
+    """The TLS and SASL arguments every aiokafka client of the service is built with.
+
+    TLS checks the brokers' certificates against `ssl_ca_file` (or the system store) and
+    their host names. SCRAM credentials come from the settings or Secrets Manager (read
+    once here, at client construction); MSK IAM signs a token per broker connection.
+    """
+    if settings.security_protocol == "PLAINTEXT":
+        return {}
+    context = ssl.create_default_context(cafile=settings.ssl_ca_file or None)
+    options: dict[str, Any] = {"security_protocol": settings.security_protocol}
+    options["ssl_context"] = context
+    if settings.security_protocol == "SASL_SSL":
+        if settings.sasl_mechanism == "AWS_MSK_IAM":
+            options["sasl_mechanism"] = "OAUTHBEARER"
+            options["sasl_oauth_token_provider"] = MskIamTokenProvider(settings.aws_region)
+        else:
+            username, password = settings.sasl_username, settings.sasl_password
+            if settings.sasl_secret_id:
+                credentials = shared_secret(settings.sasl_secret_id, settings.aws_region).get()
+                username, password = credentials.username or username, credentials.password
+            options["sasl_mechanism"] = settings.sasl_mechanism
+            options["sasl_plain_username"] = username
+            options["sasl_plain_password"] = password
+    return options
+
+
 async def ensure_topics(settings: KafkaSettings, replication_factor: int = 1) -> list[str]:
     """Create missing topics via the admin client (no broker auto-creation); return created."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.client_id}-admin"
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-admin",
+        **security_options(settings),
     )
     await admin.start()
     try:
@@ -75,6 +106,7 @@ def new_producer(settings: KafkaSettings) -> AIOKafkaProducer:
         max_batch_size=settings.max_batch_bytes,
         max_request_size=MAX_RECORD_BYTES + 65_536,
         request_timeout_ms=settings.request_timeout_ms,
+        **security_options(settings),
     )
 
 
@@ -271,4 +303,5 @@ def new_consumer(settings: KafkaSettings, group_id: str, client_id: str) -> AIOK
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,
         fetch_max_wait_ms=100,
+        **security_options(settings),
     )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as redis
+from redis.credentials import CredentialProvider
 from redis.exceptions import RedisError
 
+from app.adapters.aws_auth import SecretsManagerSecret, shared_secret
 from app.ports import CacheUnavailable
 from app.settings import RedisSettings
 
@@ -28,6 +31,49 @@ return {generation, redis.call('GET', ARGV[1] .. '@' .. generation)}
 """
 
 
+class SecretCredentialProvider(CredentialProvider):
+    """AUTH from a Secrets Manager secret, looked up per new connection (cached by the
+    secret holder), so a rotated ElastiCache AUTH token reaches new connections."""
+
+    def __init__(self, secret: SecretsManagerSecret, username: str = "") -> None:
+        self._secret = secret
+        self._username = username
+
+    def _pair(self, username: str | None, password: str) -> tuple[str] | tuple[str, str]:
+        user = self._username or username
+        return (user, password) if user else (password,)
+
+    def get_credentials(self) -> tuple[str] | tuple[str, str]:
+        credentials = self._secret.get()
+        return self._pair(credentials.username, credentials.password)
+
+    async def get_credentials_async(self) -> tuple[str] | tuple[str, str]:
+        credentials = await self._secret.aget()
+        return self._pair(credentials.username, credentials.password)
+
+
+def security_options(settings: RedisSettings) -> dict[str, Any]:
+    """TLS (for rediss:// URLs: the CA bundle and host name are checked) and AUTH."""
+    options: dict[str, Any] = {}
+    if settings.url.startswith("rediss://"):
+        options["ssl_cert_reqs"] = "required"
+        options["ssl_check_hostname"] = True
+        if settings.ssl_ca_file:
+            options["ssl_ca_certs"] = settings.ssl_ca_file
+    if settings.password_secret_id:
+        options["credential_provider"] = SecretCredentialProvider(
+            shared_secret(
+                settings.password_secret_id, settings.aws_region, settings.secret_refresh_seconds
+            ),
+            settings.username,
+        )
+    elif settings.password:
+        options["password"] = settings.password
+        if settings.username:
+            options["username"] = settings.username
+    return options
+
+
 def new_redis(settings: RedisSettings) -> redis.Redis:
     """A pooled client with short timeouts: a slow cache must not slow reads down."""
     return redis.Redis.from_url(
@@ -35,6 +81,7 @@ def new_redis(settings: RedisSettings) -> redis.Redis:
         socket_timeout=settings.socket_timeout_seconds,
         socket_connect_timeout=settings.socket_timeout_seconds,
         health_check_interval=30,
+        **security_options(settings),
     )
 
 
