@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # One image for every process of the service; the command selects it:
 #   qis api | qis worker | qis scheduler | qis db migrate | qis kafka topics
 # Only the locked runtime dependencies (uv.lock, no dev group). Runs as uid 10001 and
@@ -32,6 +33,9 @@ RUN groupadd --system --gid 10001 qis \
     && useradd --system --uid 10001 --gid qis --no-create-home --home-dir /tmp \
        --shell /usr/sbin/nologin qis
 COPY --from=build /opt/qis /opt/qis
+# Amazon RDS CA bundle: QIS_DB__SSL_ROOT_CERT for sslmode=verify-full against Aurora
+# (MSK and ElastiCache certificates chain to public roots in the system trust store).
+ADD --chmod=644 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /etc/qis/rds-global-bundle.pem
 # HOME and the working directory are /tmp, the one writable path (an emptyDir in the chart).
 ENV PATH=/opt/qis/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
