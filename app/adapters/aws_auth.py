@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,11 @@ from aws_msk_iam_sasl_signer import MSKAuthTokenProvider  # type: ignore[import-
 from botocore.exceptions import BotoCoreError, ClientError
 
 Clock = Callable[[], float]
+
+# At DEBUG botocore logs request signatures (the secret part of a token) and response
+# bodies (a secret's value): it stays at INFO even when the service logs at DEBUG.
+for _name in ("botocore", "boto3"):
+    logging.getLogger(_name).setLevel(logging.INFO)
 
 # RDS IAM tokens are valid for 15 minutes; MSK's signer makes them valid for 15 too.
 RDS_TOKEN_LIFETIME_SECONDS = 900.0
