@@ -5,7 +5,8 @@ Renders `infra/helm/qis` with `helm template` (the binary `infra/tools.sh helm` 
 `infra/helm/ci/example-values.yaml`. Schema validity is `make lint`'s job
 (kubernetes-validate); these tests check what a schema cannot: the security context of
 every pod, the worker's ceiling, the hook, and that every process's environment is a
-valid settings tree for `app.settings.load_settings`.
+valid settings tree for `app.settings.load_settings`. Last, the CloudFormation parameter
+files of both environments against their templates' parameters.
 """
 
 from __future__ import annotations
@@ -213,3 +214,57 @@ def test_collector_receives_otlp_and_exports_to_xray_and_emf() -> None:
     assert config["exporters"]["awsemf"]["namespace"] == "Custom/QIS"
     service = by_kind("staging", "Service")["qis-adot-collector"]["spec"]
     assert {p["port"] for p in service["ports"]} == {4317, 4318}
+
+
+# ---- CloudFormation parameter files (infra/cloudformation/deploy.sh reads them) --------
+
+TEMPLATES = ROOT / "infra" / "cloudformation"
+STACKS = ("foundation", "network", "cluster", "data", "identity", "edge")
+# Parameters without a default that docs/deploy.md passes on deploy.sh's command line.
+ON_COMMAND_LINE = {
+    "cluster": {"ApiAccessCidrs"},
+    "identity": {"LoadBalancerControllerPolicyArn"},
+    "edge": {"ApiHostName", "HostedZoneId"},
+}
+
+
+class _TagsIgnored(yaml.SafeLoader):
+    """Reads a template's Parameters; intrinsic functions elsewhere become None."""
+
+
+_TagsIgnored.add_multi_constructor("!", lambda _loader, _suffix, _node: None)
+
+
+def template_parameters(stack: str) -> dict[str, dict[str, Any]]:
+    text = (TEMPLATES / f"{stack}.yaml").read_text(encoding="utf-8")
+    parameters: dict[str, dict[str, Any]] = yaml.load(text, Loader=_TagsIgnored)["Parameters"]  # noqa: S506
+    return parameters
+
+
+def parameter_file(env: str, stack: str) -> dict[str, str]:
+    values = {}
+    for line in (TEMPLATES / "parameters" / env / f"{stack}.params").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, sep, value = line.partition("=")
+            assert sep, line
+            values[name] = value
+    return values
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+@pytest.mark.parametrize("stack", STACKS)
+def test_parameter_files_fit_their_templates(env: str, stack: str) -> None:
+    declared = template_parameters(stack)
+    given = parameter_file(env, stack)
+    assert given["Environment"] == env
+    assert set(given) <= set(declared), set(given) - set(declared)
+    for name, value in given.items():
+        allowed = declared[name].get("AllowedValues")
+        if allowed is not None:
+            assert value in [str(v) for v in allowed], (name, value)
+        if declared[name]["Type"] == "Number":
+            number = float(value)
+            assert number >= declared[name].get("MinValue", number), name
+            assert number <= declared[name].get("MaxValue", number), name
+    required = {n for n, p in declared.items() if "Default" not in p}
+    assert required - set(given) == ON_COMMAND_LINE.get(stack, set())
