@@ -3,7 +3,8 @@
 What moto 5.2.5's CloudFormation can create is deployed and read back through the
 service APIs; the rest is left to cfn-lint and checkov (`make lint`):
 
-- `foundation.yaml` whole: the KMS key (rotation, alias, key policy), the alarm topic
+- `foundation.yaml` whole: the KMS key (rotation, alias, key policy), the image
+  repository (moto keeps its tag mutability, not its scanning), the alarm topic
   (encrypted with that key) and the stack's exports. moto ignores the X-Ray sampling
   rules and the e-mail subscription.
 - `data.yaml`, the subset moto creates: the three S3 buckets (their KMS encryption
@@ -177,6 +178,12 @@ def test_foundation_for_staging_and_prod_in_one_account(moto_url: str) -> None:
         assert exported[f"qis-{env}-AlarmTopicArn"] == topic
         attributes = sns.get_topic_attributes(TopicArn=topic)["Attributes"]
         assert attributes["KmsMasterKeyId"] in (key_id, keys[key_id])
+
+    ecr = boto3.client("ecr", region_name=region, endpoint_url=moto_url)
+    repositories = {r["repositoryName"]: r for r in ecr.describe_repositories()["repositories"]}
+    assert set(repositories) == {"qis-staging", "qis-prod"}
+    for repository in repositories.values():
+        assert repository["imageTagMutability"] == "IMMUTABLE"
 
 
 def test_data_lake_buckets_encrypted_with_the_environment_key(moto_url: str) -> None:
