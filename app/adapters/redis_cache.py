@@ -8,9 +8,9 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.credentials import CredentialProvider
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError
 
-from app.adapters.aws_auth import SecretsManagerSecret, shared_secret
+from app.adapters.aws_auth import CredentialsError, SecretsManagerSecret, shared_secret
 from app.ports import CacheUnavailable
 from app.settings import RedisSettings
 
@@ -33,7 +33,8 @@ return {generation, redis.call('GET', ARGV[1] .. '@' .. generation)}
 
 class SecretCredentialProvider(CredentialProvider):
     """AUTH from a Secrets Manager secret, looked up per new connection (cached by the
-    secret holder), so a rotated ElastiCache AUTH token reaches new connections."""
+    secret holder), so a rotated ElastiCache AUTH token reaches new connections. A failed
+    lookup is a Redis authentication error: the cache is then unavailable, reads go on."""
 
     def __init__(self, secret: SecretsManagerSecret, username: str = "") -> None:
         self._secret = secret
@@ -44,11 +45,17 @@ class SecretCredentialProvider(CredentialProvider):
         return (user, password) if user else (password,)
 
     def get_credentials(self) -> tuple[str] | tuple[str, str]:
-        credentials = self._secret.get()
+        try:
+            credentials = self._secret.get()
+        except CredentialsError as exc:
+            raise AuthenticationError(str(exc)) from None
         return self._pair(credentials.username, credentials.password)
 
     async def get_credentials_async(self) -> tuple[str] | tuple[str, str]:
-        credentials = await self._secret.aget()
+        try:
+            credentials = await self._secret.aget()
+        except CredentialsError as exc:
+            raise AuthenticationError(str(exc)) from None
         return self._pair(credentials.username, credentials.password)
 
 

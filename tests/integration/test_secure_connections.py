@@ -32,8 +32,9 @@ from app.adapters.aws_auth import CredentialsError
 from app.adapters.kafka import new_consumer, new_producer, security_options
 from app.adapters.postgres.migrate import bundled_migrations, migrate
 from app.adapters.postgres.pool import connect, open_pool
-from app.adapters.redis_cache import new_redis
+from app.adapters.redis_cache import RedisCache, new_redis
 from app.api.app import create_app
+from app.ports import CacheUnavailable
 from app.settings import Settings, load_settings
 from tests.integration.test_ops_moto import _free_port, _wait_until_up
 from tests.stack import REPO, stack
@@ -365,6 +366,20 @@ async def test_a_missing_secret_is_named_in_the_error(
     )
     with pytest.raises(CredentialsError, match=r"qis/test/does-not-exist.*ResourceNotFound"):
         await connect(secure.db.writer_dsn, db)
+
+
+async def test_redis_secret_failure_makes_the_cache_unavailable_not_the_reads(
+    secure: Settings, secrets_manager: str
+) -> None:
+    missing = msgspec.structs.replace(
+        secure.redis, password="", password_secret_id="qis/test/no-redis-token"
+    )
+    client = new_redis(missing)
+    try:
+        with pytest.raises(CacheUnavailable, match="qis/test/no-redis-token"):
+            await RedisCache(client).get("official:{X}:latest")
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture(scope="module", autouse=True)

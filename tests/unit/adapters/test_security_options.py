@@ -9,6 +9,7 @@ import ssl
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.abc import AbstractTokenProvider
+from redis.exceptions import RedisError
 
 from app.adapters import aws_auth
 from app.adapters.kafka import security_options as kafka_options
@@ -183,6 +184,23 @@ async def test_redis_auth_from_a_secret() -> None:
     assert await with_user.get_credentials_async() == ("qis-app", "auth-token")
     options = redis_options(RedisSettings(url="rediss://h:6379/0", password_secret_id="s"))
     assert isinstance(options["credential_provider"], SecretCredentialProvider)
+
+
+async def test_redis_secret_failure_is_a_redis_error() -> None:
+    # RedisCache turns Redis errors into "cache unavailable" (reads go to PostgreSQL): a
+    # Secrets Manager outage while Redis reconnects must be one of them.
+    class Unreachable:
+        def get(self) -> aws_auth.Credentials:
+            raise aws_auth.CredentialsError("Secrets Manager secret 's': EndpointConnectionError")
+
+        async def aget(self) -> aws_auth.Credentials:
+            return self.get()
+
+    provider = SecretCredentialProvider(Unreachable(), "")  # type: ignore[arg-type]
+    with pytest.raises(RedisError, match="EndpointConnectionError"):
+        await provider.get_credentials_async()
+    with pytest.raises(RedisError, match="EndpointConnectionError"):
+        provider.get_credentials()
 
 
 # --------------------------------------------------------------------------- settings
