@@ -247,6 +247,8 @@ def _security_problems(settings: Settings) -> list[str]:
         problems.append("QIS_DB__AUTH=secrets_manager needs QIS_DB__PASSWORD_SECRET_ID")
     if db.auth == "iam" and db.ssl_mode not in ("require", "verify-ca", "verify-full"):
         problems.append("QIS_DB__AUTH=iam needs QIS_DB__SSL_MODE=verify-full (RDS: IAM over TLS)")
+    if not 0 < db.iam_token_refresh_seconds < 900:
+        problems.append("QIS_DB__IAM_TOKEN_REFRESH_SECONDS must be below 900 (a token's life)")
     if db.ssl_root_cert and db.ssl_mode not in ("verify-ca", "verify-full"):
         problems.append("QIS_DB__SSL_ROOT_CERT is used with QIS_DB__SSL_MODE=verify-full/verify-ca")
     if cache.ssl_ca_file and not cache.url.startswith("rediss://"):

@@ -220,6 +220,7 @@ async def test_redis_secret_failure_is_a_redis_error() -> None:
         ),
         ({"QIS_DB__AUTH": "secrets_manager"}, "QIS_DB__PASSWORD_SECRET_ID"),
         ({"QIS_DB__AUTH": "iam"}, "IAM over TLS"),
+        ({"QIS_DB__IAM_TOKEN_REFRESH_SECONDS": "900"}, "below 900"),
         ({"QIS_DB__SSL_ROOT_CERT": "/ca.pem", "QIS_DB__SSL_MODE": "require"}, "verify-full"),
         ({"QIS_REDIS__SSL_CA_FILE": "/ca.pem"}, "rediss://"),
         ({"QIS_REDIS__PASSWORD": "a", "QIS_REDIS__PASSWORD_SECRET_ID": "b"}, "exclude"),
