@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2030,SC2031  # with_pg_tls swaps the pg_* globals in a subshell, on purpose
 # Local service stack without Docker: PostgreSQL 15, Redis 7 and a single-node
 # Apache Kafka (KRaft, broker+controller in one JVM), all bound to 127.0.0.1.
 # Next to the plaintext endpoints the application uses by default, secured ones:
@@ -966,7 +967,7 @@ cmd_kafka_topics() {
 }
 
 usage() {
-  sed -n '2,16p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
+  sed -n '3,17p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 
