@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -81,15 +83,35 @@ def security_options(settings: RedisSettings) -> dict[str, Any]:
     return options
 
 
+@functools.lru_cache(maxsize=8)
+def _tls_context(ca_file: str) -> ssl.SSLContext:
+    """One verifying TLS context per CA bundle ("" = the system store) for the process."""
+    return ssl.create_default_context(cafile=ca_file or None)
+
+
+class SharedContextSSLConnection(redis.SSLConnection):
+    """A TLS connection using the process's context for its CA bundle. redis-py builds a
+    context for every new connection, loading the system CA store each time: about
+    100 ms of blocked event loop on a busy host, taken out of the 0.25 s connect timeout."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ssl_context.context = _tls_context(self.ssl_context.ca_certs or "")
+
+
 def new_redis(settings: RedisSettings) -> redis.Redis:
     """A pooled client with short timeouts: a slow cache must not slow reads down."""
-    return redis.Redis.from_url(
+    pool = redis.ConnectionPool.from_url(
         settings.url,
         socket_timeout=settings.socket_timeout_seconds,
         socket_connect_timeout=settings.socket_timeout_seconds,
         health_check_interval=30,
         **security_options(settings),
     )
+    if pool.connection_class is redis.SSLConnection:
+        _tls_context(settings.ssl_ca_file)  # built now, at start, not on a first read
+        pool.connection_class = SharedContextSSLConnection
+    return redis.Redis.from_pool(pool)
 
 
 class RedisHealth:

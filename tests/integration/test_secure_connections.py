@@ -32,7 +32,7 @@ from app.adapters.aws_auth import CredentialsError
 from app.adapters.kafka import new_consumer, new_producer, security_options
 from app.adapters.postgres.migrate import bundled_migrations, migrate
 from app.adapters.postgres.pool import connect, open_pool
-from app.adapters.redis_cache import RedisCache, new_redis
+from app.adapters.redis_cache import RedisCache, SharedContextSSLConnection, new_redis
 from app.api.app import create_app
 from app.ports import CacheUnavailable
 from app.settings import Settings, load_settings
@@ -201,6 +201,23 @@ async def test_redis_over_tls_with_auth(secure: Settings) -> None:
         await client.aclose()
     assert tls_port == {"tls-port": secure.redis.url.rsplit(":", 1)[1].split("/")[0]}
     assert port == {"port": "0"}  # no plaintext port at all
+
+
+async def test_redis_connections_share_one_tls_context(secure: Settings) -> None:
+    # redis-py would build (and load a CA store into) a context per new connection.
+    client = new_redis(secure.redis)
+    try:
+        await asyncio.gather(*(client.ping() for _ in range(8)))
+        pool = client.connection_pool
+        connections = [*pool._available_connections, *pool._in_use_connections]
+        assert len(connections) > 1
+        assert {type(c) for c in connections} == {SharedContextSSLConnection}
+        assert len({id(c.ssl_context.get()) for c in connections}) == 1
+    finally:
+        await client.aclose()
+    assert pool._available_connections == [] or all(
+        not c.is_connected for c in pool._available_connections
+    )
 
 
 async def test_redis_without_auth_is_refused(secure: Settings) -> None:
