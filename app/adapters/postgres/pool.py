@@ -7,6 +7,7 @@ the DSN, from Secrets Manager or as a fresh RDS IAM token (docs/secure-connectio
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,14 +19,21 @@ from app.adapters.aws_auth import shared_rds_token, shared_secret
 from app.settings import DbSettings
 
 
+@functools.lru_cache(maxsize=8)
+def _verifying_context(root_cert: str, check_hostname: bool) -> ssl.SSLContext:
+    # Shared by every connection of the process: loading the system CA store into a new
+    # context costs tens of milliseconds of blocked event loop.
+    context = ssl.create_default_context(cafile=root_cert or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = check_hostname
+    return context
+
+
 def ssl_option(settings: DbSettings) -> ssl.SSLContext | str | None:
     """asyncpg's `ssl` argument: None leaves it to the DSN; verify-ca/verify-full get a
     context that checks the server's chain against `ssl_root_cert` (and the host name)."""
     if settings.ssl_mode in ("verify-ca", "verify-full"):
-        context = ssl.create_default_context(cafile=settings.ssl_root_cert or None)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.check_hostname = settings.ssl_mode == "verify-full"
-        return context
+        return _verifying_context(settings.ssl_root_cert, settings.ssl_mode == "verify-full")
     return settings.ssl_mode or None
 
 
