@@ -5,6 +5,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv/bin
 STACK := infra/local/stack.sh
+INFRA_LINT := infra/lint/.venv/bin
 PY_DIRS := $(wildcard app ops dashboards alarms tests benchmarks loadtests)
 
 .PHONY: help
@@ -33,11 +34,17 @@ migrate: setup stack-up ## Apply database migrations and create Kafka topics
 run: setup ## Run everything in the foreground: stack, migrations, api, worker, scheduler (Ctrl-C stops)
 	@bash scripts/run.sh
 
-.PHONY: lint
-lint: setup ## ruff (explicit rule list) and mypy --strict on app/ and the tools
+.PHONY: lint lint-infra
+lint: setup lint-infra ## ruff (explicit rule list), mypy --strict on app/ and the tools, and lint-infra
 	@$(VENV)/ruff check $(PY_DIRS)
 	@$(VENV)/ruff format --check $(PY_DIRS)
 	@$(VENV)/mypy
+lint-infra: setup ## hadolint, cfn-lint, checkov, helm lint + manifest validation (first run builds helm, ~4 min)
+	@$$(command -v uv || echo $(UV)) sync --frozen --quiet --project infra/lint
+	@$(INFRA_LINT)/hadolint Dockerfile && echo "hadolint: Dockerfile clean"
+	@$(INFRA_LINT)/cfn-lint infra/cloudformation/*.yaml && echo "cfn-lint: infra/cloudformation clean"
+	@cd infra/cloudformation && ../lint/.venv/bin/checkov --config-file .checkov.yaml
+	@bash infra/helm/check.sh
 
 .PHONY: unit
 unit: setup ## Unit tests only (no services needed)

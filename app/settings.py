@@ -2,17 +2,21 @@
 
 Nesting uses a double underscore: `QIS_DB__WRITER_DSN` sets `settings.db.writer_dsn`.
 Nothing here runs at import time; `load_settings()` is called by the CLI or a test.
-An unknown `QIS_*` variable is an error that names the variable.
+An unknown `QIS_*` variable is an error that names the variable. Settings that hold a
+secret (passwords, the password in a DSN or URL) never appear in `repr()` or `redacted()`.
+TLS, SASL and IAM settings: docs/secure-connections.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
 PREFIX = "QIS_"
+REDACTED = "***"
 
 
 class SettingsError(ValueError):
@@ -20,7 +24,9 @@ class SettingsError(ValueError):
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    pass
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in redacted(self).items())
+        return f"{type(self).__name__}({fields})"
 
 
 class DbSettings(_Section, frozen=True):
@@ -30,6 +36,24 @@ class DbSettings(_Section, frozen=True):
     pool_min_size: int = 1
     pool_max_size: int = 10
     command_timeout_seconds: float = 10.0
+    # "" leaves TLS to the DSN (`?sslmode=`; asyncpg's default is prefer). verify-full
+    # checks the server certificate against ssl_root_cert and the host name.
+    ssl_mode: Literal["", "disable", "prefer", "require", "verify-ca", "verify-full"] = ""
+    # CA bundle (PEM) for verify-ca/verify-full; Aurora: the RDS global-bundle.pem.
+    # Empty: the system trust store.
+    ssl_root_cert: str = ""
+    # Where the password comes from: the DSN ("password"), the Secrets Manager secret
+    # password_secret_id ("secrets_manager": JSON with "password", and "username" used
+    # when the DSN names no user; Aurora's managed master secret), or a fresh RDS IAM
+    # token per connection ("iam"; needs TLS and the DSN's user granted rds_iam).
+    auth: Literal["password", "secrets_manager", "iam"] = "password"
+    password_secret_id: str = ""
+    # Region of the secret and of the IAM token; empty: the SDK's (AWS_REGION).
+    aws_region: str = ""
+    # A secret is read again when older than this (rotation); tokens (valid 900 s) are
+    # remade when older than iam_token_refresh_seconds.
+    secret_refresh_seconds: float = 60.0
+    iam_token_refresh_seconds: float = 600.0
 
 
 class KafkaSettings(_Section, frozen=True):
@@ -37,6 +61,9 @@ class KafkaSettings(_Section, frozen=True):
     client_id: str = "qis"
     observations_topic: str = "qis.observations.v1"
     observations_partitions: int = 12
+    # Replicas of each topic `qis kafka topics` creates: 1 on the local single broker, 3
+    # on MSK (whose min.insync.replicas is 2, so acks=all needs at least 2 replicas).
+    replication_factor: int = 1
     dlq_topic: str = "qis.observations.dlq.v1"
     official_values_topic: str = "qis.official-values.v1"
     quality_alerts_topic: str = "qis.quality-alerts.v1"
@@ -48,11 +75,35 @@ class KafkaSettings(_Section, frozen=True):
     # Upper bound for one request's records to be acknowledged by the broker.
     ack_timeout_seconds: float = 5.0
     request_timeout_ms: int = 10_000
+    # PLAINTEXT locally. MSK: SASL_SSL with AWS_MSK_IAM (port 9098; SASL/OAUTHBEARER
+    # tokens signed with the pod's IAM role) or SCRAM-SHA-512 (port 9096), or SSL (9094).
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["", "SCRAM-SHA-512", "AWS_MSK_IAM"] = ""
+    # SCRAM credentials: username/password, or a Secrets Manager secret holding
+    # {"username", "password"} (MSK's AmazonMSK_* secrets have that form).
+    sasl_username: str = ""
+    sasl_password: str = ""
+    sasl_secret_id: str = ""
+    # CA bundle (PEM) the brokers' certificates are checked against; empty: the system
+    # trust store (MSK's certificates chain to Amazon's public roots).
+    ssl_ca_file: str = ""
+    # Region for the MSK IAM token and the secret; empty: the SDK's (AWS_REGION).
+    aws_region: str = ""
 
 
 class RedisSettings(_Section, frozen=True):
+    # rediss:// for TLS (ElastiCache in-transit encryption), checked against ssl_ca_file
+    # (empty: the system trust store) and the host name.
     url: str = "redis://127.0.0.1:56379/0"
     socket_timeout_seconds: float = 0.25
+    ssl_ca_file: str = ""
+    # AUTH: username (RBAC user; empty: the default user) and password (the AUTH token),
+    # or a Secrets Manager secret holding the token (plain, or JSON with "password").
+    username: str = ""
+    password: str = ""
+    password_secret_id: str = ""
+    aws_region: str = ""
+    secret_refresh_seconds: float = 60.0
 
 
 class CacheSettings(_Section, frozen=True):
@@ -154,6 +205,69 @@ class Settings(_Section, frozen=True):
     telemetry: TelemetrySettings = TelemetrySettings()
 
 
+_SECRET_FIELDS = frozenset({"password", "sasl_password"})
+_URL_FIELDS = frozenset({"writer_dsn", "reader_dsn", "url"})
+
+
+def redact_url(url: str) -> str:
+    """`url` with the password of its user info replaced by `***`."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+    except ValueError:
+        return REDACTED
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{host}"))
+
+
+def redacted(section: msgspec.Struct) -> dict[str, Any]:
+    """The settings as builtins, with every secret replaced by `***` (safe to log)."""
+    out: dict[str, Any] = {}
+    for name in section.__struct_fields__:
+        value = getattr(section, name)
+        if isinstance(value, msgspec.Struct):
+            out[name] = redacted(value)
+        elif name in _SECRET_FIELDS and value:
+            out[name] = REDACTED
+        elif name in _URL_FIELDS and isinstance(value, str):
+            out[name] = redact_url(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _security_problems(settings: Settings) -> list[str]:
+    """Combinations of the TLS/SASL/IAM settings that cannot work, in words."""
+    problems: list[str] = []
+    kafka, db, cache = settings.kafka, settings.db, settings.redis
+    if kafka.security_protocol == "SASL_SSL" and not kafka.sasl_mechanism:
+        problems.append("QIS_KAFKA__SECURITY_PROTOCOL=SASL_SSL needs QIS_KAFKA__SASL_MECHANISM")
+    if kafka.sasl_mechanism and kafka.security_protocol != "SASL_SSL":
+        problems.append("QIS_KAFKA__SASL_MECHANISM needs QIS_KAFKA__SECURITY_PROTOCOL=SASL_SSL")
+    if kafka.sasl_mechanism == "SCRAM-SHA-512" and not (
+        kafka.sasl_secret_id or (kafka.sasl_username and kafka.sasl_password)
+    ):
+        problems.append(
+            "SCRAM-SHA-512 needs QIS_KAFKA__SASL_USERNAME and QIS_KAFKA__SASL_PASSWORD, "
+            "or QIS_KAFKA__SASL_SECRET_ID"
+        )
+    if db.auth == "secrets_manager" and not db.password_secret_id:
+        problems.append("QIS_DB__AUTH=secrets_manager needs QIS_DB__PASSWORD_SECRET_ID")
+    if db.auth == "iam" and db.ssl_mode not in ("require", "verify-ca", "verify-full"):
+        problems.append("QIS_DB__AUTH=iam needs QIS_DB__SSL_MODE=verify-full (RDS: IAM over TLS)")
+    if not 0 < db.iam_token_refresh_seconds < 900:
+        problems.append("QIS_DB__IAM_TOKEN_REFRESH_SECONDS must be below 900 (a token's life)")
+    if db.ssl_root_cert and db.ssl_mode not in ("verify-ca", "verify-full"):
+        problems.append("QIS_DB__SSL_ROOT_CERT is used with QIS_DB__SSL_MODE=verify-full/verify-ca")
+    if cache.ssl_ca_file and not cache.url.startswith("rediss://"):
+        problems.append("QIS_REDIS__SSL_CA_FILE needs a rediss:// QIS_REDIS__URL")
+    if cache.password and cache.password_secret_id:
+        problems.append("QIS_REDIS__PASSWORD and QIS_REDIS__PASSWORD_SECRET_ID exclude each other")
+    return problems
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Decode `QIS_SECTION__FIELD` variables into `Settings`; unknown names fail loudly."""
     tree: dict[str, dict[str, Any]] = {}
@@ -178,4 +292,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             f"QIS_WORKER__LANES={settings.worker.lanes} must be at least 1 and below "
             f"QIS_DB__POOL_MAX_SIZE={settings.db.pool_max_size}"
         )
+    problems = _security_problems(settings)
+    if problems:
+        raise SettingsError("; ".join(problems))
     return settings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
@@ -16,6 +17,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry import propagate, trace
 
+from app.adapters.aws_auth import MskIamTokenProvider, shared_secret
 from app.domain.dead_letter import ERROR_HEADER, STAGE_HEADER, DeadLetter
 from app.domain.observation import ObservationsRecorded
 from app.ports import IngestionLogUnavailable, LogRecord
@@ -40,10 +42,39 @@ def topic_partitions(settings: KafkaSettings) -> dict[str, int]:
     }
 
 
-async def ensure_topics(settings: KafkaSettings, replication_factor: int = 1) -> list[str]:
+def security_options(settings: KafkaSettings) -> dict[str, Any]:
+    """The TLS and SASL arguments every aiokafka client of the service is built with.
+
+    TLS checks the brokers' certificates against `ssl_ca_file` (or the system store) and
+    their host names. SCRAM credentials come from the settings or Secrets Manager (read
+    once here, at client construction); MSK IAM signs a token per broker connection.
+    """
+    if settings.security_protocol == "PLAINTEXT":
+        return {}
+    context = ssl.create_default_context(cafile=settings.ssl_ca_file or None)
+    options: dict[str, Any] = {"security_protocol": settings.security_protocol}
+    options["ssl_context"] = context
+    if settings.security_protocol == "SASL_SSL":
+        if settings.sasl_mechanism == "AWS_MSK_IAM":
+            options["sasl_mechanism"] = "OAUTHBEARER"
+            options["sasl_oauth_token_provider"] = MskIamTokenProvider(settings.aws_region)
+        else:
+            username, password = settings.sasl_username, settings.sasl_password
+            if settings.sasl_secret_id:
+                credentials = shared_secret(settings.sasl_secret_id, settings.aws_region).get()
+                username, password = credentials.username or username, credentials.password
+            options["sasl_mechanism"] = settings.sasl_mechanism
+            options["sasl_plain_username"] = username
+            options["sasl_plain_password"] = password
+    return options
+
+
+async def ensure_topics(settings: KafkaSettings, replication_factor: int | None = None) -> list[str]:
     """Create missing topics via the admin client (no broker auto-creation); return created."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.client_id}-admin"
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-admin",
+        **security_options(settings),
     )
     await admin.start()
     try:
@@ -52,7 +83,7 @@ async def ensure_topics(settings: KafkaSettings, replication_factor: int = 1) ->
             NewTopic(
                 name,
                 num_partitions=count,
-                replication_factor=replication_factor,
+                replication_factor=replication_factor or settings.replication_factor,
                 # A 2 MiB request of one series with large attributes is one ~2.5 MB record.
                 topic_configs={"max.message.bytes": str(MAX_RECORD_BYTES)},
             )
@@ -79,6 +110,7 @@ def new_producer(settings: KafkaSettings) -> AIOKafkaProducer:
         max_batch_size=settings.max_batch_bytes,
         max_request_size=MAX_RECORD_BYTES + 65_536,
         request_timeout_ms=settings.request_timeout_ms,
+        **security_options(settings),
     )
 
 
@@ -275,6 +307,7 @@ def new_consumer(settings: KafkaSettings, group_id: str, client_id: str) -> AIOK
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,
         fetch_max_wait_ms=100,
+        **security_options(settings),
     )
 
 
@@ -297,6 +330,7 @@ async def read_topic(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.client_id}-reader",
         request_timeout_ms=settings.request_timeout_ms,
+        **security_options(settings),
     )
     try:
         await admin.start()
@@ -314,6 +348,7 @@ async def read_topic(
         isolation_level="read_committed",
         request_timeout_ms=settings.request_timeout_ms,
         fetch_max_wait_ms=100,
+        **security_options(settings),
     )
     try:
         await consumer.start()

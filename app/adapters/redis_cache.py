@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
+import ssl
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.credentials import CredentialProvider
+from redis.exceptions import AuthenticationError, RedisError
 
+from app.adapters.aws_auth import CredentialsError, SecretsManagerSecret, shared_secret
 from app.ports import CacheUnavailable
 from app.settings import RedisSettings
 
@@ -28,14 +33,85 @@ return {generation, redis.call('GET', ARGV[1] .. '@' .. generation)}
 """
 
 
+class SecretCredentialProvider(CredentialProvider):
+    """AUTH from a Secrets Manager secret, looked up per new connection (cached by the
+    secret holder), so a rotated ElastiCache AUTH token reaches new connections. A failed
+    lookup is a Redis authentication error: the cache is then unavailable, reads go on."""
+
+    def __init__(self, secret: SecretsManagerSecret, username: str = "") -> None:
+        self._secret = secret
+        self._username = username
+
+    def _pair(self, username: str | None, password: str) -> tuple[str] | tuple[str, str]:
+        user = self._username or username
+        return (user, password) if user else (password,)
+
+    def get_credentials(self) -> tuple[str] | tuple[str, str]:
+        try:
+            credentials = self._secret.get()
+        except CredentialsError as exc:
+            raise AuthenticationError(str(exc)) from None
+        return self._pair(credentials.username, credentials.password)
+
+    async def get_credentials_async(self) -> tuple[str] | tuple[str, str]:
+        try:
+            credentials = await self._secret.aget()
+        except CredentialsError as exc:
+            raise AuthenticationError(str(exc)) from None
+        return self._pair(credentials.username, credentials.password)
+
+
+def security_options(settings: RedisSettings) -> dict[str, Any]:
+    """TLS (for rediss:// URLs: the CA bundle and host name are checked) and AUTH."""
+    options: dict[str, Any] = {}
+    if settings.url.startswith("rediss://"):
+        options["ssl_cert_reqs"] = "required"
+        options["ssl_check_hostname"] = True
+        if settings.ssl_ca_file:
+            options["ssl_ca_certs"] = settings.ssl_ca_file
+    if settings.password_secret_id:
+        options["credential_provider"] = SecretCredentialProvider(
+            shared_secret(
+                settings.password_secret_id, settings.aws_region, settings.secret_refresh_seconds
+            ),
+            settings.username,
+        )
+    elif settings.password:
+        options["password"] = settings.password
+        if settings.username:
+            options["username"] = settings.username
+    return options
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context(ca_file: str) -> ssl.SSLContext:
+    """One verifying TLS context per CA bundle ("" = the system store) for the process."""
+    return ssl.create_default_context(cafile=ca_file or None)
+
+
+class SharedContextSSLConnection(redis.SSLConnection):
+    """A TLS connection using the process's context for its CA bundle. redis-py builds a
+    context for every new connection, loading the system CA store each time: about
+    100 ms of blocked event loop on a busy host, taken out of the 0.25 s connect timeout."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ssl_context.context = _tls_context(self.ssl_context.ca_certs or "")
+
+
 def new_redis(settings: RedisSettings) -> redis.Redis:
     """A pooled client with short timeouts: a slow cache must not slow reads down."""
-    return redis.Redis.from_url(
+    pool = redis.ConnectionPool.from_url(
         settings.url,
         socket_timeout=settings.socket_timeout_seconds,
         socket_connect_timeout=settings.socket_timeout_seconds,
         health_check_interval=30,
+        **security_options(settings),
     )
+    if pool.connection_class is redis.SSLConnection:
+        _tls_context(settings.ssl_ca_file)  # built now, at start, not on a first read
+        pool.connection_class = SharedContextSSLConnection
+    return redis.Redis.from_pool(pool)
 
 
 class RedisHealth:

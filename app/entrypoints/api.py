@@ -84,6 +84,7 @@ async def open_resources(
             on_connected=query_cache.connected,
             on_disconnected=query_cache.disconnected,
             check_seconds=settings.cache.listener_check_seconds,
+            db=settings.db,
         )
         await listener.start()
         stack.push_async_callback(listener.aclose)

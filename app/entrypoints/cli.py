@@ -160,10 +160,11 @@ def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     from app.adapters.postgres.audit import stream_records
+    from app.adapters.postgres.pool import connect
     from app.services.audit import verify_audit_trail
 
     async def main() -> int:
-        conn = await asyncpg.connect(settings.db.writer_dsn)
+        conn = await connect(settings.db.writer_dsn, settings.db)
         try:
             result = await verify_audit_trail(stream_records(conn, table=args.table))
         finally:
@@ -182,9 +183,10 @@ def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_db_migrate(settings: Settings, _: argparse.Namespace) -> int:
     from app.adapters.postgres.migrate import bundled_migrations, migrate
+    from app.adapters.postgres.pool import connect
 
     async def main() -> None:
-        conn = await asyncpg.connect(settings.db.writer_dsn)
+        conn = await connect(settings.db.writer_dsn, settings.db)
         try:
             applied = await migrate(conn, bundled_migrations())
         finally:

@@ -13,6 +13,7 @@ from app.adapters.postgres.leadership import (
     PostgresOutboxRetention,
 )
 from app.adapters.postgres.pipeline import PostgresDatabase
+from app.adapters.postgres.pool import connector
 from app.services.journal import Topics
 from app.services.schedule import SchedulePolicy, Scheduler
 from app.settings import SchedulerSettings, Settings
@@ -40,12 +41,9 @@ def build_scheduler(
 ) -> Scheduler:
     """The scheduler of this process (a started producer required)."""
 
-    async def connect() -> asyncpg.Connection:
-        conn: asyncpg.Connection = await asyncpg.connect(
-            settings.db.writer_dsn, command_timeout=settings.db.command_timeout_seconds
-        )
-        return conn
-
+    connect = connector(
+        settings.db.writer_dsn, settings.db, command_timeout=settings.db.command_timeout_seconds
+    )
     return Scheduler(
         policy(settings.scheduler),
         AdvisoryLockElection(connect, leader_key),

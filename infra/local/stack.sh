@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2030,SC2031  # with_pg_tls swaps the pg_* globals in a subshell, on purpose
 # Local service stack without Docker: PostgreSQL 15, Redis 7 and a single-node
 # Apache Kafka (KRaft, broker+controller in one JVM), all bound to 127.0.0.1.
+# Next to the plaintext endpoints the application uses by default, secured ones:
+# a TLS-only PostgreSQL (pg-tls), a TLS + AUTH Redis (redis-tls) and a SASL_SSL
+# (SCRAM-SHA-512) Kafka listener, with certificates of a local CA made by openssl.
 #
-#   infra/local/stack.sh up     [pg|redis|kafka ...]   start (idempotent)
-#   infra/local/stack.sh down   [pg|redis|kafka ...]   stop, leaving no process behind
+#   infra/local/stack.sh up     [SERVICE ...]          start (idempotent)
+#   infra/local/stack.sh down   [SERVICE ...]          stop, leaving no process behind
 #   infra/local/stack.sh status                        exit 0 if all up, else 3
-#   infra/local/stack.sh logs   pg|redis|kafka [-f]    tail a service log
-#   infra/local/stack.sh env                           eval "$(infra/local/stack.sh env)"
+#   infra/local/stack.sh logs   SERVICE [-f]           tail a service log
+#   infra/local/stack.sh env    [secure]               eval "$(infra/local/stack.sh env)"
 #   infra/local/stack.sh kafka-topics ARGS...          org.apache.kafka.tools.TopicCommand
+#
+# SERVICE: pg | redis | kafka | pg-tls | redis-tls (all five by default).
 #
 # Ports and credentials: infra/local/stack.env, overridable by environment
 # variables of the same name. State (data, logs, pids): $STACK_DIR, default
@@ -24,7 +30,9 @@ REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
 # ---------------------------------------------------------------------------
 CFG_VARS=(STACK_PG_PORT STACK_REDIS_PORT STACK_KAFKA_PORT STACK_KAFKA_CONTROLLER_PORT
           STACK_REDIS_MAXMEMORY STACK_PG_USER STACK_PG_PASSWORD STACK_PG_DB
-          STACK_PG_SHARED_BUFFERS)
+          STACK_PG_SHARED_BUFFERS STACK_PG_TLS_PORT STACK_REDIS_TLS_PORT
+          STACK_REDIS_TLS_PASSWORD STACK_KAFKA_SASL_PORT STACK_KAFKA_SASL_USER
+          STACK_KAFKA_SASL_PASSWORD)
 
 load_config() {
   # The env file holds plain assignments; remember what the caller exported so
@@ -44,6 +52,9 @@ load_config() {
   : "${STACK_KAFKA_PORT:=59092}" "${STACK_KAFKA_CONTROLLER_PORT:=59093}"
   : "${STACK_REDIS_MAXMEMORY:=256mb}" "${STACK_PG_SHARED_BUFFERS:=512MB}"
   : "${STACK_PG_USER:=qis}" "${STACK_PG_PASSWORD:=qis}" "${STACK_PG_DB:=qis}"
+  : "${STACK_PG_TLS_PORT:=55433}" "${STACK_REDIS_TLS_PORT:=56380}" "${STACK_KAFKA_SASL_PORT:=59094}"
+  : "${STACK_REDIS_TLS_PASSWORD:=qis-redis-auth}"
+  : "${STACK_KAFKA_SASL_USER:=qis}" "${STACK_KAFKA_SASL_PASSWORD:=qis-scram-secret}"
 }
 load_config
 
@@ -59,8 +70,15 @@ PG_DIR=$STACK_DIR/pg
 # $STACK_DIR/pg may be a symlink (see pg_prepare_dir); hand postgres the real
 # path, since it may not be allowed to traverse the link's parents.
 [[ -L $PG_DIR ]] && PG_DIR=$(readlink -f "$PG_DIR")
+PG_TLS_DIR=$STACK_DIR/pg-tls
+[[ -L $PG_TLS_DIR ]] && PG_TLS_DIR=$(readlink -f "$PG_TLS_DIR")
 REDIS_DIR=$STACK_DIR/redis
+REDIS_TLS_DIR=$STACK_DIR/redis-tls
 KAFKA_DIR=$STACK_DIR/kafka
+# Local CA and server certificate (127.0.0.1 and localhost) for the secured services.
+TLS_DIR=$STACK_DIR/tls
+# Set (in a subshell) while the pg_* functions work on the TLS-only cluster.
+PG_TLS=0
 
 KAFKA_POM=$SCRIPT_DIR/kafka/pom.xml
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM" | head -n1)
@@ -205,11 +223,64 @@ urlencode() {
   printf '%s' "$out"
 }
 
+# install_if_changed TMP DEST: move TMP over DEST unless they are equal; return 0
+# when DEST changed (a running service must then reload or restart), else 1.
+install_if_changed() {
+  if [[ -f $2 ]] && cmp -s "$1" "$2"; then rm -f "$1"; return 1; fi
+  mv -f "$1" "$2"
+}
+
+# ---------------------------------------------------------------------------
+# Certificates: a local CA and one server certificate, made once by openssl
+# ---------------------------------------------------------------------------
+# ca.pem is what clients trust (QIS_*_CA_FILE / SSL_ROOT_CERT); server.pem and
+# server.key serve 127.0.0.1 and localhost, so clients can verify host names.
+# Remade when missing, not signed by ca.pem, or expiring within 7 days.
+tls_valid() {
+  [[ -f $TLS_DIR/ca.pem && -f $TLS_DIR/server.pem && -f $TLS_DIR/server.key ]] \
+    && openssl verify -CAfile "$TLS_DIR/ca.pem" "$TLS_DIR/server.pem" >/dev/null 2>&1 \
+    && openssl x509 -checkend 604800 -noout -in "$TLS_DIR/server.pem" >/dev/null 2>&1
+}
+
+tls_setup() {
+  command -v openssl >/dev/null || apt_install openssl
+  tls_valid && return 0
+  local tmp=$TLS_DIR.tmp.$$
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  log "tls: making a local CA and a server certificate for 127.0.0.1/localhost in $TLS_DIR"
+  # The keys are PKCS#8 PEM without a passphrase (Kafka >= 3.3 reads them as they are).
+  if ! (
+    umask 077
+    cd "$tmp"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 \
+      -subj "/CN=QIS local stack CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=localhost"
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+      "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" > server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
+      -days 825 -extfile server.ext -out server.pem
+    cat server.key server.pem > kafka-keystore.pem
+    rm -f server.csr server.ext
+    chmod 644 ca.pem server.pem
+  ) > "$STACK_DIR/tls.log" 2>&1; then
+    rm -rf "$tmp"
+    fail_with_log "tls: openssl could not make the certificates" "$STACK_DIR/tls.log"
+  fi
+  rm -rf "$TLS_DIR"
+  mv "$tmp" "$TLS_DIR"
+}
+
+# Fingerprint of the server certificate: written into generated service configs,
+# so a new certificate changes the config and the service restarts to load it.
+tls_fingerprint() { openssl x509 -noout -fingerprint -sha256 -in "$TLS_DIR/server.pem" | cut -d= -f2; }
+
 # ---------------------------------------------------------------------------
 # PostgreSQL
 # ---------------------------------------------------------------------------
 PG_BIN=''
 PG_OS_USER=$(id -un)
+PG_NAME=postgres
 
 pg_find_bin() {
   local d
@@ -259,7 +330,9 @@ pg_prepare_dir() {
     return 0
   fi
   if (( IS_ROOT )) && ! runuser -u "$PG_OS_USER" -- test -x "$STACK_DIR" 2>/dev/null; then
-    local real; real=/var/tmp/qis-stack-pg-$(printf '%s' "$STACK_DIR" | cksum | cut -d' ' -f1)
+    local real suffix=''
+    (( PG_TLS )) && suffix=-tls
+    real=/var/tmp/qis-stack-pg-$(printf '%s' "$STACK_DIR" | cksum | cut -d' ' -f1)$suffix
     log "$PG_OS_USER cannot reach $STACK_DIR; keeping the cluster in $real (symlinked)"
     mkdir -p "$real"
     ln -sfn "$real" "$PG_DIR"
@@ -305,13 +378,54 @@ password_encryption = scram-sha-256
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
+  if (( PG_TLS )); then
+    local tls=${PG_DIR//$q/$q$q}/tls
+    cat >> "$PG_DIR/stack.conf.tmp" <<EOF
+# TLS for every TCP client (pg_hba.conf refuses the others).
+ssl = on
+ssl_cert_file = '$tls/server.pem'
+ssl_key_file = '$tls/server.key'
+ssl_min_protocol_version = 'TLSv1.2'
+EOF
+  fi
   (( IS_ROOT )) && chown "$PG_OS_USER:" "$PG_DIR/stack.conf.tmp"
   mv -f "$PG_DIR/stack.conf.tmp" "$PG_DIR/data/stack.conf"
 }
 
+# The TLS-only cluster: a copy of the server certificate and key that the cluster
+# owner can read (postgres wants its key 0600 and its own). Returns 0 if changed.
+pg_tls_install() {
+  local f changed=1
+  mkdir -p "$PG_DIR/tls"
+  for f in server.pem server.key; do
+    cp "$TLS_DIR/$f" "$PG_DIR/tls/$f.tmp"
+    chmod 600 "$PG_DIR/tls/$f.tmp"
+    (( IS_ROOT )) && chown "$PG_OS_USER:" "$PG_DIR/tls/$f.tmp"
+    if install_if_changed "$PG_DIR/tls/$f.tmp" "$PG_DIR/tls/$f"; then changed=0; fi
+  done
+  chmod 700 "$PG_DIR/tls"
+  (( IS_ROOT )) && chown "$PG_OS_USER:" "$PG_DIR/tls"
+  return $changed
+}
+
+# The TLS-only cluster's pg_hba.conf: TCP over TLS with SCRAM, plaintext TCP
+# refused. Returns 0 if changed.
+pg_tls_write_hba() {
+  cat > "$PG_DIR/data/pg_hba.conf.tmp" <<'EOF'
+# Generated by infra/local/stack.sh on every 'up' - edit the script, not this file.
+# TYPE    DATABASE  USER  ADDRESS        METHOD
+local     all       all                  trust
+hostssl   all       all   127.0.0.1/32   scram-sha-256
+hostnossl all       all   0.0.0.0/0      reject
+hostnossl all       all   ::/0           reject
+EOF
+  (( IS_ROOT )) && chown "$PG_OS_USER:" "$PG_DIR/data/pg_hba.conf.tmp"
+  install_if_changed "$PG_DIR/data/pg_hba.conf.tmp" "$PG_DIR/data/pg_hba.conf"
+}
+
 pg_initdb() {
   [[ -f $PG_DIR/data/PG_VERSION ]] && return 0
-  log "postgres: initdb in $PG_DIR/data"
+  log "$PG_NAME: initdb in $PG_DIR/data"
   rm -rf "$PG_DIR/data.tmp"
   # Init into data.tmp and rename, so a failed initdb never leaves a half-made
   # cluster that the next 'up' would try to start.
@@ -330,7 +444,7 @@ pg_provision() {
   as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_DIR/run" -p "$STACK_PG_PORT" \
         -U postgres -d postgres \
         -v u="$STACK_PG_USER" -v pw="$STACK_PG_PASSWORD" -v db="$STACK_PG_DB" >/dev/null <<'SQL' \
-    || die "postgres: creating role/database failed"
+    || die "$PG_NAME: creating role/database failed"
 SELECT format('CREATE ROLE %I LOGIN CREATEDB', :'u')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'u') \gexec
 SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L', :'u', :'pw') \gexec
@@ -344,43 +458,53 @@ pg_up() {
   pg_setup_user
   pg_prepare_dir
   if pg_alive; then
-    wait_ready postgres "$PG_TIMEOUT" "$PG_DIR/pg.log" pg_alive pg_ready
-    log "postgres: already running (pid $(pg_pid), port $STACK_PG_PORT)"
+    wait_ready "$PG_NAME" "$PG_TIMEOUT" "$PG_DIR/pg.log" pg_alive pg_ready
+    log "$PG_NAME: already running (pid $(pg_pid), port $STACK_PG_PORT)"
+    if (( PG_TLS )); then
+      local changed=0
+      if pg_tls_install; then changed=1; fi
+      if pg_tls_write_hba; then changed=1; fi
+      if (( changed )); then
+        log "$PG_NAME: certificate or pg_hba.conf changed: reloading"
+        as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" reload >/dev/null
+      fi
+    fi
     pg_provision
     return 0
   fi
-  port_open "$STACK_PG_PORT" && die "postgres: port 127.0.0.1:$STACK_PG_PORT is used by another process (see: ss -ltnp)"
+  port_open "$STACK_PG_PORT" && die "$PG_NAME: port 127.0.0.1:$STACK_PG_PORT is used by another process (see: ss -ltnp)"
   pg_initdb
   pg_write_conf
+  if (( PG_TLS )); then pg_tls_install || true; pg_tls_write_hba || true; fi
   # Not running but maybe crashed (kill -9, OOM, reboot): backends of a dead
   # postmaster exit on their own shortly; then drop its stale pid/lock files.
   # (Postgres' own staleness check is fooled by a not-yet-reaped zombie pid.)
   local t=$SECONDS
   while [[ -n $(pg_cluster_pids) ]]; do
-    (( SECONDS - t < 10 )) || die "postgres: processes still using $PG_DIR/data: $(pg_cluster_pids)"
+    (( SECONDS - t < 10 )) || die "$PG_NAME: processes still using $PG_DIR/data: $(pg_cluster_pids)"
     sleep 0.2
   done
   rm -f "$PG_DIR/data/postmaster.pid" "$PG_DIR"/run/.s.PGSQL.*
   mkdir -p "$PG_DIR/run"; chmod 700 "$PG_DIR/run"
   (( IS_ROOT )) && chown "$PG_OS_USER:" "$PG_DIR/run"
-  log "postgres: starting on 127.0.0.1:$STACK_PG_PORT"
+  log "$PG_NAME: starting on 127.0.0.1:$STACK_PG_PORT"
   # -W: don't let pg_ctl wait; we do our own bounded wait on the TCP port.
   as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/pg.log" -W start >/dev/null \
     || fail_with_log "pg_ctl start failed" "$PG_DIR/pg.log"
   local start=$SECONDS
   # Give the postmaster a moment to write its pidfile before checking liveness.
   while [[ ! -f $PG_DIR/data/postmaster.pid ]] && (( SECONDS - start < 5 )); do sleep 0.1; done
-  wait_ready postgres "$PG_TIMEOUT" "$PG_DIR/pg.log" pg_alive pg_ready
+  wait_ready "$PG_NAME" "$PG_TIMEOUT" "$PG_DIR/pg.log" pg_alive pg_ready
   pg_provision
-  log "postgres: ready (pid $(pg_pid))"
+  log "$PG_NAME: ready (pid $(pg_pid))"
 }
 
 pg_down() {
   pg_find_bin || true
   local pid; pid=$(pg_pid)
-  if [[ -z $pid ]] || ! proc_is "$pid" postgres; then log "postgres: not running"; return 0; fi
+  if [[ -z $pid ]] || ! proc_is "$pid" postgres; then log "$PG_NAME: not running"; return 0; fi
   (( IS_ROOT )) && PG_OS_USER=$(stat -Lc %U "$PG_DIR/data")
-  log "postgres: stopping (pid $pid)"
+  log "$PG_NAME: stopping (pid $pid)"
   if [[ -n $PG_BIN ]]; then
     as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t "$STOP_TIMEOUT" stop >/dev/null 2>&1 || true
   fi
@@ -389,9 +513,19 @@ pg_down() {
     kill -QUIT "$pid" 2>/dev/null || true
     wait_gone "$pid" 10 || { kill -KILL "$pid" 2>/dev/null || true; wait_gone "$pid" 5 || true; }
   fi
-  pid_live "$pid" && die "postgres: pid $pid still running"
-  log "postgres: stopped"
+  pid_live "$pid" && die "$PG_NAME: pid $pid still running"
+  log "$PG_NAME: stopped"
 }
+
+# with_pg_tls FUNCTION ARGS...: run a pg_* function against the TLS-only cluster
+# (its own data directory, port and a small shared_buffers), in a subshell.
+with_pg_tls() (
+  PG_DIR=$PG_TLS_DIR PG_TLS=1 PG_NAME=postgres-tls
+  STACK_PG_PORT=$STACK_PG_TLS_PORT STACK_PG_SHARED_BUFFERS=32MB
+  "$@"
+)
+pg_tls_up()   { tls_setup; with_pg_tls pg_up; }
+pg_tls_down() { with_pg_tls pg_down; }
 
 # ---------------------------------------------------------------------------
 # Redis
@@ -459,12 +593,95 @@ redis_down() {
 }
 
 # ---------------------------------------------------------------------------
+# Redis with TLS and AUTH (a second, small instance: TLS port only, requirepass)
+# ---------------------------------------------------------------------------
+redis_tls_pid()   { read_pid "$REDIS_TLS_DIR/redis.pid"; }
+redis_tls_alive() { local p; p=$(redis_tls_pid); [[ -n $p ]] && proc_is "$p" redis-server; }
+redis_tls_alive_or_starting() { [[ ! -f $REDIS_TLS_DIR/redis.pid ]] || redis_tls_alive; }
+# The password travels in the environment, not on the command line.
+redis_tls_cli() {
+  REDISCLI_AUTH=$STACK_REDIS_TLS_PASSWORD redis-cli --tls --cacert "$TLS_DIR/ca.pem" \
+    -h 127.0.0.1 -p "$STACK_REDIS_TLS_PORT" "$@"
+}
+redis_tls_ready()   { [[ $(redis_tls_cli ping 2>/dev/null) == PONG ]]; }
+redis_tls_running() { redis_tls_alive && redis_tls_ready; }
+
+# Regenerated on every 'up' (ports, password or certificate may change); returns 0
+# if it changed, so that a running instance is restarted with it.
+redis_tls_write_conf() {
+  local fp; fp=$(tls_fingerprint)
+  mkdir -p "$REDIS_TLS_DIR"
+  ( umask 077; cat > "$REDIS_TLS_DIR/redis.conf.tmp" <<EOF
+# Generated by infra/local/stack.sh on every 'up' - edit the script, not this file.
+# Server certificate SHA-256: $fp
+bind 127.0.0.1
+protected-mode yes
+port 0
+tls-port $STACK_REDIS_TLS_PORT
+tls-cert-file "$TLS_DIR/server.pem"
+tls-key-file "$TLS_DIR/server.key"
+tls-ca-cert-file "$TLS_DIR/ca.pem"
+tls-auth-clients no
+tls-protocols "TLSv1.2 TLSv1.3"
+requirepass "$STACK_REDIS_TLS_PASSWORD"
+daemonize yes
+pidfile "$REDIS_TLS_DIR/redis.pid"
+logfile "$REDIS_TLS_DIR/redis.log"
+dir "$REDIS_TLS_DIR"
+maxmemory 64mb
+maxmemory-policy allkeys-lru
+save ""
+appendonly no
+EOF
+  )
+  install_if_changed "$REDIS_TLS_DIR/redis.conf.tmp" "$REDIS_TLS_DIR/redis.conf"
+}
+
+redis_tls_up() {
+  redis_setup_bin
+  tls_setup
+  local changed=0
+  if redis_tls_write_conf; then changed=1; fi
+  if redis_tls_alive; then
+    if (( ! changed )); then
+      wait_ready redis-tls "$REDIS_TIMEOUT" "$REDIS_TLS_DIR/redis.log" redis_tls_alive redis_tls_ready
+      log "redis-tls: already running (pid $(redis_tls_pid), TLS port $STACK_REDIS_TLS_PORT)"
+      return 0
+    fi
+    log "redis-tls: configuration changed: restarting"
+    redis_tls_down
+  fi
+  port_open "$STACK_REDIS_TLS_PORT" && die "redis-tls: port 127.0.0.1:$STACK_REDIS_TLS_PORT is used by another process (see: ss -ltnp)"
+  rm -f "$REDIS_TLS_DIR/redis.pid"
+  log "redis-tls: starting on 127.0.0.1:$STACK_REDIS_TLS_PORT (TLS only, AUTH required)"
+  # shellcheck disable=SC2094  # redis appends to its own log; we only append too
+  redis-server "$REDIS_TLS_DIR/redis.conf" </dev/null >>"$REDIS_TLS_DIR/redis.log" 2>&1 \
+    || fail_with_log "redis-server (TLS) failed to start" "$REDIS_TLS_DIR/redis.log"
+  wait_ready redis-tls "$REDIS_TIMEOUT" "$REDIS_TLS_DIR/redis.log" redis_tls_alive_or_starting redis_tls_ready
+  local start=$SECONDS
+  while ! redis_tls_alive && (( SECONDS - start < 5 )); do sleep 0.1; done
+  redis_tls_alive || fail_with_log "redis-tls answers on $STACK_REDIS_TLS_PORT but $REDIS_TLS_DIR/redis.pid is missing" "$REDIS_TLS_DIR/redis.log"
+  log "redis-tls: ready (pid $(redis_tls_pid))"
+}
+
+redis_tls_down() {
+  local pid; pid=$(redis_tls_pid)
+  if [[ -z $pid ]] || ! proc_is "$pid" redis-server; then
+    log "redis-tls: not running"; rm -f "$REDIS_TLS_DIR/redis.pid"; return 0
+  fi
+  log "redis-tls: stopping (pid $pid)"
+  stop_pid redis-tls "$pid"
+  rm -f "$REDIS_TLS_DIR/redis.pid"
+  log "redis-tls: stopped"
+}
+
+# ---------------------------------------------------------------------------
 # Kafka (KRaft combined mode, jars from Maven Central)
 # ---------------------------------------------------------------------------
 JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
 kafka_pid()     { read_pid "$KAFKA_DIR/kafka.pid"; }
 kafka_alive()   { local p; p=$(kafka_pid); [[ -n $p ]] && proc_is "$p" "$KAFKA_DIR/server.properties"; }
-kafka_ready()   { port_open "$STACK_KAFKA_PORT"; }
+kafka_ready()   { port_open "$STACK_KAFKA_PORT" && port_open "$STACK_KAFKA_SASL_PORT"; }
 kafka_running() { kafka_alive && kafka_ready; }
 
 kafka_setup_java() {
@@ -493,7 +710,7 @@ kafka_fetch_libs() {
   mv "$tmp" "$KAFKA_LIBS"
 }
 
-kafka_write_conf() {
+kafka_write_tools_conf() {
   mkdir -p "$KAFKA_DIR/data"
   # Broker logging: console -> stdout, which is appended to kafka.log.
   cat > "$KAFKA_DIR/log4j.properties" <<'EOF'
@@ -515,17 +732,31 @@ log4j.appender.stderr.Target=System.err
 log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
 log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
 EOF
-  # Regenerated on every start (ports may change); identity lives in data/meta.properties.
-  cat > "$KAFKA_DIR/server.properties" <<EOF
+}
+
+# Regenerated on every 'up' (ports, certificate may change); identity lives in
+# data/meta.properties. Returns 0 if it changed: a running broker then restarts.
+kafka_write_conf() {
+  local fp; fp=$(tls_fingerprint)
+  mkdir -p "$KAFKA_DIR/data"
+  cat > "$KAFKA_DIR/server.properties.tmp" <<EOF
 # Generated by infra/local/stack.sh on every 'up' - edit the script, not this file.
+# Server certificate SHA-256: $fp
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$STACK_KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$STACK_KAFKA_PORT,CONTROLLER://127.0.0.1:$STACK_KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$STACK_KAFKA_PORT
+# PLAINTEXT for the application's default settings; SASL_SSL (TLS + SCRAM-SHA-512,
+# as MSK's port 9096) for the secured path (stack.sh env secure).
+listeners=PLAINTEXT://127.0.0.1:$STACK_KAFKA_PORT,SASL_SSL://127.0.0.1:$STACK_KAFKA_SASL_PORT,CONTROLLER://127.0.0.1:$STACK_KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$STACK_KAFKA_PORT,SASL_SSL://127.0.0.1:$STACK_KAFKA_SASL_PORT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$TLS_DIR/kafka-keystore.pem
+listener.name.sasl_ssl.ssl.client.auth=none
 log.dirs=$KAFKA_DIR/data
 num.partitions=1
 auto.create.topics.enable=false
@@ -534,6 +765,25 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
 EOF
+  install_if_changed "$KAFKA_DIR/server.properties.tmp" "$KAFKA_DIR/server.properties"
+}
+
+# SCRAM-SHA-512 credentials of the SASL_SSL listener's user, set through the
+# PLAINTEXT listener (KRaft keeps them in the metadata log). A marker in the data
+# directory remembers what was set, so a plain restart skips the JVM tool.
+kafka_scram_user() {
+  local want marker=$KAFKA_DIR/data/qis-scram-user.sha256
+  [[ $STACK_KAFKA_SASL_PASSWORD =~ ^[^][,=[:space:]]+$ ]] \
+    || die "kafka: STACK_KAFKA_SASL_PASSWORD must not be empty nor contain ',', '=', brackets or spaces"
+  want=$(printf '%s\n' "$STACK_KAFKA_SASL_USER" "$STACK_KAFKA_SASL_PASSWORD" \
+           "$(cat "$KAFKA_DIR/data/meta.properties")" | sha256sum | cut -d' ' -f1)
+  [[ -f $marker && $(cat "$marker") == "$want" ]] && return 0
+  log "kafka: setting SCRAM-SHA-512 credentials of user $STACK_KAFKA_SASL_USER"
+  kafka_tool kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$STACK_KAFKA_PORT" --alter \
+    --add-config "SCRAM-SHA-512=[iterations=8192,password=$STACK_KAFKA_SASL_PASSWORD]" \
+    --entity-type users --entity-name "$STACK_KAFKA_SASL_USER" >"$KAFKA_DIR/scram.log" 2>&1 \
+    || fail_with_log "kafka: could not set the SCRAM credentials" "$KAFKA_DIR/scram.log"
+  printf '%s\n' "$want" > "$marker"
 }
 
 # kafka_tool CLASS ARGS...: run a Kafka CLI class with quiet (stderr) logging.
@@ -557,17 +807,25 @@ kafka_format() {
 kafka_up() {
   kafka_setup_java
   mkdir -p "$KAFKA_DIR"
+  tls_setup
+  kafka_write_tools_conf
+  local changed=0
+  if kafka_write_conf; then changed=1; fi
   if kafka_alive; then
-    wait_ready kafka "$KAFKA_TIMEOUT" "$KAFKA_DIR/kafka.log" kafka_alive kafka_ready
-    log "kafka: already running (pid $(kafka_pid), port $STACK_KAFKA_PORT)"
-    return 0
+    if (( ! changed )); then
+      wait_ready kafka "$KAFKA_TIMEOUT" "$KAFKA_DIR/kafka.log" kafka_alive kafka_ready
+      log "kafka: already running (pid $(kafka_pid), port $STACK_KAFKA_PORT)"
+      kafka_scram_user
+      return 0
+    fi
+    log "kafka: configuration changed (listeners, ports or certificate): restarting"
+    kafka_down
   fi
   local p
-  for p in "$STACK_KAFKA_PORT" "$STACK_KAFKA_CONTROLLER_PORT"; do
+  for p in "$STACK_KAFKA_PORT" "$STACK_KAFKA_SASL_PORT" "$STACK_KAFKA_CONTROLLER_PORT"; do
     port_open "$p" && die "kafka: port 127.0.0.1:$p is used by another process (see: ss -ltnp)"
   done
   kafka_fetch_libs
-  kafka_write_conf
   kafka_format
   rm -f "$KAFKA_DIR/kafka.pid"
   # Keep one previous log instead of growing forever.
@@ -586,6 +844,7 @@ kafka_up() {
   # The client listener only opens once the broker has caught up with the
   # metadata log, so an open port means "ready".
   wait_ready kafka "$KAFKA_TIMEOUT" "$KAFKA_DIR/kafka.log" kafka_alive kafka_ready
+  kafka_scram_user
   log "kafka: ready (pid $(kafka_pid))"
 }
 
@@ -603,7 +862,7 @@ kafka_down() {
 # ---------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------
-ALL_SERVICES=(pg redis kafka)
+ALL_SERVICES=(pg redis kafka pg-tls redis-tls)
 
 normalize_services() {
   local s out=()
@@ -613,7 +872,9 @@ normalize_services() {
       pg|postgres|postgresql) out+=(pg) ;;
       redis) out+=(redis) ;;
       kafka) out+=(kafka) ;;
-      *) die "unknown service '$s' (pg|redis|kafka)" ;;
+      pg-tls|postgres-tls) out+=(pg_tls) ;;
+      redis-tls) out+=(redis_tls) ;;
+      *) die "unknown service '$s' (pg|redis|kafka|pg-tls|redis-tls)" ;;
     esac
   done
   printf '%s\n' "${out[@]}"
@@ -622,7 +883,8 @@ normalize_services() {
 cmd_up() {
   local s svcs t0=$SECONDS
   svcs=$(normalize_services "$@")
-  reserve_ports "$STACK_PG_PORT" "$STACK_REDIS_PORT" "$STACK_KAFKA_PORT" "$STACK_KAFKA_CONTROLLER_PORT"
+  reserve_ports "$STACK_PG_PORT" "$STACK_REDIS_PORT" "$STACK_KAFKA_PORT" "$STACK_KAFKA_CONTROLLER_PORT" \
+                "$STACK_PG_TLS_PORT" "$STACK_REDIS_TLS_PORT" "$STACK_KAFKA_SASL_PORT"
   for s in $svcs; do "${s}_up"; done
   log "up done in $((SECONDS - t0))s"
   cmd_status >&2 || true
@@ -631,7 +893,7 @@ cmd_up() {
 cmd_down() {
   local s svcs
   svcs=$(normalize_services "$@")
-  # Reverse order: kafka, redis, pg.
+  # Reverse order: redis-tls, pg-tls, kafka, redis, pg.
   for s in $(printf '%s\n' "$svcs" | tac); do "${s}_down"; done
 }
 
@@ -640,30 +902,58 @@ cmd_status() {
   local rc=0 state pid
   # pg
   if [[ -n $PG_BIN ]] && pg_running; then state=up; pid=$(pg_pid); else state=down; pid=-; rc=3; fi
-  printf '%-8s %-4s 127.0.0.1:%-5s  pid %s\n' postgres "$state" "$STACK_PG_PORT" "$pid"
+  printf '%-9s %-4s 127.0.0.1:%-5s  pid %s\n' postgres "$state" "$STACK_PG_PORT" "$pid"
   if command -v redis-cli >/dev/null && redis_running; then state=up; pid=$(redis_pid); else state=down; pid=-; rc=3; fi
-  printf '%-8s %-4s 127.0.0.1:%-5s  pid %s\n' redis "$state" "$STACK_REDIS_PORT" "$pid"
+  printf '%-9s %-4s 127.0.0.1:%-5s  pid %s\n' redis "$state" "$STACK_REDIS_PORT" "$pid"
   if kafka_running; then state=up; pid=$(kafka_pid); else state=down; pid=-; rc=3; fi
-  printf '%-8s %-4s 127.0.0.1:%-5s  pid %s\n' kafka "$state" "$STACK_KAFKA_PORT" "$pid"
+  printf '%-9s %-4s 127.0.0.1:%-5s  pid %s  (SASL_SSL 127.0.0.1:%s)\n' kafka "$state" "$STACK_KAFKA_PORT" "$pid" "$STACK_KAFKA_SASL_PORT"
+  if [[ -n $PG_BIN ]] && with_pg_tls pg_running; then state=up; pid=$(with_pg_tls pg_pid); else state=down; pid=-; rc=3; fi
+  printf '%-9s %-4s 127.0.0.1:%-5s  pid %s  (TLS only)\n' pg-tls "$state" "$STACK_PG_TLS_PORT" "$pid"
+  if command -v redis-cli >/dev/null && [[ -f $TLS_DIR/ca.pem ]] && redis_tls_running; then state=up; pid=$(redis_tls_pid); else state=down; pid=-; rc=3; fi
+  printf '%-9s %-4s 127.0.0.1:%-5s  pid %s  (TLS + AUTH)\n' redis-tls "$state" "$STACK_REDIS_TLS_PORT" "$pid"
   return $rc
 }
 
 cmd_env() {
-  local dsn
-  dsn="postgresql://$(urlencode "$STACK_PG_USER"):$(urlencode "$STACK_PG_PASSWORD")@127.0.0.1:$STACK_PG_PORT/$(urlencode "$STACK_PG_DB")"
-  printf 'export QIS_DB__WRITER_DSN=%q\n' "$dsn"
-  printf 'export QIS_DB__READER_DSN=%q\n' "$dsn"
-  printf 'export QIS_KAFKA__BOOTSTRAP_SERVERS=%q\n' "127.0.0.1:$STACK_KAFKA_PORT"
-  printf 'export QIS_REDIS__URL=%q\n' "redis://127.0.0.1:$STACK_REDIS_PORT/0"
+  local dsn ca=$TLS_DIR/ca.pem
+  case ${1:-plain} in
+    plain)
+      dsn="postgresql://$(urlencode "$STACK_PG_USER"):$(urlencode "$STACK_PG_PASSWORD")@127.0.0.1:$STACK_PG_PORT/$(urlencode "$STACK_PG_DB")"
+      printf 'export QIS_DB__WRITER_DSN=%q\n' "$dsn"
+      printf 'export QIS_DB__READER_DSN=%q\n' "$dsn"
+      printf 'export QIS_KAFKA__BOOTSTRAP_SERVERS=%q\n' "127.0.0.1:$STACK_KAFKA_PORT"
+      printf 'export QIS_REDIS__URL=%q\n' "redis://127.0.0.1:$STACK_REDIS_PORT/0"
+      ;;
+    secure)
+      # The secured endpoints, with certificate and host name verification.
+      dsn="postgresql://$(urlencode "$STACK_PG_USER"):$(urlencode "$STACK_PG_PASSWORD")@127.0.0.1:$STACK_PG_TLS_PORT/$(urlencode "$STACK_PG_DB")"
+      printf 'export QIS_DB__WRITER_DSN=%q\n' "$dsn"
+      printf 'export QIS_DB__READER_DSN=%q\n' "$dsn"
+      printf 'export QIS_DB__SSL_MODE=verify-full\n'
+      printf 'export QIS_DB__SSL_ROOT_CERT=%q\n' "$ca"
+      printf 'export QIS_KAFKA__BOOTSTRAP_SERVERS=%q\n' "127.0.0.1:$STACK_KAFKA_SASL_PORT"
+      printf 'export QIS_KAFKA__SECURITY_PROTOCOL=SASL_SSL\n'
+      printf 'export QIS_KAFKA__SASL_MECHANISM=SCRAM-SHA-512\n'
+      printf 'export QIS_KAFKA__SASL_USERNAME=%q\n' "$STACK_KAFKA_SASL_USER"
+      printf 'export QIS_KAFKA__SASL_PASSWORD=%q\n' "$STACK_KAFKA_SASL_PASSWORD"
+      printf 'export QIS_KAFKA__SSL_CA_FILE=%q\n' "$ca"
+      printf 'export QIS_REDIS__URL=%q\n' "rediss://127.0.0.1:$STACK_REDIS_TLS_PORT/0"
+      printf 'export QIS_REDIS__PASSWORD=%q\n' "$STACK_REDIS_TLS_PASSWORD"
+      printf 'export QIS_REDIS__SSL_CA_FILE=%q\n' "$ca"
+      ;;
+    *) die "usage: stack.sh env [plain|secure]" ;;
+  esac
 }
 
 cmd_logs() {
   local svc f
-  svc=$(normalize_services "${1:?usage: stack.sh logs pg|redis|kafka [-f]}")
+  svc=$(normalize_services "${1:?usage: stack.sh logs pg|redis|kafka|pg-tls|redis-tls [-f]}")
   case $svc in
     pg) f=$PG_DIR/pg.log ;;
     redis) f=$REDIS_DIR/redis.log ;;
     kafka) f=$KAFKA_DIR/kafka.log ;;
+    pg_tls) f=$PG_TLS_DIR/pg.log ;;
+    redis_tls) f=$REDIS_TLS_DIR/redis.log ;;
   esac
   [[ -f $f ]] || die "no log yet at $f"
   if [[ ${2:-} == -f ]]; then exec tail -n 100 -F "$f"; else tail -n "${STACK_LOG_LINES:-100}" "$f"; fi
@@ -672,12 +962,12 @@ cmd_logs() {
 cmd_kafka_topics() {
   [[ -f $KAFKA_LIBS/.complete ]] || die "Kafka jars not fetched yet: run 'stack.sh up kafka' first"
   mkdir -p "$KAFKA_DIR"
-  [[ -f $KAFKA_DIR/tools-log4j.properties ]] || kafka_write_conf
+  [[ -f $KAFKA_DIR/tools-log4j.properties ]] || kafka_write_tools_conf
   kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$STACK_KAFKA_PORT" "$@"
 }
 
 usage() {
-  sed -n '2,10p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
+  sed -n '3,17p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 
@@ -695,7 +985,7 @@ main() {
       unset _STACK_LOCKED   # not for the daemons we start
       "cmd_$cmd" "$@" ;;
     status) cmd_status ;;
-    env) cmd_env ;;
+    env) cmd_env "$@" ;;
     logs) cmd_logs "$@" ;;
     kafka-topics) cmd_kafka_topics "$@" ;;
     -h|--help|help) usage 0 ;;

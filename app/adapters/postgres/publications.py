@@ -17,6 +17,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from app.adapters.postgres.pool import connect
+from app.settings import DbSettings
+
 _log = logging.getLogger("qis.publications")
 
 CHANNEL = "qis_official_values"
@@ -57,8 +60,10 @@ class PublicationListener:
         on_disconnected: Callable[[], None],
         check_seconds: float = 1.0,
         channel: str = CHANNEL,
+        db: DbSettings | None = None,
     ) -> None:
         self._dsn = dsn
+        self._db = db or DbSettings()  # TLS and credentials of the connection
         self._on_published = on_published
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
@@ -94,7 +99,7 @@ class PublicationListener:
             conn: asyncpg.Connection[asyncpg.Record] | None = None
             lost = asyncio.Event()
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=self._check_seconds * 5)
+                conn = await connect(self._dsn, self._db, timeout=self._check_seconds * 5)
                 conn.add_termination_listener(lambda _, lost=lost: lost.set())
                 await conn.add_listener(self._channel, self._deliver)
                 self.server_pid = conn.get_server_pid()

@@ -1,0 +1,221 @@
+"""Deploy the data-plane CloudFormation templates into a local AWS API (moto server).
+
+What moto 5.2.5's CloudFormation can create is deployed and read back through the
+service APIs; the rest is left to cfn-lint and checkov (`make lint`):
+
+- `foundation.yaml` whole: the KMS key (rotation, alias, key policy), the image
+  repository (moto keeps its tag mutability, not its scanning), the alarm topic
+  (encrypted with that key) and the stack's exports. moto ignores the X-Ray sampling
+  rules and the e-mail subscription.
+- `data.yaml`, the subset moto creates: the three S3 buckets (their KMS encryption
+  resolved through `Fn::ImportValue` of foundation's key). moto fails the whole stack on
+  MSK, Aurora and ElastiCache (no CloudFormation support, and the outputs read their
+  attributes), ignores the bucket policies and the Secrets Manager secret, and keeps no
+  versioning, Object Lock, lifecycle or public access block of a bucket.
+- `network.yaml`, `cluster.yaml`, `identity.yaml`, `edge.yaml` are not deployed: moto
+  cannot evaluate `!Select [0, !GetAZs '']` in network.yaml, and has no EKS, Cognito,
+  ACM or WAFv2 CloudFormation support; the outputs of the others read those resources.
+
+Both environments deploy into one region of one account, as staging and prod may share
+an account: every name and export carries the environment.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+
+from tests.integration import test_ops_moto
+
+pytestmark = pytest.mark.integration
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "infra" / "cloudformation"
+ACCOUNT = test_ops_moto.ACCOUNT
+# The moto server of test_ops_moto (one per module), and its override of the package's
+# autouse fixture that would start PostgreSQL and Kafka.
+moto_url = test_ops_moto.moto_url
+running_stack = test_ops_moto.running_stack
+
+# data.yaml resources moto's CloudFormation creates (see the module docstring).
+MOTO_DATA_TYPES = frozenset({"AWS::S3::Bucket"})
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short forms (`!Ref`, `!Sub`, ...) as their long forms."""
+
+
+def _short_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        assert isinstance(node, yaml.MappingNode)
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _short_form)
+
+
+def load_template(name: str) -> dict[str, Any]:
+    with (TEMPLATES / name).open(encoding="utf-8") as source:
+        template: dict[str, Any] = yaml.load(source, Loader=_CfnLoader)  # noqa: S506
+    return template
+
+
+def _refs(node: Any) -> set[str]:
+    """Names a template fragment refers to: Ref, GetAtt, and ${Name} inside Fn::Sub."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(value[0])
+            elif key == "Fn::Sub":
+                text = value if isinstance(value, str) else value[0]
+                for name in text.split("${")[1:]:
+                    found.add(name.split("}")[0].split(".")[0])
+            found |= _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= _refs(item)
+    return found
+
+
+def moto_subset(template: dict[str, Any], types: frozenset[str]) -> dict[str, Any]:
+    """The resources of `types`, with the parameters they use; no outputs."""
+    resources = {k: v for k, v in template["Resources"].items() if v["Type"] in types}
+    used = _refs(resources)
+    missing = {
+        name
+        for name in used
+        if name not in resources
+        and name not in template["Parameters"]
+        and not name.startswith("AWS::")
+    }
+    assert not missing, f"subset refers to resources left out: {sorted(missing)}"
+    parameters = {k: v for k, v in template["Parameters"].items() if k in used}
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Parameters": parameters,
+        "Resources": resources,
+    }
+
+
+def deploy(url: str, region: str, stack: str, template: dict[str, Any], **params: str) -> str:
+    client = boto3.client("cloudformation", region_name=region, endpoint_url=url)
+    client.create_stack(
+        StackName=stack,
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    status: str = client.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
+    return status
+
+
+def exports(url: str, region: str) -> dict[str, str]:
+    client = boto3.client("cloudformation", region_name=region, endpoint_url=url)
+    return {e["Name"]: e["Value"] for e in client.list_exports()["Exports"]}
+
+
+def _policy(raw: Any) -> dict[str, Any]:
+    # moto returns a key policy given as a JSON object in the template as that object.
+    policy: dict[str, Any] = json.loads(raw) if isinstance(raw, str) else raw
+    return policy
+
+
+def test_foundation_for_staging_and_prod_in_one_account(moto_url: str) -> None:
+    region = "eu-west-2"
+    foundation = load_template("foundation.yaml")
+    for env in ("staging", "prod"):
+        status = deploy(moto_url, region, f"qis-{env}-foundation", foundation, Environment=env)
+        assert status == "CREATE_COMPLETE"
+
+    kms = boto3.client("kms", region_name=region, endpoint_url=moto_url)
+    aliases = {
+        a["AliasName"]: a["TargetKeyId"]
+        for a in kms.list_aliases()["Aliases"]
+        if a["AliasName"].startswith("alias/qis-")
+    }
+    assert set(aliases) == {"alias/qis-staging-data", "alias/qis-prod-data"}
+    assert aliases["alias/qis-staging-data"] != aliases["alias/qis-prod-data"]
+    keys = {k["KeyId"]: k["KeyArn"] for k in kms.list_keys()["Keys"]}
+    assert set(aliases.values()) <= set(keys)
+
+    exported = exports(moto_url, region)
+    sns = boto3.client("sns", region_name=region, endpoint_url=moto_url)
+    topics = {t["TopicArn"] for t in sns.list_topics()["Topics"]}
+    for env in ("staging", "prod"):
+        key_id = aliases[f"alias/qis-{env}-data"]
+        assert exported[f"qis-{env}-DataKeyArn"] == keys[key_id]
+        assert kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"] is True
+        statements = _policy(kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"])
+        by_sid = {s["Sid"]: s for s in statements["Statement"]}
+        assert set(by_sid) == {
+            "AccountAdministers",
+            "CloudWatchLogsEncrypts",
+            "CloudWatchAlarmsPublish",
+        }
+        assert by_sid["CloudWatchAlarmsPublish"]["Principal"] == {
+            "Service": "cloudwatch.amazonaws.com"
+        }
+
+        topic = f"arn:aws:sns:{region}:{ACCOUNT}:qis-{env}-alarms"
+        assert topic in topics
+        assert exported[f"qis-{env}-AlarmTopicArn"] == topic
+        attributes = sns.get_topic_attributes(TopicArn=topic)["Attributes"]
+        assert attributes["KmsMasterKeyId"] in (key_id, keys[key_id])
+
+    ecr = boto3.client("ecr", region_name=region, endpoint_url=moto_url)
+    repositories = {r["repositoryName"]: r for r in ecr.describe_repositories()["repositories"]}
+    assert set(repositories) == {"qis-staging", "qis-prod"}
+    for repository in repositories.values():
+        assert repository["imageTagMutability"] == "IMMUTABLE"
+
+
+def test_data_lake_buckets_encrypted_with_the_environment_key(moto_url: str) -> None:
+    region = "eu-central-1"
+    status = deploy(
+        moto_url,
+        region,
+        "qis-staging-foundation",
+        load_template("foundation.yaml"),
+        Environment="staging",
+    )
+    assert status == "CREATE_COMPLETE"
+    subset = moto_subset(load_template("data.yaml"), MOTO_DATA_TYPES)
+    assert set(subset["Resources"]) == {"AccessLogBucket", "DataLakeBucket", "BackupBucket"}
+    status = deploy(moto_url, region, "qis-staging-data", subset, Environment="staging")
+    assert status == "CREATE_COMPLETE"
+
+    key_arn = exports(moto_url, region)["qis-staging-DataKeyArn"]
+    s3 = boto3.client("s3", region_name=region, endpoint_url=moto_url)
+    names = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    suffix = f"{ACCOUNT}-{region}"
+    expected = {
+        f"qis-staging-data-lake-{suffix}": ("aws:kms", key_arn),
+        f"qis-staging-backups-{suffix}": ("aws:kms", key_arn),
+        f"qis-staging-access-logs-{suffix}": ("AES256", None),
+    }
+    assert set(expected) <= names
+    for bucket, (algorithm, key) in expected.items():
+        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
+        default = rules["Rules"][0]["ApplyServerSideEncryptionByDefault"]
+        assert default["SSEAlgorithm"] == algorithm, bucket
+        assert default.get("KMSMasterKeyID") == key, bucket
+    # S3 bucket names are global: the account and region in each keep environments and
+    # regions apart.
+    assert all(len(name) <= 63 for name in expected)
