@@ -69,7 +69,9 @@ def security_options(settings: KafkaSettings) -> dict[str, Any]:
     return options
 
 
-async def ensure_topics(settings: KafkaSettings, replication_factor: int | None = None) -> list[str]:
+async def ensure_topics(
+    settings: KafkaSettings, replication_factor: int | None = None
+) -> list[str]:
     """Create missing topics via the admin client (no broker auto-creation); return created."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers,
