@@ -91,8 +91,8 @@ def _tls_context(ca_file: str) -> ssl.SSLContext:
 
 class SharedContextSSLConnection(redis.SSLConnection):
     """A TLS connection using the process's context for its CA bundle. redis-py builds a
-    context for every new connection, loading the system CA store each time: about
-    100 ms of blocked event loop on a busy host, taken out of the 0.25 s connect timeout."""
+    context for every new connection, loading the system CA store each time: the event
+    loop blocks meanwhile, and on a busy host that eats into the 0.25 s connect timeout."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -1,10 +1,11 @@
 """Per-request latency distributions, counted without the SDK's per-measurement pipeline.
 
-One `Histogram.record` of the OpenTelemetry SDK costs about 4.3 µs (attribute key,
-measurement object, storage lookup, aggregation lock, exponential bucket mapping), which
-is a sixth of a cached read's whole handling time, and the metrics API has no weighted
+One `Histogram.record` of the OpenTelemetry SDK does much more per value (attribute key,
+measurement object, storage lookup, aggregation lock, exponential bucket mapping), a
+sizeable part of a cached read's whole handling time, and the metrics API has no weighted
 record that would let a caller batch it. A `Distribution` counts each value into a
-base-2 exponential bucket under one lock, about 0.8 µs, and at collection turns each
+base-2 exponential bucket under one lock (both measured: micro benchmark group
+`http-metrics-record`, benchmarks/results/telemetry-cost.md), and at collection turns each
 attribute set's counts into one delta `ExponentialHistogramDataPoint`: the OpenTelemetry
 data model that ADOT's EMF exporter already encodes as a CloudWatch `Values`/`Counts`
 distribution, next to the SDK's own metrics (see `app.telemetry.metrics`).

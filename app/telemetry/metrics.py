@@ -149,7 +149,8 @@ _MAX_CACHED_ROUTES = 1000
 class _IntervalShare:
     """Successes out of all events, per key, observed as `scale * successes / all` once per
     collection interval (an observable gauge's callback). Recording is two integer
-    increments: a 0/1 histogram record costs 4-5 µs in the SDK. A key without events
+    increments, where a 0/1 histogram would take the SDK's per-measurement path for every
+    event (benchmarks/results/telemetry-cost.md). A key without events
     since the previous collection observes nothing."""
 
     def __init__(self, scale: float, attributes: Callable[[str], dict[str, str]]) -> None:

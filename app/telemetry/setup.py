@@ -107,8 +107,8 @@ def _keep_kafka_producer_spans_only() -> None:
     """Undo the aiokafka instrumentation's consumer side; its producer side stays.
 
     It extracts a context and starts a span for every consumed record, traced or not
-    (~15 % of the worker's CPU at 4,000 records/s). The worker makes `receive` spans
-    itself, for the records of sampled requests only
+    (a large share of the worker's CPU: benchmarks/results/telemetry-cost.md). The worker
+    makes `receive` spans itself, for the records of sampled requests only
     (`app.telemetry.consume_tracing.receive_sampled`).
     """
     import aiokafka

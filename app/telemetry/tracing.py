@@ -70,7 +70,8 @@ def traced_span(
 
     `traced` defaults to whether the current span is recorded: under an unsampled parent
     every child is unsampled too, and the SDK would still draw ids, ask the sampler and
-    attach a context for it (~15 µs, a tenth of a single-observation POST's CPU).
+    attach a context for it, a noticeable share of a small POST's CPU (docs/tracing.md,
+    "Cost").
     """
     if traced is None:
         traced = trace.get_current_span().is_recording()
@@ -232,7 +233,7 @@ class JsonLinesSpanExporter(SpanExporter):
 
     The line has the fields of the SDK's `ReadableSpan.to_json`, encoded with msgspec and
     the resource encoded once: `to_json` re-serialised the resource for every span through
-    the standard json module, a fifth of a traced worker's CPU (a batch of a sampled
+    the standard json module, a large share of a traced worker's CPU (a batch of a sampled
     request exports hundreds of spans).
     """
 
