@@ -113,10 +113,11 @@ class CacheSettings(_Section, frozen=True):
     l1_max_bytes: int = 64 * 1024 * 1024
     # Entries a publication changes (latest, history without a settled as_of, quality) are
     # dropped by the publication listener within milliseconds, and L1 is cleared when the
-    # listener loses its connection: the TTL is the seed's 300 s for official data.
+    # listener loses its connection: the TTL is official data's 300 s, as in L2.
     l1_mutable_ttl_seconds: float = 300.0
     l1_immutable_ttl_seconds: float = 600.0
-    # L2 TTLs from the seed: official data 300 s, quality 600 s, compute results 1800-3600 s.
+    # L2 TTLs of the reference AWS architecture (docs/architecture.md): official data
+    # 300 s, quality 600 s, compute results 1800-3600 s.
     official_ttl_seconds: int = 300
     quality_ttl_seconds: int = 600
     immutable_ttl_seconds: int = 3600

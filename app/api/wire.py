@@ -1,4 +1,4 @@
-"""Wire types of the HTTP contract (api.md) that are not domain types."""
+"""Wire types of the HTTP contract (docs/api.md) that are not domain types."""
 
 from __future__ import annotations
 

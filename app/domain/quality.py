@@ -48,7 +48,7 @@ def assess_quality(
     value: float | None,
     previous_value: float | None,
 ) -> Quality:
-    """Score the reconciled value of one snap (domain.md, "Quality score").
+    """Score the reconciled value of one snap (docs/domain.md, "Quality score").
 
     `reporting_sources` are all sources with an observation for the snap (used or
     excluded), `used` the observations the value was computed from, `previous_value` the

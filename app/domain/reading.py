@@ -1,6 +1,6 @@
 """Reading back: the shapes of history, version lists, lineage and quality summaries.
 
-Bitemporal rules (domain.md): latest is the highest version; `as_of=T` is the highest
+Bitemporal rules (docs/domain.md): latest is the highest version; `as_of=T` is the highest
 version with `recorded_at <= T`; a history reads, per snap, the version that rule picks.
 With a granularity other than `raw`, each bucket (UTC-aligned minute, hour or day) holds
 the last snap's official value and `count`, the number of snaps with a value in it.

@@ -1,6 +1,6 @@
 """Reconciliation: the official value of one (series, snap) from its sources' observations.
 
-Decisions beyond domain.md, each pinned by a unit test:
+Decisions beyond docs/domain.md, each pinned by a unit test:
 
 - Current observation of a source: latest `observed_at`, then latest `received_at`, then
   the greatest `observation_id`, so the choice never depends on the input order.

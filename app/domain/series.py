@@ -1,6 +1,6 @@
 """Series (reference data) configuration: how the sources of one series are reconciled.
 
-Every field has the default of `domain.md`, so a series created implicitly by its first
+Every field has the default of docs/domain.md, so a series created implicitly by its first
 observation behaves exactly like `SeriesConfig()`. The `msgspec.Meta` constraints are
 enforced when a client's JSON is decoded; `validate_series_config` re-checks them (a
 struct built in Python skips decoding) and adds the rules that span several fields.
@@ -62,7 +62,7 @@ class QualityPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 
 class SeriesConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Reconciliation, quality and publication rules of one series (see domain.md)."""
+    """Reconciliation, quality and publication rules of one series (see docs/domain.md)."""
 
     expected_sources: Annotated[tuple[SourceName, ...], msgspec.Meta(max_length=MAX_SOURCES)] = ()
     min_sources: Annotated[int, msgspec.Meta(ge=1, le=MAX_SOURCES)] = 1

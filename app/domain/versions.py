@@ -1,6 +1,6 @@
 """Versions of official values: when a reconciliation becomes version 1, N+1, or nothing.
 
-Decisions beyond domain.md:
+Decisions beyond docs/domain.md:
 
 - A result is *unchanged* when its value, status, used sources and excluded sources
   (with their reasons) equal the latest version's. Method and quality alone do not make
@@ -36,7 +36,7 @@ Change = Literal["value", "status", "sources"]
 
 
 class OfficialValue(msgspec.Struct, frozen=True, kw_only=True):
-    """One immutable version of a series' official value at a snap (api.md field names)."""
+    """One immutable version of a series' official value at a snap (docs/api.md field names)."""
 
     reference_data_id: str
     snap: datetime
@@ -68,7 +68,7 @@ def decide_version(
     all_expected_reported: bool,
     window_closed: bool,
 ) -> VersionDecision:
-    """Apply the publication rules of domain.md to a fresh reconciliation result."""
+    """Apply the publication rules of docs/domain.md to a fresh reconciliation result."""
     if latest is None:
         if result.status == "insufficient":
             return VersionDecision(publish=False, reason="insufficient")

@@ -417,7 +417,7 @@ def xray_header_value(trace_id: int, span_id: int, sampled: bool) -> bytes:
 
 
 def annotate(span: trace.Span, annotations: dict[str, Any], metadata: dict[str, Any]) -> None:
-    """Set the seed's X-Ray fields: annotations (indexed, listed in `aws.xray.annotations`)
+    """Set the custom spans' X-Ray fields: annotations (indexed, listed in `aws.xray.annotations`)
     and metadata (plain attributes), as the ADOT X-Ray exporter expects them."""
     for key, value in {**annotations, **metadata}.items():
         span.set_attribute(

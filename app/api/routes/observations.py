@@ -126,7 +126,7 @@ def _rejected(errors: list[ProblemItem]) -> ApiProblem:
 
 
 def validated(body: bytes) -> ObservationSubmission:
-    """`decode_submission` inside the seed's `data-validation` span."""
+    """`decode_submission` inside the `data-validation` span."""
     with traced_span(_tracer, "data-validation") as span:
         try:
             submission = decode_submission(body)

@@ -1,4 +1,4 @@
-"""Query routes (api.md "Official values" and "Quality"): wire <-> `QueryService`.
+"""Query routes (docs/api.md, "Official values"): wire <-> `QueryService`.
 
 Handlers answer with the bytes the service returns (the cached, already encoded body),
 so a cache hit is served without decoding or encoding; the 200 schemas are declared
