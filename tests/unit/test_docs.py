@@ -1,5 +1,6 @@
 """The docs stay honest: their links resolve inside the repository, nothing points outside
-it, and the configuration reference names every setting the code has.
+it, the paths and modules they name exist, and the configuration reference names every
+setting the code has.
 
 Checked: README.md, docs/*.md and benchmarks/results/*.md. A relative link must name an
 existing file (or folder); a `#fragment` must be a heading of the target page (GitHub's
@@ -111,6 +112,26 @@ def test_no_page_mentions_the_design_folder_outside_the_repository(page: Path) -
     assert "../shared" not in text
 
 
+# A path of the repository in backticks (`app/services/consume.py`), and a module run with
+# `python -m` (`benchmarks.e2e.freshness`); patterns with braces or globs are skipped.
+_PATH = re.compile(
+    r"`((?:app|ops|alarms|dashboards|benchmarks|loadtests|infra|scripts|tests)/[\w./-]+)`"
+)
+_MODULE = re.compile(r"-m ((?:app|ops|alarms|dashboards|benchmarks|loadtests)(?:\.\w+)+)")
+
+
+def named_paths(page: Path) -> list[str]:
+    text = page.read_text(encoding="utf-8")
+    paths = [m[1].rstrip(".") for m in _PATH.finditer(text)]
+    modules = [m[1].replace(".", "/") for m in _MODULE.finditer(text)]
+    return paths + [m if (ROOT / m).is_dir() else f"{m}.py" for m in modules]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_path_and_module_a_page_names_exists(page: Path) -> None:
+    assert [p for p in named_paths(page) if not (ROOT / p).exists()] == []
+
+
 def test_the_configuration_reference_names_every_setting() -> None:
     text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     missing = [
@@ -135,3 +156,5 @@ def test_the_checks_can_fail(tmp_path: Path) -> None:
     assert slug("3. Sizing: `qis sizing` and `benchmarks/sizing/`") == (
         "3-sizing-qis-sizing-and-benchmarkssizing"
     )
+    page.write_text("`app/nowhere.py` and `python -m benchmarks.e2e.nothing`\n", encoding="utf-8")
+    assert named_paths(page) == ["app/nowhere.py", "benchmarks/e2e/nothing.py"]
