@@ -141,6 +141,7 @@ class ApiSettings(_Section, frozen=True):
     port: int = 8000
     # Requests being produced at once; above it ingestion answers 503 instead of queueing.
     max_in_flight_requests: int = 256
+    # Request bodies above this are refused with 413 (5,000 observations fit in ~1.5 MiB).
     max_body_bytes: int = 2 * 1024 * 1024
     retry_after_seconds: int = 1
     shutdown_grace_seconds: float = 10.0

@@ -38,6 +38,12 @@ MAX_ATTRIBUTE_KEY = 64
 MAX_ATTRIBUTE_STRING = 256
 _SERIES_ID = re.compile(SERIES_ID_PATTERN)
 
+
+def is_valid_series_id(reference_data_id: str) -> bool:
+    """True when the id matches `SERIES_ID_PATTERN` (e.g. `ETH-USD`)."""
+    return _SERIES_ID.fullmatch(reference_data_id) is not None
+
+
 MIN_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
 """Earliest accepted timestamp (inclusive)."""
 MAX_TIMESTAMP = datetime(2200, 1, 1, tzinfo=UTC)
@@ -216,7 +222,7 @@ def observation_problems(observation: StoredFields) -> list[str]:
     """
     problems: list[str] = []
     series = observation.reference_data_id
-    if not isinstance(series, str) or _SERIES_ID.fullmatch(series) is None:
+    if not isinstance(series, str) or not is_valid_series_id(series):
         problems.append(f"reference_data_id {series!r} does not match {SERIES_ID_PATTERN}")
     for name, limit in (
         ("observation_id", MAX_OBSERVATION_ID_LENGTH),

@@ -9,7 +9,6 @@ struct built in Python skips decoding) and adds the rules that span several fiel
 from __future__ import annotations
 
 import math
-import re
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
@@ -17,7 +16,7 @@ import msgspec
 
 from app.domain.bounds import text_problem
 from app.domain.errors import FieldError, InvalidSeriesConfig
-from app.domain.observation import MAX_SOURCE_LENGTH, SERIES_ID_PATTERN, FiniteFloat, SourceName
+from app.domain.observation import MAX_SOURCE_LENGTH, FiniteFloat, SourceName
 
 Method = Literal["median", "priority", "trimmed_mean"]
 QualityFormula = Literal["product", "weighted_mean"]
@@ -29,8 +28,6 @@ MAX_STALENESS_SECONDS = 30 * 24 * 3600
 MAX_TOLERANCE_BPS = 1_000_000.0
 MAX_JUMP_PCT = 1_000_000.0
 DEFAULT_QUALITY_THRESHOLD = 0.95
-
-_SERIES_ID = re.compile(SERIES_ID_PATTERN)
 
 # Window and staleness are added to or subtracted from a snap: both stay within
 # bounds.MAX_SHIFT (tests/unit/domain/test_bounds.py), so a snap inside the accepted range
@@ -87,11 +84,6 @@ class Series(msgspec.Struct, frozen=True, kw_only=True):
     reference_data_id: str
     config: SeriesConfig
     updated_at: datetime
-
-
-def is_valid_series_id(reference_data_id: str) -> bool:
-    """True when the id matches `SERIES_ID_PATTERN` (e.g. `ETH-USD`)."""
-    return _SERIES_ID.fullmatch(reference_data_id) is not None
 
 
 def window_closes_at(config: SeriesConfig, snap: datetime) -> datetime:

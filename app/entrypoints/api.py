@@ -176,6 +176,8 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
         ),
         debug=False,
         logging_config=None,  # logs go through app.telemetry.logging (JSON lines)
+        # Every route refuses a larger body with 413 before reading it.
+        request_max_body_size=settings.api.max_body_bytes,
     )
     document_request_body(app, "/v1/observations", "POST", ObservationSubmission)
     document_request_body(app, "/v1/reference-data/{reference_data_id}", "PUT", SeriesConfig)

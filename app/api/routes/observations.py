@@ -29,8 +29,6 @@ from app.services.ingest import ingest
 from app.telemetry.metrics import QisMetrics
 from app.telemetry.tracing import annotate, traced_span
 
-MAX_BODY_BYTES = 2 * 1024 * 1024
-
 _submission = msgspec.json.Decoder(ObservationSubmission)
 _item = msgspec.json.Decoder(SubmittedObservation)
 _accepted = msgspec.json.Encoder()
@@ -159,13 +157,16 @@ def validated(body: bytes) -> ObservationSubmission:
 @post(
     "/v1/observations",
     status_code=202,
-    request_max_body_size=MAX_BODY_BYTES,
     tags=["ingestion"],
     responses={
         400: ResponseSpec(
             Problem, description="not JSON, or not the documented shape", media_type=PROBLEM_JSON
         ),
-        413: ResponseSpec(Problem, description="body above 2 MiB", media_type=PROBLEM_JSON),
+        413: ResponseSpec(
+            Problem,
+            description="body above QIS_API__MAX_BODY_BYTES (2 MiB by default)",
+            media_type=PROBLEM_JSON,
+        ),
         415: ResponseSpec(
             Problem, description="media type is not application/json", media_type=PROBLEM_JSON
         ),

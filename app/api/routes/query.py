@@ -19,7 +19,13 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.api.problems import ApiProblem, Problem, ProblemItem
-from app.domain.bounds import MAX_INT32, TIMESTAMP_PATTERN, TIMESTAMP_RULE, timestamp_problem
+from app.domain.bounds import (
+    MAX_INT32,
+    TIMESTAMP_PATTERN,
+    TIMESTAMP_RULE,
+    is_valid_series_id,
+    timestamp_problem,
+)
 from app.domain.observation import SERIES_ID_PATTERN, AwareDatetime
 from app.domain.reading import (
     MAX_PAGE,
@@ -29,7 +35,6 @@ from app.domain.reading import (
     QualitySummary,
     VersionList,
 )
-from app.domain.series import is_valid_series_id
 from app.domain.versions import OfficialValue
 from app.services.cache import ABSENT
 from app.services.query import InvalidQuery, QueryService
@@ -117,7 +122,7 @@ def _series(reference_data_id: str) -> str:
     if not is_valid_series_id(reference_data_id):
         raise ApiProblem(
             400,
-            "reference_data_id must match ^[A-Z0-9][A-Z0-9._:-]{0,63}$",
+            f"reference_data_id must match {SERIES_ID_PATTERN}",
             errors=[ProblemItem(loc=["path", "reference_data_id"], msg="invalid series id")],
         )
     return reference_data_id

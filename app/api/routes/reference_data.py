@@ -30,8 +30,9 @@ from app.api.problems import (
     item_from_msgspec,
     items_from_domain,
 )
+from app.domain.bounds import SERIES_ID_PATTERN, is_valid_series_id
 from app.domain.errors import InvalidSeriesConfig
-from app.domain.series import Series, SeriesConfig, is_valid_series_id
+from app.domain.series import Series, SeriesConfig
 from app.ports import PipelineDatabase, ReferenceDataReader
 from app.services.series import configure_series
 
@@ -110,7 +111,7 @@ async def put_series(
             errors=[
                 ProblemItem(
                     loc=["path", "reference_data_id"],
-                    msg="must match ^[A-Z0-9][A-Z0-9._:-]{0,63}$",
+                    msg=f"must match {SERIES_ID_PATTERN}",
                 )
             ],
         )

@@ -7,13 +7,13 @@ from datetime import timedelta
 import msgspec
 import pytest
 
+from app.domain.bounds import is_valid_series_id
 from app.domain.errors import FieldError, InvalidSeriesConfig
 from app.domain.series import (
     QualityPolicy,
     QualityWeights,
     SeriesConfig,
     ensure_valid_series_config,
-    is_valid_series_id,
     is_window_closed,
     stale_before,
     validate_series_config,
