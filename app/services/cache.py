@@ -26,10 +26,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import msgspec
 
+from app.domain.timestamps import rfc3339
 from app.ports import CacheUnavailable, LocalCache, Metrics, SharedCache
 
 _log = logging.getLogger("qis.cache")
@@ -41,12 +42,6 @@ _PRUNE_EVERY_SECONDS = 5.0
 # A load in flight is bounded by the database command timeout; remembering publications a
 # minute past the guard covers any load that may still store afterwards.
 _NOTIFIED_HORIZON_SECONDS = 60.0
-
-
-def rfc3339(ts: datetime) -> str:
-    """UTC, `Z` suffix, microseconds only when present: one spelling per instant (cache keys)."""
-    text = ts.astimezone(UTC).isoformat()
-    return text[:-6] + "Z"
 
 
 def official_key(series: str, snap: str, selector: str) -> str:

@@ -11,13 +11,14 @@ trace.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 import msgspec
 
 from app.domain.audit import AuditRecord
 from app.domain.events import SCHEMA_VERSION, DomainEvent, derive_event_id, encode_event
+from app.domain.timestamps import rfc3339
 from app.ports import AuditEntry, OutboxMessage, PendingMessage, PipelineStore
 
 
@@ -145,6 +146,5 @@ def json_native(value: Any) -> Any:
 
 
 def iso(ts: datetime) -> str:
-    """RFC 3339 in UTC with `Z`, as the API renders timestamps."""
-    text: str = msgspec.json.decode(_encode.encode(ts.astimezone(UTC)))
-    return text
+    """RFC 3339 in UTC with `Z`, as the API renders timestamps (`domain.timestamps`)."""
+    return rfc3339(ts)

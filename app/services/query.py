@@ -39,6 +39,7 @@ from app.domain.reading import (
     LineagePage,
     VersionList,
 )
+from app.domain.timestamps import rfc3339
 from app.ports import QueryStore
 from app.services.cache import (
     ABSENT,
@@ -48,7 +49,6 @@ from app.services.cache import (
     TwoLevelCache,
     latest_key,
     official_key,
-    rfc3339,
     versions_key,
 )
 

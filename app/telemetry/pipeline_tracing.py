@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import UTC, datetime
 
 import msgspec
 from opentelemetry import propagate, trace
@@ -24,6 +23,7 @@ from opentelemetry.trace import Link
 from app.domain.observation import Observation
 from app.domain.reconciliation import Reconciliation
 from app.domain.series import SeriesConfig
+from app.domain.timestamps import rfc3339
 from app.domain.versions import VersionDecision
 from app.ports import OutboxMessage, QualityStep, ReconciliationStep, SnapKey
 from app.telemetry.tracing import annotate
@@ -80,7 +80,7 @@ class _Reconciliation:
             },
             {
                 "reference-data-id": series_id,
-                "snap": _rfc3339(snap),
+                "snap": rfc3339(snap),
                 "source-values": _json.encode({o.source: o.value for o in observations}).decode(),
                 "reconciliation-algorithm": (
                     f"{config.method}; exclude invalid (bounds), stale "
@@ -181,9 +181,3 @@ def _links(messages: Sequence[OutboxMessage]) -> list[Link]:
         if context.is_valid:
             links.append(Link(context))
     return links
-
-
-def _rfc3339(ts: datetime) -> str:
-    """UTC with `Z`, as the API renders timestamps (and the audit trail names snaps)."""
-    text: str = msgspec.json.decode(_json.encode(ts.astimezone(UTC)))
-    return text

@@ -55,8 +55,9 @@ from app.domain.reading import (
 )
 from app.domain.reconciliation import Exclusion
 from app.domain.series import SeriesConfig
+from app.domain.timestamps import rfc3339
 from app.domain.versions import OfficialValue
-from app.services.cache import latest_key, rfc3339, scope_key, versions_key
+from app.services.cache import latest_key, scope_key, versions_key
 from app.services.journal import Topics
 from app.services.reconcile import reconciliation_stage
 from app.settings import Settings
