@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import datetime
-from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import msgspec
 
@@ -16,6 +16,7 @@ from app.domain.observation import Observation, ObservationsRecorded
 from app.domain.reading import Granularity, HistoryItem, QualitySummary
 from app.domain.reconciliation import Reconciliation
 from app.domain.series import Series, SeriesConfig
+from app.domain.snaps import SnapStateName as SnapStateName
 from app.domain.versions import OfficialValue, VersionDecision
 
 
@@ -84,9 +85,7 @@ class SharedCache(Protocol):
 SnapKey: TypeAlias = tuple[str, datetime]
 """(reference_data_id, snap): what one reconciliation is about."""
 
-# `failed`: closing the snap's window failed and it was set aside (not retried until new
-# observations for it arrive).
-SnapStateName = Literal["open", "published", "insufficient", "failed"]
+# The snap states are domain rules (app/domain/snaps.py); stores keep them.
 
 
 class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):

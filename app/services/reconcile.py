@@ -49,6 +49,7 @@ from app.domain.events import (
 from app.domain.observation import Observation
 from app.domain.reconciliation import Reconciliation, all_expected_reported, reconcile
 from app.domain.series import Series, SeriesConfig, is_window_closed, window_closes_at
+from app.domain.snaps import snap_state_after
 from app.domain.versions import OfficialValue, VersionDecision, decide_version, official_value
 from app.ports import (
     AuditEntry,
@@ -470,14 +471,9 @@ def _plan(
             window_closed=window_closed,
         )
         assessment.assessed(config, result, decision)
-    had_version = latest is not None
-    state: SnapStateName
-    if decision.publish or had_version:
-        state = "published"
-    elif window_closed:
-        state = "insufficient"
-    else:
-        state = "open"
+    state = snap_state_after(
+        publishes_now=decision.publish, had_version=latest is not None, window_closed=window_closed
+    )
     version = decision.version if decision.publish else (latest.version if latest else None)
     return _Plan(
         key=key,
