@@ -334,42 +334,89 @@ async def reconcile_snaps(
     unique = sorted({(series_id, snap.astimezone(UTC)) for series_id, snap in keys})
     if not unique:
         return []
+    loaded = await _load(store, unique)
+    plans = _plan_all(unique, loaded, tracer, _traced(tracer, traced_snaps))
+    await store.save_snap_states([p.state for p in plans if p.state != p.state_before])
+    entries = _entries_before_versions(loaded.created, accepted, plans, actor)
+    for plan in plans:
+        if (
+            not plan.decision.publish
+            and plan.window_closed
+            and plan.result.status == "insufficient"
+        ):
+            meter.reconciliation(succeeded=False)
+    publishing = [plan for plan in plans if plan.decision.publish]
+    if not entries and not publishing:
+        return _outcomes(plans)  # nothing changed: no need to queue behind the journal lock
+    published = await _journal(store, publishing, entries, actor, topics, meter, tracer)
+    _log.debug(
+        "snaps reconciled", extra={"actor": actor, "snaps": len(plans), "published": published}
+    )
+    return _outcomes(plans)
+
+
+class _Loaded(msgspec.Struct, frozen=True, kw_only=True):
+    """What one reconciliation reads, under the series locks."""
+
+    created: list[Series]
+    configs: dict[str, SeriesConfig]
+    now: datetime
+    observations: dict[SnapKey, list[Observation]]
+    latest: dict[SnapKey, OfficialValue]
+    previous: dict[SnapKey, tuple[datetime, float]]
+    states: dict[SnapKey, SnapState]
+
+
+async def _load(store: PipelineStore, unique: Sequence[SnapKey]) -> _Loaded:
+    """Lock the series (sorted), create the unconfigured ones, read every snap's inputs."""
     series_ids = sorted({series_id for series_id, _ in unique})
     await store.lock_series(series_ids)
     created = await store.create_missing_series(series_ids, DEFAULT_CONFIG)
-    configs = {sid: s.config for sid, s in (await store.series(series_ids)).items()}
-    now = await store.clock()
-    observations = await store.observations(unique)
-    latest = await store.latest_versions(unique)
-    previous = await store.previous_values(unique)
-    states = await store.snap_states(unique)
+    return _Loaded(
+        created=created,
+        configs={sid: s.config for sid, s in (await store.series(series_ids)).items()},
+        now=await store.clock(),
+        observations=await store.observations(unique),
+        latest=await store.latest_versions(unique),
+        previous=await store.previous_values(unique),
+        states=await store.snap_states(unique),
+    )
 
+
+def _traced(tracer: Tracing, traced_snaps: Collection[SnapKey] | None) -> set[SnapKey] | None:
+    """The snaps that get custom spans (None: all). Children of an unrecorded span are
+    never recorded, so under one none do."""
+    if not tracer.recording():
+        return set()
+    if traced_snaps is None:
+        return None
+    return {(series_id, snap.astimezone(UTC)) for series_id, snap in traced_snaps}
+
+
+def _plan_all(
+    unique: Sequence[SnapKey],
+    loaded: _Loaded,
+    tracer: Tracing,
+    traced: set[SnapKey] | None,
+) -> list[_Plan]:
+    """Plan each snap in (series, snap) order; a snap's spike check compares with the
+    previous snap's value, which may be one planned earlier in the same call."""
     plans: list[_Plan] = []
     carried: dict[str, tuple[datetime, float]] = {}
-    # Children of an unsampled span are never recorded: skip making them (per snap).
-    # `traced`: the snaps that get custom spans, None for all of them.
-    traced: set[SnapKey] | None = set()
-    if tracer.recording():
-        traced = (
-            None
-            if traced_snaps is None
-            else {(series_id, snap.astimezone(UTC)) for series_id, snap in traced_snaps}
-        )
     for key in unique:
         series_id, snap = key
-        config = configs[series_id]
-        before = previous.get(key)
+        before = loaded.previous.get(key)
         in_batch = carried.get(series_id)
         if in_batch is not None and (before is None or in_batch[0] >= before[0]):
             before = in_batch
         plan = _plan(
             key,
-            config,
-            observations.get(key, []),
+            loaded.configs[series_id],
+            loaded.observations.get(key, []),
             None if before is None else before[1],
-            latest.get(key),
-            states.get(key),
-            now,
+            loaded.latest.get(key),
+            loaded.states.get(key),
+            loaded.now,
             tracer,
             traced is None or key in traced,
         )
@@ -377,9 +424,17 @@ async def reconcile_snaps(
         value = plan.result.value if plan.decision.publish else _value(plan.latest)
         if value is not None:
             carried[series_id] = (snap, value)
+    return plans
 
-    await store.save_snap_states([p.state for p in plans if p.state != p.state_before])
 
+def _entries_before_versions(
+    created: Sequence[Series],
+    accepted: Mapping[str, Sequence[str]] | None,
+    plans: Sequence[_Plan],
+    actor: str,
+) -> list[AuditEntry]:
+    """Audit entries that do not depend on the journal time: series created, observations
+    accepted, snap state changes."""
     entries = [_series_created(series, actor) for series in created]
     entries += [
         AuditEntry(
@@ -394,16 +449,20 @@ async def reconcile_snaps(
     ]
     for plan in plans:
         entries += _state_entries(plan, actor)
-        if (
-            not plan.decision.publish
-            and plan.window_closed
-            and plan.result.status == "insufficient"
-        ):
-            meter.reconciliation(succeeded=False)
-    publishing = [plan for plan in plans if plan.decision.publish]
-    if not entries and not publishing:
-        return _outcomes(plans)  # nothing changed: no need to queue behind the journal lock
+    return entries
 
+
+async def _journal(
+    store: PipelineStore,
+    publishing: Sequence[_Plan],
+    entries: list[AuditEntry],
+    actor: str,
+    topics: Topics,
+    meter: Metrics,
+    tracer: Tracing,
+) -> int:
+    """Under the journal lock: the new versions (recorded at the journal time), their
+    audit entries and their events; return how many versions were recorded."""
     at = await store.open_journal()
     headers = tracer.trace_headers()
     versions: list[tuple[OfficialValue, tuple[str, ...]]] = []
@@ -423,14 +482,9 @@ async def reconcile_snaps(
             messages.append(event_message(event, topic, official.reference_data_id, headers))
         meter.reconciliation(succeeded=True)
         meter.quality_score(official.quality.score, official.reference_data_id)
-
     await store.insert_versions(versions)
     await write_journal(store, at, entries, messages)
-    _log.debug(
-        "snaps reconciled",
-        extra={"actor": actor, "snaps": len(plans), "published": len(versions)},
-    )
-    return _outcomes(plans)
+    return len(versions)
 
 
 def _outcomes(plans: Sequence[_Plan]) -> list[SnapOutcome]:
