@@ -19,11 +19,15 @@ from ops.cli import (
     Command,
     attach,
     aws_options,
+    environment_option,
     metrics_option,
     out,
+    parameter_option,
+    parameters,
     read_recording,
     repository_root,
 )
+from ops.naming import base_name, environment_values, prefix_for
 
 ERRORS = (*EXPECTED_ERRORS, VectorError)
 
@@ -34,8 +38,9 @@ def cmd_alarms_deploy(args: argparse.Namespace) -> int:
 
     client = deploy.cloudwatch_client(args.region, args.endpoint_url)
     actions = (args.alarm_topic_arn,) if args.alarm_topic_arn else ()
-    desired = deploy.desired_alarms(ALARMS, actions)
-    changes = deploy.plan_alarms(client, desired)
+    values = {**environment_values(args.environment), **parameters(args.parameter)}
+    desired = deploy.desired_alarms(ALARMS, values, actions)
+    changes = deploy.plan_alarms(client, desired, prefix=prefix_for(args.environment))
     if not args.dry_run:
         deploy.apply_alarms(client, desired, changes)
     out(deploy.format_plan(changes, args.dry_run))
@@ -43,23 +48,26 @@ def cmd_alarms_deploy(args: argparse.Namespace) -> int:
 
 
 def selected_alarms(names: Sequence[str]) -> list[MetricAlarm]:
-    """The alarms called `names` (all of them when empty); VectorError names unknown ones."""
+    """The alarms called `names` (all of them when empty): a base name (`DeadLetters`) or
+    an environment's full name (`qis-staging-DeadLetters`); VectorError names unknown ones."""
     alarms = list(ALARMS)
     if not names:
         return alarms
-    unknown = set(names) - {a.alarm_name for a in alarms}
+    wanted = {base_name(name) for name in names}
+    unknown = wanted - {base_name(a.alarm_name) for a in alarms}
     if unknown:
         raise VectorError(f"unknown alarm(s): {', '.join(sorted(unknown))}")
-    return [a for a in alarms if a.alarm_name in names]
+    return [a for a in alarms if base_name(a.alarm_name) in wanted]
 
 
 def cmd_alarms_evaluate(args: argparse.Namespace) -> int:
     """Print each alarm's state per period over a recorded EMF file."""
-    from alarms.evaluate import evaluate_recording
+    from alarms.evaluate import evaluate_recording, recording_environment
     from alarms.report import format_timelines, timelines_json
 
     recorded = read_recording(args.metrics)
-    timelines = evaluate_recording(selected_alarms(args.alarm), recorded)
+    environment = recording_environment(recorded, args.environment)
+    timelines = evaluate_recording(selected_alarms(args.alarm), recorded, environment)
     if args.json:
         sys.stdout.write(timelines_json(timelines, recorded).decode())
     else:
@@ -70,10 +78,10 @@ def cmd_alarms_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_alarms_test(args: argparse.Namespace) -> int:
     """Run promtool-like alarm test vectors; exit 1 if any expectation fails."""
-    from alarms.vectors import load_vectors, run_case
+    from alarms.vectors import load_vectors, run_case, vector_alarms
 
     files = args.files or sorted((repository_root() / "alarms" / "tests").glob("*.yaml"))
-    known = {a.alarm_name: a for a in ALARMS}
+    known = vector_alarms(ALARMS)
     passed = failed = 0
     for path in files:
         for case in load_vectors(path).tests:
@@ -101,13 +109,22 @@ def register(
     attach(generate_parser, generate, ERRORS)
     deploy = alarms.add_parser("deploy", help="put_metric_alarm (or --dry-run: diff)")
     aws_options(deploy)
-    deploy.add_argument("--alarm-topic-arn", help="SNS topic notified on ALARM and OK")
+    parameter_option(deploy)
+    deploy.add_argument(
+        "--alarm-topic-arn",
+        help="SNS topic notified on ALARM and OK (foundation.yaml's output AlarmTopicArn)",
+    )
     attach(deploy, cmd_alarms_deploy, ERRORS)
     evaluate = alarms.add_parser("evaluate", help="alarm states over a recorded EMF file")
     metrics_option(evaluate)
+    environment_option(evaluate)
     evaluate.add_argument("--json", action="store_true", help="JSON instead of tables")
     evaluate.add_argument(
-        "--alarm", action="append", default=[], metavar="NAME", help="only this alarm"
+        "--alarm",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this alarm (DeadLetters or qis-ENV-DeadLetters)",
     )
     evaluate.add_argument(
         "--changes-only", action="store_true", help="table rows only where the state changes"

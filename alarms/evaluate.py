@@ -17,6 +17,13 @@ which is the range of the examples in CloudWatch's documentation (5 for N = 3). 
    re-evaluating its last datapoints, all breaching) or INSUFFICIENT_DATA when data is
    still arriving but too little of it.
 
+Alarms are defined for every environment (`qis-${Environment}-...`, metrics filtered by
+`Environment`); a recording is evaluated for one (`recording_environment`). Alarms on
+namespaces the recording does not hold (the managed services' AWS/RDS, AWS/Kafka, ...:
+a recording holds what the service records, Custom/QIS) are skipped, and say so; an
+alarm whose metric is not in the recording gets a warning naming the near matches
+(`recording_warnings`), since it would otherwise just see "no datapoint".
+
 These reproduce every row of the documentation's missing-data tables
 (`alarms/tests/cloudwatch_missing_data_tables.yaml`). Percentile alarms with
 EvaluateLowSampleCountPercentile=ignore do not count datapoints with fewer samples than
@@ -33,8 +40,9 @@ from typing import Literal
 import msgspec
 
 from ops import metric_math
-from ops.alarm import MetricAlarm, MetricStat, TreatMissingData, percentile_of
-from ops.emf import RecordedMetrics, SeriesKey
+from ops.alarm import Metric, MetricAlarm, MetricStat, TreatMissingData, percentile_of
+from ops.emf import EmfError, RecordedMetrics, SeriesKey
+from ops.naming import LOCAL, environment_values, resolve
 from ops.statistics import PeriodStatistics, aggregate, is_low_sample, period_start
 
 State = Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
@@ -65,6 +73,8 @@ class AlarmTimeline(msgspec.Struct, frozen=True):
 
     alarm: MetricAlarm
     evaluations: tuple[Evaluation, ...]
+    # Why the alarm was not evaluated (its namespaces are not in the recording), or None.
+    skipped: str | None = None
 
     def final_state(self) -> State:
         """The state after the last evaluation (INSUFFICIENT_DATA if never evaluated)."""
@@ -246,38 +256,94 @@ def period_starts(metrics: RecordedMetrics, period: int) -> list[int]:
     return list(range(first, last + 1, period))
 
 
+def recording_environment(metrics: RecordedMetrics, given: str | None = None) -> str:
+    """`given`, else the one `Environment` value the recording's series carry, else local.
+
+    EmfError when the recording mixes environments and none is given."""
+    if given:
+        return given
+    found = {
+        value for key in metrics.series for name, value in key.dimensions if name == "Environment"
+    }
+    if len(found) > 1:
+        raise EmfError(
+            f"the recording holds environments {', '.join(sorted(found))}: "
+            "choose one with --environment"
+        )
+    return found.pop() if found else LOCAL
+
+
+def skip_reason(alarm: MetricAlarm, metrics: RecordedMetrics) -> str | None:
+    """Why `alarm` cannot be evaluated over `metrics` (none of its namespaces recorded)."""
+    recorded = {key.namespace for key in metrics.series}
+    wanted = alarm.namespaces()
+    if wanted & recorded:
+        return None
+    return (
+        f"skipped: reads {', '.join(sorted(wanted))}, which the recording does not hold "
+        f"(it holds {', '.join(sorted(recorded)) or 'nothing'})"
+    )
+
+
 def evaluate_recording(
-    alarms: Sequence[MetricAlarm], metrics: RecordedMetrics
+    alarms: Sequence[MetricAlarm], metrics: RecordedMetrics, environment: str | None = None
 ) -> tuple[AlarmTimeline, ...]:
-    """Each alarm's timeline over the whole recording, starting INSUFFICIENT_DATA."""
+    """Each alarm's timeline over the whole recording, starting INSUFFICIENT_DATA, for
+    `environment` (default: `recording_environment`); skipped alarms have none."""
+    values = environment_values(recording_environment(metrics, environment))
     timelines = []
-    for alarm in alarms:
+    for definition in alarms:
+        alarm = resolve(definition, values)
+        reason = skip_reason(alarm, metrics)
+        if reason is not None:
+            timelines.append(AlarmTimeline(alarm, (), skipped=reason))
+            continue
         starts = period_starts(metrics, alarm.evaluation_period())
         datapoints = alarm_datapoints(alarm, metrics, starts)
         timelines.append(AlarmTimeline(alarm, evaluate_datapoints(alarm, datapoints)))
     return tuple(timelines)
 
 
-def unmatched_series(alarm: MetricAlarm, metrics: RecordedMetrics) -> list[str]:
-    """Alarm metrics absent from the recording while look-alikes (other case/dimensions) exist."""
-    wanted = (
-        [alarm.metric()]
-        if not alarm.metrics
-        else [q.metric_stat.metric for q in alarm.metrics if q.metric_stat is not None]
-    )
-    # The alarm's own series are not look-alikes: a sum over stages reads several series of
-    # one metric, and a stage that set nothing aside is simply not recorded.
-    own = {SeriesKey.of(metric) for metric in wanted}
+def alarm_metrics(alarm: MetricAlarm) -> list[Metric]:
+    """The metrics an alarm reads (by MetricStat; Metrics Insights queries name none)."""
+    if not alarm.metrics:
+        return [alarm.metric()]
+    return [q.metric_stat.metric for q in alarm.metrics if q.metric_stat is not None]
+
+
+def recording_warnings(alarm: MetricAlarm, metrics: RecordedMetrics) -> list[str]:
+    """What the alarm reads that the recording lacks, with the near matches it holds.
+
+    CloudWatch matches a metric's dimension set exactly, so a recording without, say, the
+    `Route` or `Environment` dimension gives the alarm "no datapoint" in every period,
+    which looks like a quiet service. For each metric name the alarm reads: a series it
+    wants that is missing while the same name is recorded with other dimensions is named
+    with those near matches; a name with no series of the alarm's at all is named once. A
+    sum over several series (dead letters by stage) is not warned about for the members
+    that are simply absent while others are recorded.
+    """
+    own = {SeriesKey.of(metric) for metric in alarm_metrics(alarm)}
+    groups: dict[tuple[str, str], list[SeriesKey]] = {}
+    for key in sorted(own):
+        groups.setdefault((key.namespace, key.name), []).append(key)
     notes = []
-    for metric in wanted:
-        key = SeriesKey.of(metric)
-        if key in metrics.series:
-            continue
-        similar = [
+    for (namespace, name), keys in groups.items():
+        near = sorted(
             k.describe()
             for k in metrics.series
-            if k.name.lower() == key.name.lower() and k not in own
-        ]
-        if similar:
-            notes.append(f"{key.describe()} not recorded; found {', '.join(sorted(similar))}")
+            if k.namespace == namespace and k.name.lower() == name.lower() and k not in own
+        )
+        missing = [k for k in keys if k not in metrics.series]
+        if not missing:
+            continue
+        wanted = missing[0].describe() + (
+            f" (and {len(missing) - 1} more series)" if len(missing) > 1 else ""
+        )
+        if near:
+            notes.append(f"{wanted} not recorded; near matches: {', '.join(near)}")
+        elif len(missing) == len(keys):
+            notes.append(
+                f"{wanted} not recorded, and no other {namespace} {name} series either: "
+                "every period is 'no datapoint'"
+            )
     return notes

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from alarms.evaluate import AlarmTimeline, Evaluation, unmatched_series
+from alarms.evaluate import AlarmTimeline, Evaluation, recording_warnings
 from app.telemetry.catalogue import metric_spec
 from ops.alarm import MetricAlarm
 from ops.emf import RecordedMetrics, SeriesKey
@@ -95,6 +95,9 @@ def format_timelines(
     lines.append(f"{'alarm':<{width}}  {'final':<17}  {'first ALARM after':<17}  periods in ALARM")
     for timeline in timelines:
         alarmed = sum(e.state == "ALARM" for e in timeline.evaluations)
+        if timeline.skipped is not None:
+            lines.append(f"{timeline.alarm.alarm_name:<{width}}  {'skipped':<17}  -")
+            continue
         lines.append(
             f"{timeline.alarm.alarm_name:<{width}}  {timeline.final_state():<17}  "
             f"{_first_alarm(timeline):<17}  {alarmed} of {len(timeline.evaluations)}"
@@ -125,7 +128,9 @@ def _alarm_block(
     value_header = f"value ({_unit(alarm, recorded)})"
     width = max(12, len(value_header))
     block = [f"{alarm.alarm_name}: {describe_alarm(alarm)}"]
-    block += [f"  ! {note}" for note in unmatched_series(alarm, recorded)]
+    if timeline.skipped is not None:
+        return [*block, f"  {timeline.skipped}"]
+    block += [f"  ! {note}" for note in recording_warnings(alarm, recorded)]
     block.append(
         f"  {'period (UTC)':<22}  {value_header:>{width}}  {'samples':>8}  {'state':<19}  why"
     )
@@ -164,8 +169,9 @@ def _alarm_json(timeline: AlarmTimeline, recorded: RecordedMetrics) -> dict[str,
         "name": timeline.alarm.alarm_name,
         "definition": describe_alarm(timeline.alarm),
         "final_state": timeline.final_state(),
+        "skipped": timeline.skipped,
         "first_alarm_period_start": None if first is None else utc(first.start).isoformat(),
-        "warnings": unmatched_series(timeline.alarm, recorded),
+        "warnings": [] if timeline.skipped else recording_warnings(timeline.alarm, recorded),
         "evaluations": [_evaluation_json(e, period) for e in timeline.evaluations],
     }
 

@@ -3,14 +3,14 @@
 ```yaml
 tests:
   - name: latency fires after the second breaching period
-    alarm: QIS-HighIngestionLatency        # by name, or {Base: NAME, ...overrides},
+    alarm: HighIngestionLatency            # by name, or {Base: NAME, ...overrides},
                                            # or an inline PutMetricAlarm-shaped mapping
     initial_state: OK                      # default INSUFFICIENT_DATA
     evaluation_range: 5                    # default EvaluationPeriods + 2
     input_series:
       - values: "30 30 250 250 _ 30x3"     # one sample per period, _ = missing, 30x3 = 3 times
       - metric: HttpRequests               # metric/dimensions default to the alarm's metric
-        dimensions: {Service: api, StatusClass: 5xx}
+        dimensions: {Environment: local, Service: api, StatusClass: 5xx}
         distributions:                     # one value/count distribution per period
           - {values: [10, 300], counts: [190, 10]}
           - null
@@ -19,13 +19,16 @@ tests:
 ```
 
 Period `i` starts at 2025-11-27T00:00:00Z + i * Period, so every period is aligned.
+The QIS alarms are named by their base name (`DeadLetters`, or `qis-local-DeadLetters`)
+and evaluated for the environment `local`: explicit `dimensions` of Custom/QIS series
+give `Environment: local`, as a local recording does.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from alarms.evaluate import Evaluation, State, alarm_datapoints, evaluate_datapo
 from app.telemetry.catalogue import NAMESPACE
 from ops.alarm import MetricAlarm
 from ops.emf import RecordedMetrics, Sample, SeriesKey
+from ops.naming import LOCAL, base_name, environment_values, resolve
 
 EPOCH = 1_764_201_600  # 2025-11-27T00:00:00Z
 
@@ -116,18 +120,27 @@ def expand_values(text: str) -> list[float | None]:
     return expanded
 
 
+def vector_alarms(alarms: Sequence[MetricAlarm]) -> dict[str, MetricAlarm]:
+    """Base name -> the alarm as defined for the environment `local`."""
+    values = environment_values(LOCAL)
+    return {base_name(a.alarm_name): resolve(a, values) for a in alarms}
+
+
+def _known(name: str, known: Mapping[str, MetricAlarm]) -> MetricAlarm:
+    found = known.get(name) or known.get(base_name(name))
+    if found is None:
+        raise VectorError(f"unknown alarm {name}")
+    return found
+
+
 def resolve_alarm(spec: str | dict[str, Any], known: Mapping[str, MetricAlarm]) -> MetricAlarm:
     """An alarm by name, a named alarm with overrides (`Base`), or an inline definition."""
     if isinstance(spec, str):
-        if spec not in known:
-            raise VectorError(f"unknown alarm {spec}")
-        return known[spec]
+        return _known(spec, known)
     fields = dict(spec)
-    base_name = fields.pop("Base", None)
-    if base_name is not None:
-        if base_name not in known:
-            raise VectorError(f"unknown alarm {base_name}")
-        fields = {**msgspec.to_builtins(known[base_name]), **fields}
+    base = fields.pop("Base", None)
+    if base is not None:
+        fields = {**msgspec.to_builtins(_known(base, known)), **fields}
     fields.setdefault("AlarmName", "test-vector")
     fields.setdefault("AlarmDescription", "test vector")
     try:

@@ -21,12 +21,15 @@ from dashboards.definitions import DASHBOARDS
 from ops.cli import (
     attach,
     aws_options,
+    environment_option,
     generate,
     metrics_option,
     out,
+    parameter_option,
     parameters,
     read_recording,
 )
+from ops.naming import environment_values, prefix_for, resolve
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -42,10 +45,11 @@ def cmd_dashboards_deploy(args: argparse.Namespace) -> int:
     values = {
         "AWS::Region": client.meta.region_name,
         "AWS::AccountId": deploy.account_id(args.region, args.endpoint_url),
+        **environment_values(args.environment),
         **parameters(args.parameter),
     }
     desired = deploy.desired_dashboards(DASHBOARDS, values)
-    changes = deploy.plan_dashboards(client, desired)
+    changes = deploy.plan_dashboards(client, desired, prefix=prefix_for(args.environment))
     if not args.dry_run:
         for message in deploy.apply_dashboards(client, desired, changes):
             out(f"validation: {message}")
@@ -55,13 +59,15 @@ def cmd_dashboards_deploy(args: argparse.Namespace) -> int:
 
 def cmd_dashboards_render(args: argparse.Namespace) -> int:
     """Draw every metric widget from a recording as PNGs, plus index.html with alarms."""
-    from alarms.evaluate import evaluate_recording
+    from alarms.evaluate import evaluate_recording, recording_environment
     from dashboards.render import render_review
 
     recorded = read_recording(args.metrics)
-    timelines = evaluate_recording(ALARMS, recorded)
+    environment = recording_environment(recorded, args.environment)
+    timelines = evaluate_recording(ALARMS, recorded, environment)
+    dashboards = [resolve(d, environment_values(environment)) for d in DASHBOARDS]
     rendered = render_review(
-        DASHBOARDS, timelines, recorded, args.out, [str(p) for p in args.metrics]
+        dashboards, timelines, recorded, args.out, [str(p) for p in args.metrics]
     )
     empty = sum(not r.has_data for r in rendered)
     out(
@@ -83,16 +89,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     attach(generate_parser, cmd_generate)
     deploy = dashboards.add_parser("deploy", help="put_dashboard (or --dry-run: diff)")
     aws_options(deploy)
-    deploy.add_argument(
-        "--parameter",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="value of a ${NAME} placeholder, e.g. LoadBalancerFullName=app/qis/0123",
-    )
+    parameter_option(deploy)
     attach(deploy, cmd_dashboards_deploy)
     render = dashboards.add_parser("render", help="PNG per graph + index.html from EMF files")
     metrics_option(render)
+    environment_option(render)
     render.add_argument("--out", type=Path, required=True, metavar="DIR")
     attach(render, cmd_dashboards_render)
     alarms_cli.register(subparsers, generate=cmd_generate)

@@ -1,13 +1,21 @@
 """The QIS dashboards: the seed's overview, and the golden signals of each service.
 
 Threshold lines are read from the alarm definitions, so a graph always shows the line
-its alarm really uses. Regenerate `dashboards/generated/` after editing:
-`python -m dashboards.generate`.
+its alarm really uses. Like the alarms, the dashboards exist once per environment:
+`qis-${Environment}-<Name>`, every Custom/QIS metric filtered by `Environment`.
+Regenerate `dashboards/generated/` after editing: `python -m dashboards.generate`.
 """
 
 from __future__ import annotations
 
 from alarms import definitions as alarms
+from alarms.definitions import (
+    ENVIRONMENT_FILTER,
+    EVENT_STORE_CLUSTER,
+    LOAD_BALANCER,
+    MSK_CLUSTER,
+    REDIS_CLUSTER,
+)
 from app.telemetry.catalogue import (
     CACHE_LEVELS,
     INGESTION_ROUTE,
@@ -24,12 +32,7 @@ from ops.dashboard import (
     TextWidget,
     Threshold,
 )
-
-# Deploy-time parameters (CloudFormation parameters, `--parameter` of `qis dashboards deploy`).
-LOAD_BALANCER = "${LoadBalancerFullName}"
-EVENT_STORE_CLUSTER = "${EventStoreClusterId}"
-REDIS_CLUSTER = "${RedisClusterId}"
-MSK_CLUSTER = "${MskClusterName}"
+from ops.naming import ENVIRONMENT, prefixed
 
 P50, P95, P99 = "#1f77b4", "#ff7f0e", "#9467bd"
 
@@ -38,7 +41,10 @@ def _custom(name: str, **dimensions: str) -> Metric:
     return Metric(
         namespace=NAMESPACE,
         metric_name=name,
-        dimensions=tuple(Dimension(name=k, value=v) for k, v in dimensions.items()),
+        dimensions=(
+            ENVIRONMENT_FILTER,
+            *(Dimension(name=k, value=v) for k, v in dimensions.items()),
+        ),
     )
 
 
@@ -139,7 +145,7 @@ def _five_xx_ratio_widget(period: int) -> MetricWidget:
 
 
 GOLDEN_SIGNALS = Dashboard(
-    name="QIS-GoldenSignals",
+    name=prefixed("GoldenSignals"),
     widgets=(
         ALARM_STATUS,
         TextWidget(markdown="## api - ingestion and queries (latency, traffic, errors, cache)"),
@@ -227,8 +233,9 @@ GOLDEN_SIGNALS = Dashboard(
             lines=(
                 ExpressionLine(
                     expression=(
-                        "SEARCH('{Custom/QIS,Service,Series} "
-                        "MetricName=\"QualityScoreBySeries\"', 'Average', 600)"
+                        "SEARCH('{Custom/QIS,Environment,Service,Series} "
+                        f'MetricName="QualityScoreBySeries" Environment="{ENVIRONMENT}"\', '
+                        "'Average', 600)"
                     ),
                     label="",
                     id="series",
@@ -256,10 +263,11 @@ GOLDEN_SIGNALS = Dashboard(
     ),
 )
 
-# The seed's "QIS-DataManagement-Overview" keeps its metrics, split into one graph per unit:
+# The seed's "QIS-DataManagement-Overview" (here qis-<environment>-DataManagement-Overview)
+# keeps its metrics, split into one graph per unit:
 # one graph mixing bytes/s, connections, counts and percentages is unreadable.
 OVERVIEW = Dashboard(
-    name="QIS-DataManagement-Overview",
+    name=prefixed("DataManagement-Overview"),
     widgets=(
         ALARM_STATUS,
         MetricWidget(
@@ -323,7 +331,7 @@ OVERVIEW = Dashboard(
             title="MSK: bytes in per second",
             lines=(
                 MetricLine(
-                    metric=_aws("AWS/MSK", "BytesInPerSec", "Cluster Name", MSK_CLUSTER),
+                    metric=_aws("AWS/Kafka", "BytesInPerSec", "Cluster Name", MSK_CLUSTER),
                     stat="Average",
                     label="bytes in/s",
                 ),

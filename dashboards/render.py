@@ -32,7 +32,8 @@ from ops.statistics import aggregate
 
 STATE_COLOURS = {"OK": "#2ca02c", "ALARM": "#d62728", "INSUFFICIENT_DATA": "#9e9e9e"}
 _SEARCH = re.compile(
-    r"SEARCH\('\{(?P<schema>[^}]*)\}\s+MetricName=\"(?P<name>[^\"]+)\"',\s*"
+    r"SEARCH\('\{(?P<schema>[^}]*)\}\s+MetricName=\"(?P<name>[^\"]+)\""
+    r"(?P<filters>(?:\s+[A-Za-z]+=\"[^\"]*\")*)',\s*"
     r"'(?P<stat>[^']+)',\s*(?P<period>\d+)\)"
 )
 _DPI = 110
@@ -83,13 +84,18 @@ def _search_curves(line: ExpressionLine, recorded: RecordedMetrics) -> list[Curv
         raise metric_math.MetricMathError(f"unsupported SEARCH {line.expression!r}")
     namespace, *names = (part.strip() for part in match["schema"].split(","))
     period = int(match["period"])
+    # `Name="value"` terms after MetricName: the series must have exactly that value.
+    filters = dict(re.findall(r'([A-Za-z]+)="([^"]*)"', match["filters"]))
     curves = []
     for key in sorted(recorded.series):
         dims = dict(key.dimensions)
         if key.namespace != namespace or key.name != match["name"] or set(dims) != set(names):
             continue
+        if any(dims.get(k) != v for k, v in filters.items()):
+            continue
         periods = aggregate(recorded.series[key], period)
-        label = " ".join(v for k, v in key.dimensions if k != "Service") or key.describe()
+        hidden = {"Service", *filters}
+        label = " ".join(v for k, v in key.dimensions if k not in hidden) or key.describe()
         points = tuple((start, p.value(match["stat"])) for start, p in periods.items())
         curves.append(Curve(label, period, points))
     return curves

@@ -25,6 +25,7 @@ LowSampleCount = Literal["evaluate", "ignore"]
 
 STATISTICS: tuple[Statistic, ...] = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 _PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d{1,10})?)$")
+_INSIGHTS_SCHEMA = re.compile(r"\bFROM\s+SCHEMA\(\s*\"([^\"]+)\"", re.IGNORECASE)
 
 
 class AlarmDefinitionError(ValueError):
@@ -67,13 +68,18 @@ class MetricStat(_Wire, frozen=True):
 
 
 class MetricDataQuery(_Wire, frozen=True):
-    """One entry of a metric-math alarm's `Metrics`: a metric (`m*`) or an expression (`e*`)."""
+    """One entry of a metric-math alarm's `Metrics`: a metric (`m*`) or an expression (`e*`).
+
+    An expression that is a Metrics Insights query (`SELECT ... FROM SCHEMA(...)`) needs
+    its own `period`; metric math takes the period of the metrics it reads.
+    """
 
     id: str
     metric_stat: MetricStat | None = None
     expression: str | None = None
     label: str | None = None
     return_data: bool = False
+    period: int | None = None
 
     def __post_init__(self) -> None:
         if (self.metric_stat is None) == (self.expression is None):
@@ -141,11 +147,21 @@ class MetricAlarm(_Wire, frozen=True):
             namespace=self.namespace, metric_name=self.metric_name, dimensions=self.dimensions
         )
 
+    def namespaces(self) -> set[str]:
+        """The namespaces the alarm reads: its metrics', and Metrics Insights' SCHEMA(...)."""
+        if self.namespace is not None:
+            return {self.namespace}
+        found = {q.metric_stat.metric.namespace for q in self.metrics if q.metric_stat}
+        for query in self.metrics:
+            found |= set(_INSIGHTS_SCHEMA.findall(query.expression or ""))
+        return found
+
     def evaluation_period(self) -> int:
         """The period, in seconds, of the datapoints this alarm evaluates."""
         if self.period is not None:
             return self.period
         periods = {q.metric_stat.period for q in self.metrics if q.metric_stat is not None}
+        periods |= {q.period for q in self.metrics if q.period is not None}
         if len(periods) != 1:
             raise AlarmDefinitionError(f"{self.alarm_name}: metric math needs one common period")
         return periods.pop()

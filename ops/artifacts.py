@@ -9,6 +9,7 @@ from pathlib import Path
 from ops.alarm import MetricAlarm, put_metric_alarm_params
 from ops.cloudformation import monitoring_template, template_yaml
 from ops.dashboard import Dashboard, dashboard_body
+from ops.naming import base_name
 
 DASHBOARDS_DIR = Path("dashboards/generated")
 ALARMS_FILE = Path("alarms/generated/alarms.json")
@@ -23,7 +24,10 @@ def generated_files(
     root: Path, dashboards: Sequence[Dashboard], alarms: Sequence[MetricAlarm]
 ) -> dict[Path, str]:
     """Path -> content of every generated file, under the repository `root`."""
-    files = {root / DASHBOARDS_DIR / f"{d.name}.json": _json(dashboard_body(d)) for d in dashboards}
+    files = {
+        root / DASHBOARDS_DIR / f"{base_name(d.name)}.json": _json(dashboard_body(d))
+        for d in dashboards
+    }
     files[root / ALARMS_FILE] = _json([put_metric_alarm_params(a) for a in alarms])
     files[root / TEMPLATE_FILE] = template_yaml(monitoring_template(dashboards, alarms))
     return files

@@ -9,6 +9,7 @@ registers the `alarms` group, because generating needs both sets of definitions)
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from ops.alarm import MetricAlarm
 from ops.dashboard import Dashboard, UnresolvedPlaceholders
 from ops.emf import EmfError, RecordedMetrics, read_emf
 from ops.metric_math import MetricMathError
+from ops.naming import DEFAULT_RUNBOOK_BASE_URL, LOCAL, MAX_ENVIRONMENT_LENGTH
 
 Command = Callable[[argparse.Namespace], int]
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (
@@ -109,10 +111,44 @@ def attach(
 
 
 def aws_options(parser: argparse.ArgumentParser) -> None:
+    """--environment (required), --region, --endpoint-url, --dry-run."""
+    parser.add_argument(
+        "--environment",
+        required=True,
+        type=environment_name,
+        help="the environment deployed: names qis-ENV-*, metrics with Environment=ENV",
+    )
     parser.add_argument("--region", help="AWS region (default: boto3's configuration)")
     parser.add_argument("--endpoint-url", help="another CloudWatch endpoint, e.g. moto_server")
     parser.add_argument(
         "--dry-run", action="store_true", help="print the diff against what is deployed, only"
+    )
+
+
+def environment_name(text: str) -> str:
+    """An environment name as the stacks take it: lower-case letters and digits."""
+    if not re.fullmatch(rf"[a-z][a-z0-9]{{0,{MAX_ENVIRONMENT_LENGTH - 1}}}", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: lower-case letters and digits, e.g. staging")
+    return text
+
+
+def environment_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--environment",
+        type=environment_name,
+        help="evaluate the alarms of this environment (its Environment dimension); default: "
+        f"the one the recording holds, else {LOCAL}",
+    )
+
+
+def parameter_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="value of a ${NAME} placeholder, e.g. LoadBalancerFullName=app/qis-staging/0123 "
+        f"(RunbookBaseUrl defaults to {DEFAULT_RUNBOOK_BASE_URL})",
     )
 
 

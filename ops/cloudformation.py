@@ -1,4 +1,11 @@
-"""The same dashboards and alarms as a CloudFormation template (`infra/cloudformation/`)."""
+"""The same dashboards and alarms as a CloudFormation template (`infra/cloudformation/`).
+
+One template for every environment: the `Environment` parameter names the stack's
+dashboards and alarms (`qis-<environment>-...`) and filters their metrics, and the alarms
+notify the SNS topic that environment's foundation stack exports
+(`qis-<environment>-AlarmTopicArn`). Deploy it once per environment
+(`infra/cloudformation/deploy.sh ENV monitoring`); the parameter files give each its ids.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +18,66 @@ import yaml
 
 from ops.alarm import MetricAlarm, put_metric_alarm_params
 from ops.dashboard import Dashboard, dashboard_body, placeholders
+from ops.naming import (
+    DEFAULT_RUNBOOK_BASE_URL,
+    ENVIRONMENT,
+    MAX_ENVIRONMENT_LENGTH,
+    RUNBOOK_BASE_URL,
+    base_name,
+)
 
+ENVIRONMENTS = ("staging", "prod")
 PARAMETERS: dict[str, str] = {
-    "LoadBalancerFullName": "ALB full name as in its metrics, e.g. app/qis-alb/0123456789abcdef",
+    "Environment": "Environment name (as foundation.yaml's): prefixes every name, filters "
+    "every Custom/QIS metric, selects the exported alarm topic",
+    "RunbookBaseUrl": "Where the runbooks are: the alarm descriptions end with "
+    "<RunbookBaseUrl>/<alarm>.md (default: the path in the repository)",
+    "LoadBalancerFullName": "ALB full name as in its metrics, "
+    "e.g. app/qis-staging/0123456789abcdef",
+    "TargetGroupFullName": "Target group of the api Ingress as in its metrics, "
+    "e.g. targetgroup/k8s-qis-qisapi-0123456789/0123456789abcdef",
     "EventStoreClusterId": "Aurora PostgreSQL cluster identifier of the event store",
-    "RedisClusterId": "ElastiCache Redis cache cluster id",
+    "RedisClusterId": "ElastiCache Redis cache cluster id (the primary node)",
     "MskClusterName": "MSK cluster name",
-    "AlarmTopicArn": "SNS topic notified on ALARM and OK; empty for no notification",
 }
 _PSEUDO = {"AWS::Region", "AWS::AccountId"}
+# CloudWatch's limit on AlarmDescription.
+MAX_DESCRIPTION = 1024
+ALARM_TOPIC_EXPORT = "qis-${Environment}-AlarmTopicArn"
 
 
 def logical_id(name: str, suffix: str) -> str:
-    """`QIS-HighIngestionLatency` -> `QISHighIngestionLatencyAlarm`."""
-    return re.sub(r"[^A-Za-z0-9]", "", name) + suffix
+    """`qis-${Environment}-HighIngestionLatency` -> `HighIngestionLatencyAlarm`."""
+    return re.sub(r"[^A-Za-z0-9]", "", base_name(name)) + suffix
+
+
+def _sub(value: Any) -> Any:
+    """Every string holding a `${Name}` placeholder wrapped in `Fn::Sub` (`Ref` if only that)."""
+    if isinstance(value, str):
+        whole = re.fullmatch(r"\$\{([A-Za-z][A-Za-z0-9:]*)\}", value)
+        if whole:
+            return {"Ref": whole.group(1)}
+        return {"Fn::Sub": value} if placeholders(value) else value
+    if isinstance(value, list | tuple):
+        return [_sub(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _sub(v) for k, v in value.items()}
+    return value
+
+
+def runbook_url_budget(alarms: Sequence[MetricAlarm]) -> int:
+    """The longest RunbookBaseUrl that keeps every description within 1024 characters,
+    whatever the environment's name (up to MAX_ENVIRONMENT_LENGTH)."""
+    longest_environment = "e" * MAX_ENVIRONMENT_LENGTH
+    longest = max(
+        len(
+            a.alarm_description.replace(RUNBOOK_BASE_URL, "").replace(
+                ENVIRONMENT, longest_environment
+            )
+        )
+        for a in alarms
+    )
+    return MAX_DESCRIPTION - longest
 
 
 def monitoring_template(
@@ -32,7 +85,7 @@ def monitoring_template(
 ) -> dict[str, Any]:
     """The template: parameters for environment values, one resource per dashboard and alarm."""
     resources: dict[str, Any] = {}
-    used: set[str] = {"AlarmTopicArn"}
+    used: set[str] = {"Environment"}
     for dashboard in dashboards:
         # Compact: a template body is limited to 51,200 bytes; dashboards/generated/ has the
         # indented JSON for review.
@@ -40,11 +93,16 @@ def monitoring_template(
         used |= placeholders(body) - _PSEUDO
         resources[logical_id(dashboard.name, "Dashboard")] = {
             "Type": "AWS::CloudWatch::Dashboard",
-            "Properties": {"DashboardName": dashboard.name, "DashboardBody": {"Fn::Sub": body}},
+            "Properties": {
+                "DashboardName": _sub(dashboard.name),
+                "DashboardBody": {"Fn::Sub": body},
+            },
         }
-    actions = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    actions = [{"Fn::ImportValue": {"Fn::Sub": ALARM_TOPIC_EXPORT}}]
     for alarm in alarms:
-        properties = put_metric_alarm_params(alarm)
+        params = put_metric_alarm_params(alarm)
+        used |= placeholders(json.dumps(params)) - _PSEUDO
+        properties = _sub(params)
         properties["AlarmActions"] = actions
         properties["OKActions"] = actions
         resources[logical_id(alarm.alarm_name, "Alarm")] = {
@@ -52,19 +110,21 @@ def monitoring_template(
             "Properties": properties,
         }
     parameters: dict[str, Any] = {}
-    for name in sorted(used):
+    for name in ("Environment", *sorted(used - {"Environment"})):
         parameters[name] = {"Type": "String", "Description": PARAMETERS[name]}
-    parameters["AlarmTopicArn"]["Default"] = ""
+    parameters["Environment"]["AllowedValues"] = list(ENVIRONMENTS)
+    if "RunbookBaseUrl" in parameters:
+        parameters["RunbookBaseUrl"]["Default"] = DEFAULT_RUNBOOK_BASE_URL
+        parameters["RunbookBaseUrl"]["MaxLength"] = runbook_url_budget(alarms)
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": (
-            "QIS dashboards and alarms. GENERATED by `python -m dashboards.generate` from "
-            "dashboards/definitions.py and alarms/definitions.py: edit those, not this file."
+            "QIS dashboards and alarms of one environment (qis-<Environment>-*), notifying "
+            "the foundation stack's exported alarm topic. GENERATED by "
+            "`python -m dashboards.generate` from dashboards/definitions.py and "
+            "alarms/definitions.py: edit those, not this file."
         ),
         "Parameters": parameters,
-        "Conditions": {
-            "HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
-        },
         "Resources": resources,
     }
 

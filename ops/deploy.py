@@ -3,7 +3,8 @@
 Clients are built by the caller (`cloudwatch_client`), never at import time. A plan reads
 what is deployed, compares it with the definitions as the same normalised JSON, and lists
 one change per dashboard/alarm: create, update (with the diff) or unchanged. Dashboards
-and alarms named like ours (`QIS-` prefix) but not defined here are reported, never deleted.
+and alarms named like ours (the environment's `qis-<environment>-` prefix) but not
+defined here are reported, never deleted.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from botocore.exceptions import ClientError
 from ops.alarm import MetricAlarm, put_metric_alarm_params
 from ops.dashboard import Dashboard, dashboard_body, substitute
 
-PREFIX = "QIS-"
 # The PutMetricAlarm parameters; DescribeAlarms returns these plus state and ARNs.
 _ALARM_KEYS = (
     "AlarmName",
@@ -73,19 +73,28 @@ def account_id(region: str | None, endpoint_url: str | None) -> str:
 def desired_dashboards(
     dashboards: Sequence[Dashboard], values: Mapping[str, str]
 ) -> dict[str, dict[str, Any]]:
-    """Dashboard name -> body with every `${Name}` placeholder filled from `values`."""
+    """Dashboard name -> body, name and body with every `${Name}` placeholder filled
+    from `values` (`Environment` among them)."""
     bodies: dict[str, dict[str, Any]] = {}
     for dashboard in dashboards:
         text = substitute(json.dumps(dashboard_body(dashboard)), values)
-        bodies[dashboard.name] = json.loads(text)
+        bodies[substitute(dashboard.name, values)] = json.loads(text)
     return bodies
 
 
 def desired_alarms(
-    alarms: Sequence[MetricAlarm], alarm_actions: tuple[str, ...] = ()
+    alarms: Sequence[MetricAlarm],
+    values: Mapping[str, str],
+    alarm_actions: tuple[str, ...] = (),
 ) -> dict[str, dict[str, Any]]:
-    """Alarm name -> PutMetricAlarm parameters."""
-    return {a.alarm_name: put_metric_alarm_params(a, alarm_actions) for a in alarms}
+    """Alarm name -> PutMetricAlarm parameters, every `${Name}` placeholder filled from
+    `values` (`Environment`, `RunbookBaseUrl`, the managed services' ids)."""
+    desired: dict[str, dict[str, Any]] = {}
+    for alarm in alarms:
+        text = substitute(json.dumps(put_metric_alarm_params(alarm, alarm_actions)), values)
+        params: dict[str, Any] = json.loads(text)
+        desired[params["AlarmName"]] = params
+    return desired
 
 
 def comparable_alarm(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,13 +136,15 @@ def _deployed_dashboard(client: Any, name: str) -> Any:
         return body
 
 
-def plan_dashboards(client: Any, desired: Mapping[str, dict[str, Any]]) -> list[Change]:
-    """One change per desired dashboard, then `unmanaged` ones carrying our prefix."""
+def plan_dashboards(
+    client: Any, desired: Mapping[str, dict[str, Any]], *, prefix: str
+) -> list[Change]:
+    """One change per desired dashboard, then `unmanaged` ones carrying `prefix`."""
     changes = [
         _change("dashboard", n, _deployed_dashboard(client, n), b) for n, b in desired.items()
     ]
     paginator = client.get_paginator("list_dashboards")
-    for page in paginator.paginate(DashboardNamePrefix=PREFIX):
+    for page in paginator.paginate(DashboardNamePrefix=prefix):
         for entry in page.get("DashboardEntries", []):
             if entry["DashboardName"] not in desired:
                 changes.append(Change("dashboard", entry["DashboardName"], "unmanaged"))
@@ -151,15 +162,15 @@ def _deployed_alarms(client: Any, names: Sequence[str]) -> dict[str, dict[str, A
     return found
 
 
-def plan_alarms(client: Any, desired: Mapping[str, dict[str, Any]]) -> list[Change]:
-    """One change per desired alarm, then `unmanaged` ones carrying our prefix."""
+def plan_alarms(client: Any, desired: Mapping[str, dict[str, Any]], *, prefix: str) -> list[Change]:
+    """One change per desired alarm, then `unmanaged` ones carrying `prefix`."""
     deployed = _deployed_alarms(client, list(desired))
     changes = [
         _change("alarm", name, deployed.get(name), comparable_alarm(params))
         for name, params in desired.items()
     ]
     paginator = client.get_paginator("describe_alarms")
-    for page in paginator.paginate(AlarmNamePrefix=PREFIX, AlarmTypes=["MetricAlarm"]):
+    for page in paginator.paginate(AlarmNamePrefix=prefix, AlarmTypes=["MetricAlarm"]):
         for alarm in page.get("MetricAlarms", []):
             if alarm["AlarmName"] not in desired:
                 changes.append(Change("alarm", alarm["AlarmName"], "unmanaged"))

@@ -14,12 +14,16 @@ OBSERVATIONS_TOPIC = "qis.observations.v1"
 SERVICES = ("api", "worker", "scheduler")
 STATUS_CLASSES = ("2xx", "4xx", "5xx")
 CACHE_LEVELS = ("L1", "L2")
+# Every metric carries the deployment's environment (QIS_TELEMETRY__ENVIRONMENT), so
+# staging and prod can share an account: the dashboards and alarms filter on it.
+ENVIRONMENT_DIMENSION = "Environment"
 
 Kind = Literal["counter", "histogram", "gauge"]
 
 
 class MetricSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """One metric of the contract: name, CloudWatch unit, instrument kind, dimension names."""
+    """One metric of the contract: name, CloudWatch unit, instrument kind, dimension names
+    (always `Environment` and `Service`, then the metric's own)."""
 
     name: str
     unit: str
@@ -35,7 +39,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         name="IngestionLatency",
         unit="Milliseconds",
         kind="histogram",
-        dimensions=("Service", "Route"),
+        dimensions=("Environment", "Service", "Route"),
         services=("api",),
         meaning="request received to broker ack",
     ),
@@ -43,7 +47,10 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         name="DataIngestionRate",
         unit="Count",
         kind="counter",
-        dimensions=("Service",),
+        dimensions=(
+            "Environment",
+            "Service",
+        ),
         services=("api",),
         meaning="observations accepted (delta per export interval)",
     ),
@@ -51,7 +58,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         name="HttpRequests",
         unit="Count",
         kind="counter",
-        dimensions=("Service", "Route", "StatusClass"),
+        dimensions=("Environment", "Service", "Route", "StatusClass"),
         services=("api",),
         meaning="HTTP responses by status class 2xx/4xx/5xx",
     ),
@@ -59,7 +66,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         name="HttpLatency",
         unit="Milliseconds",
         kind="histogram",
-        dimensions=("Service", "Route"),
+        dimensions=("Environment", "Service", "Route"),
         services=("api",),
         meaning="HTTP request duration",
     ),
@@ -67,7 +74,10 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         name="ReconciliationSuccessRate",
         unit="Percent",
         kind="gauge",
-        dimensions=("Service",),
+        dimensions=(
+            "Environment",
+            "Service",
+        ),
         services=("worker",),
         meaning="successful / all reconciliations over each export interval, in %",
     ),
@@ -75,7 +85,10 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         name="QualityScoreAverage",
         unit="None",
         kind="histogram",
-        dimensions=("Service",),
+        dimensions=(
+            "Environment",
+            "Service",
+        ),
         services=("worker",),
         meaning="quality score in [0, 1] of each official value",
     ),
@@ -83,7 +96,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         name="QualityScoreBySeries",
         unit="None",
         kind="histogram",
-        dimensions=("Service", "Series"),
+        dimensions=("Environment", "Service", "Series"),
         services=("worker",),
         meaning="quality score per series, for a bounded configured set of series",
     ),
@@ -91,7 +104,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         name="ConsumerLag",
         unit="Count",
         kind="gauge",
-        dimensions=("Service", "Topic"),
+        dimensions=("Environment", "Service", "Topic"),
         services=("worker",),
         meaning="records behind the end of the topic",
     ),
@@ -99,7 +112,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         name="DeadLetterCount",
         unit="Count",
         kind="counter",
-        dimensions=("Service", "Stage"),
+        dimensions=("Environment", "Service", "Stage"),
         services=("worker", "scheduler"),
         meaning=(
             "records sent to the dead-letter topic (worker: decode, store, reconcile, commit)"
@@ -110,7 +123,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         name="CacheHitRatio",
         unit="None",
         kind="gauge",
-        dimensions=("Service", "Level"),
+        dimensions=("Environment", "Service", "Level"),
         services=("api",),
         meaning="hits / lookups over each export interval",
     ),
@@ -118,7 +131,10 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         name="CacheFallbackCount",
         unit="Count",
         kind="counter",
-        dimensions=("Service",),
+        dimensions=(
+            "Environment",
+            "Service",
+        ),
         services=("api",),
         meaning="Redis errors served from PostgreSQL instead",
     ),
@@ -126,7 +142,10 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         name="PublicationFreshness",
         unit="Seconds",
         kind="histogram",
-        dimensions=("Service",),
+        dimensions=(
+            "Environment",
+            "Service",
+        ),
         services=("scheduler",),
         meaning="snap time to official value published",
     ),

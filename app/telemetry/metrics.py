@@ -3,8 +3,9 @@
 The EMF encoding is the ADOT Python distro's (`aws-opentelemetry-distro`): its exporter
 turns delta counters into numbers and exponential histograms into `Values`/`Counts`
 distributions, from which CloudWatch computes p50/p95/p99. We only add a destination
-(a file) beside its stdout one. Dimensions stay low-cardinality: Service, Route, and
-Series only for a bounded, configured set.
+(a file) beside its stdout one. Dimensions stay low-cardinality: Environment (the
+deployment, `QIS_TELEMETRY__ENVIRONMENT`), Service, Route, and Series only for a bounded,
+configured set.
 """
 
 from __future__ import annotations
@@ -198,9 +199,12 @@ class QisMetrics:
         service: str,
         quality_series: frozenset[str] = frozenset(),
         distributions: Distributions | None = None,
+        environment: str = "local",
     ):
         self.service = service
-        self._base = {"Service": service}
+        # Every series carries both: the dashboards and alarms of one environment filter
+        # on Environment, so staging and prod can write to one account.
+        self._base = {"Environment": environment, "Service": service}
         self._quality_series = quality_series
         self._lag: dict[str, int] = {}
         self._status_attributes: dict[tuple[str, int], dict[str, str]] = {}

@@ -74,7 +74,10 @@ def setup_telemetry(
         )
         metrics.set_meter_provider(telemetry.meter_provider)
         telemetry.metrics = QisMetrics(
-            telemetry.meter_provider.get_meter("qis"), service, distributions=distributions
+            telemetry.meter_provider.get_meter("qis"),
+            service,
+            distributions=distributions,
+            environment=settings.environment,
         )
     if tracing_on:
         install_propagators()

@@ -26,19 +26,22 @@ from dashboards.definitions import DASHBOARDS
 from ops import deploy
 from ops.cloudformation import monitoring_template, template_yaml
 from ops.dashboard import dashboard_body
+from ops.naming import environment_values
 
 pytestmark = pytest.mark.integration
 
 ACCOUNT = "123456789012"  # moto's default account
 PARAMETERS = {
-    "LoadBalancerFullName": "app/qis-alb/0123456789abcdef",
-    "EventStoreClusterId": "qis-event-store",
-    "RedisClusterId": "qis-redis-001",
-    "MskClusterName": "qis-msk",
+    "LoadBalancerFullName": "app/qis-staging/0123456789abcdef",
+    "TargetGroupFullName": "targetgroup/k8s-qis-qisapi-0123456789/0123456789abcdef",
+    "EventStoreClusterId": "qis-staging",
+    "RedisClusterId": "qis-staging-001",
+    "MskClusterName": "qis-staging",
 }
 PARAMETER_ARGS = [
     a for name, value in PARAMETERS.items() for a in ("--parameter", f"{name}={value}")
 ]
+STAGING = ("--environment", "staging", *PARAMETER_ARGS)
 
 
 @pytest.fixture(scope="session")
@@ -109,14 +112,14 @@ def qis(url: str, region: str, *argv: str) -> int:
 
 def test_alarms_deploy_and_read_back(moto_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     region = "eu-west-1"
-    topic = f"arn:aws:sns:{region}:{ACCOUNT}:qis-critical"
-    assert qis(moto_url, region, "alarms", "deploy", "--alarm-topic-arn", topic) == 0
-    assert "8 to create, 0 to update, 0 unchanged" in capsys.readouterr().out
+    topic = f"arn:aws:sns:{region}:{ACCOUNT}:qis-staging-alarms"
+    assert qis(moto_url, region, "alarms", "deploy", *STAGING, "--alarm-topic-arn", topic) == 0
+    assert f"{len(ALARMS)} to create, 0 to update, 0 unchanged" in capsys.readouterr().out
 
-    described = cloudwatch(moto_url, region).describe_alarms(AlarmNamePrefix="QIS-")
+    described = cloudwatch(moto_url, region).describe_alarms(AlarmNamePrefix="qis-staging-")
     alarms = {a["AlarmName"]: a for a in described["MetricAlarms"]}
-    assert set(alarms) == {a.alarm_name for a in ALARMS}
-    latency = alarms["QIS-HighIngestionLatency"]
+    assert set(alarms) == {a.alarm_name.replace("${Environment}", "staging") for a in ALARMS}
+    latency = alarms["qis-staging-HighIngestionLatency"]
     assert latency["MetricName"] == "IngestionLatency"
     assert latency["Namespace"] == "Custom/QIS"
     assert latency["ExtendedStatistic"] == "p95"
@@ -130,41 +133,74 @@ def test_alarms_deploy_and_read_back(moto_url: str, capsys: pytest.CaptureFixtur
     assert latency["TreatMissingData"] == "notBreaching"
     assert latency["EvaluateLowSampleCountPercentile"] == "ignore"
     assert latency["Dimensions"] == [
+        {"Name": "Environment", "Value": "staging"},
         {"Name": "Service", "Value": "api"},
         {"Name": "Route", "Value": "POST /v1/observations"},
     ]
+    assert latency["AlarmDescription"].endswith("Runbook: docs/runbooks/HighIngestionLatency.md")
     assert latency["AlarmActions"] == latency["OKActions"] == [topic]
-    ratio = alarms["QIS-Ingestion5xxRatio"]
+    ratio = alarms["qis-staging-Ingestion5xxRatio"]
     expression = next(m for m in ratio["Metrics"] if m["ReturnData"])
     assert expression["Expression"].startswith("100 * FILL(m5xx, 0)")
     stats = {m["Id"]: m["MetricStat"] for m in ratio["Metrics"] if "MetricStat" in m}
     assert stats["m5xx"]["Metric"]["Dimensions"][-1] == {"Name": "StatusClass", "Value": "5xx"}
     assert stats["m5xx"]["Stat"] == "Sum"
-    assert alarms["QIS-NoIngestion"]["TreatMissingData"] == "breaching"
+    assert alarms["qis-staging-NoIngestion"]["TreatMissingData"] == "breaching"
+    aurora = alarms["qis-staging-AuroraReplicaLag"]
+    assert (aurora["Namespace"], aurora["MetricName"]) == ("AWS/RDS", "AuroraReplicaLag")
+    assert aurora["Dimensions"][0] == {"Name": "DBClusterIdentifier", "Value": "qis-staging"}
+    (disk,) = alarms["qis-staging-KafkaDiskUsedHigh"]["Metrics"]
+    assert disk["Expression"].endswith(""""Cluster Name" = 'qis-staging'""")
+    assert disk["Period"] == 300
 
     # A dry run right after deploying finds nothing to change.
-    assert qis(moto_url, region, "alarms", "deploy", "--dry-run", "--alarm-topic-arn", topic) == 0
+    again = ("alarms", "deploy", "--dry-run", *STAGING, "--alarm-topic-arn", topic)
+    assert qis(moto_url, region, *again) == 0
     out = capsys.readouterr().out
-    assert out.endswith("0 to create, 0 to update, 8 unchanged (dry run: nothing deployed)\n")
+    assert out.endswith(
+        f"0 to create, 0 to update, {len(ALARMS)} unchanged (dry run: nothing deployed)\n"
+    )
     assert "+++" not in out
+
+
+def test_staging_and_prod_alarms_share_an_account(
+    moto_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    region = "sa-east-1"
+    assert qis(moto_url, region, "alarms", "deploy", *STAGING) == 0
+    prod = [a.replace("staging", "prod") for a in STAGING]
+    assert qis(moto_url, region, "alarms", "deploy", *prod) == 0
+    out = capsys.readouterr().out
+    # prod's deploy neither touches nor reports staging's alarms.
+    assert out.endswith(f"{len(ALARMS)} to create, 0 to update, 0 unchanged\n")
+    assert "qis-staging" not in out.split("alarm qis-prod-HighIngestionLatency")[1]
+    client = cloudwatch(moto_url, region)
+    names = [a["AlarmName"] for a in client.describe_alarms()["MetricAlarms"]]
+    assert len(names) == 2 * len(ALARMS)
+    (staging,) = client.describe_alarms(AlarmNames=["qis-staging-NoIngestion"])["MetricAlarms"]
+    (production,) = client.describe_alarms(AlarmNames=["qis-prod-NoIngestion"])["MetricAlarms"]
+    assert staging["Dimensions"][0] == {"Name": "Environment", "Value": "staging"}
+    assert production["Dimensions"][0] == {"Name": "Environment", "Value": "prod"}
 
 
 def test_a_changed_threshold_shows_in_the_dry_run_diff(moto_url: str) -> None:
     region = "eu-west-2"
     client = cloudwatch(moto_url, region)
-    assert qis(moto_url, region, "alarms", "deploy") == 0
+    assert qis(moto_url, region, "alarms", "deploy", *STAGING) == 0
     raised = [
         msgspec.structs.replace(a, threshold=250.0) if a is HIGH_INGESTION_LATENCY else a
         for a in ALARMS
     ]
-    changes = deploy.plan_alarms(client, deploy.desired_alarms(raised))
+    values = {**environment_values("staging"), **PARAMETERS}
+    desired = deploy.desired_alarms(raised, values)
+    changes = deploy.plan_alarms(client, desired, prefix="qis-staging-")
     (changed,) = [c for c in changes if c.action != "unchanged"]
-    assert (changed.name, changed.action) == ("QIS-HighIngestionLatency", "update")
+    assert (changed.name, changed.action) == ("qis-staging-HighIngestionLatency", "update")
     assert '-  "Threshold": 200.0,' in changed.diff
     assert '+  "Threshold": 250.0,' in changed.diff
     assert len([line for line in changed.diff.splitlines() if line[:1] in "+-"]) == 4
     # Planning is read-only: what is deployed still says 200.
-    deployed = client.describe_alarms(AlarmNames=["QIS-HighIngestionLatency"])
+    deployed = client.describe_alarms(AlarmNames=["qis-staging-HighIngestionLatency"])
     assert deployed["MetricAlarms"][0]["Threshold"] == 200.0
 
 
@@ -174,7 +210,7 @@ def test_alarms_we_do_not_define_are_reported_not_deleted(
     region = "eu-north-1"
     client = cloudwatch(moto_url, region)
     client.put_metric_alarm(
-        AlarmName="QIS-Legacy",
+        AlarmName="qis-staging-Legacy",
         Namespace="Custom/QIS",
         MetricName="Old",
         Statistic="Sum",
@@ -183,23 +219,29 @@ def test_alarms_we_do_not_define_are_reported_not_deleted(
         Threshold=1.0,
         ComparisonOperator="GreaterThanThreshold",
     )
-    assert qis(moto_url, region, "alarms", "deploy") == 0
-    assert "alarm QIS-Legacy: deployed but not defined here (left alone)" in capsys.readouterr().out
-    assert client.describe_alarms(AlarmNames=["QIS-Legacy"])["MetricAlarms"]
+    assert qis(moto_url, region, "alarms", "deploy", *STAGING) == 0
+    out = capsys.readouterr().out
+    assert "alarm qis-staging-Legacy: deployed but not defined here (left alone)" in out
+    assert client.describe_alarms(AlarmNames=["qis-staging-Legacy"])["MetricAlarms"]
 
 
 def test_dashboards_deploy_and_read_back(moto_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     region = "us-west-2"
-    assert qis(moto_url, region, "dashboards", "deploy", *PARAMETER_ARGS) == 0
+    assert qis(moto_url, region, "dashboards", "deploy", *STAGING) == 0
     assert "2 to create" in capsys.readouterr().out
 
     client = cloudwatch(moto_url, region)
-    listed = client.list_dashboards(DashboardNamePrefix="QIS-")["DashboardEntries"]
-    assert {d["DashboardName"] for d in listed} == {d.name for d in DASHBOARDS}
-    golden = json.loads(client.get_dashboard(DashboardName="QIS-GoldenSignals")["DashboardBody"])
+    listed = client.list_dashboards(DashboardNamePrefix="qis-staging-")["DashboardEntries"]
+    assert {d["DashboardName"] for d in listed} == {
+        "qis-staging-GoldenSignals",
+        "qis-staging-DataManagement-Overview",
+    }
+    golden = json.loads(
+        client.get_dashboard(DashboardName="qis-staging-GoldenSignals")["DashboardBody"]
+    )
     alarm_widget = golden["widgets"][0]["properties"]
     assert alarm_widget["alarms"][0] == (
-        f"arn:aws:cloudwatch:{region}:{ACCOUNT}:alarm:QIS-HighIngestionLatency"
+        f"arn:aws:cloudwatch:{region}:{ACCOUNT}:alarm:qis-staging-HighIngestionLatency"
     )
     latency = next(
         w["properties"]
@@ -208,19 +250,20 @@ def test_dashboards_deploy_and_read_back(moto_url: str, capsys: pytest.CaptureFi
     )
     assert latency["region"] == region
     assert [row[-1]["stat"] for row in latency["metrics"]] == ["p50", "p95", "p99", "p95"]
+    assert latency["metrics"][0][:4] == ["Custom/QIS", "IngestionLatency", "Environment", "staging"]
     assert latency["annotations"]["horizontal"][0] == {
         "label": "alarm threshold 200 ms",
         "value": 200.0,
         "color": "#d62728",
     }
     overview = json.loads(
-        client.get_dashboard(DashboardName="QIS-DataManagement-Overview")["DashboardBody"]
+        client.get_dashboard(DashboardName="qis-staging-DataManagement-Overview")["DashboardBody"]
     )
     body_text = json.dumps(overview)
     assert "${" not in body_text
     assert PARAMETERS["LoadBalancerFullName"] in body_text
 
-    assert qis(moto_url, region, "dashboards", "deploy", "--dry-run", *PARAMETER_ARGS) == 0
+    assert qis(moto_url, region, "dashboards", "deploy", "--dry-run", *STAGING) == 0
     out = capsys.readouterr().out
     assert out.endswith("0 to create, 0 to update, 2 unchanged (dry run: nothing deployed)\n")
 
@@ -229,26 +272,65 @@ def test_dashboards_deploy_needs_every_parameter(
     moto_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     region = "ca-central-1"
-    assert qis(moto_url, region, "dashboards", "deploy") == 2
+    assert qis(moto_url, region, "dashboards", "deploy", "--environment", "staging") == 2
     assert "LoadBalancerFullName" in capsys.readouterr().err
     assert cloudwatch(moto_url, region).list_dashboards()["DashboardEntries"] == []
+    with pytest.raises(SystemExit):  # argparse: --environment is required
+        qis(moto_url, region, "dashboards", "deploy", *PARAMETER_ARGS)
+    with pytest.raises(SystemExit):  # not an environment name
+        qis(moto_url, region, "alarms", "deploy", "--environment", "Staging Two")
+
+
+# The foundation stack's export the monitoring stack imports (foundation.yaml has more).
+ALARM_TOPIC_EXPORTER = """
+AWSTemplateFormatVersion: '2010-09-09'
+Parameters:
+  Environment: {Type: String}
+Resources:
+  AlarmTopic:
+    Type: AWS::SNS::Topic
+    Properties:
+      TopicName: !Sub 'qis-${Environment}-alarms'
+Outputs:
+  AlarmTopicArn:
+    Value: !Ref AlarmTopic
+    Export:
+      Name: !Sub 'qis-${Environment}-AlarmTopicArn'
+"""
 
 
 def test_the_cloudformation_template_deploys_the_same_dashboards(moto_url: str) -> None:
-    """moto 5.2.5 creates dashboards from a stack but not AWS::CloudWatch::Alarm resources."""
+    """moto 5.2.5 creates dashboards from a stack but not AWS::CloudWatch::Alarm resources.
+
+    One template, two stacks: staging and prod side by side in one account."""
     region = "ap-southeast-2"
     stacks = boto3.client("cloudformation", region_name=region, endpoint_url=moto_url)
-    stacks.create_stack(
-        StackName="qis-monitoring",
-        TemplateBody=template_yaml(monitoring_template(DASHBOARDS, ALARMS)),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in PARAMETERS.items()],
-    )
-    status = stacks.describe_stacks(StackName="qis-monitoring")["Stacks"][0]["StackStatus"]
-    assert status == "CREATE_COMPLETE"
     client = cloudwatch(moto_url, region)
-    values = {**PARAMETERS, "AWS::Region": region, "AWS::AccountId": ACCOUNT}
-    expected = deploy.desired_dashboards(DASHBOARDS, values)
-    for dashboard in DASHBOARDS:
-        body = json.loads(client.get_dashboard(DashboardName=dashboard.name)["DashboardBody"])
-        assert body == expected[dashboard.name]
-        assert len(body["widgets"]) == len(dashboard_body(dashboard)["widgets"])
+    for environment in ("staging", "prod"):
+        stacks.create_stack(
+            StackName=f"qis-{environment}-foundation",
+            TemplateBody=ALARM_TOPIC_EXPORTER,
+            Parameters=[{"ParameterKey": "Environment", "ParameterValue": environment}],
+        )
+        values = {
+            **{k: v.replace("staging", environment) for k, v in PARAMETERS.items()},
+            "Environment": environment,
+        }
+        stacks.create_stack(
+            StackName=f"qis-{environment}-monitoring",
+            TemplateBody=template_yaml(monitoring_template(DASHBOARDS, ALARMS)),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()],
+        )
+        stack = stacks.describe_stacks(StackName=f"qis-{environment}-monitoring")["Stacks"][0]
+        assert stack["StackStatus"] == "CREATE_COMPLETE"
+        expected = deploy.desired_dashboards(
+            DASHBOARDS,
+            {**values, "RunbookBaseUrl": "", "AWS::Region": region, "AWS::AccountId": ACCOUNT},
+        )
+        for dashboard in DASHBOARDS:
+            name = dashboard.name.replace("${Environment}", environment)
+            body = json.loads(client.get_dashboard(DashboardName=name)["DashboardBody"])
+            assert body == expected[name]
+            assert len(body["widgets"]) == len(dashboard_body(dashboard)["widgets"])
+    listed = {d["DashboardName"] for d in client.list_dashboards()["DashboardEntries"]}
+    assert len(listed) == 2 * len(DASHBOARDS)

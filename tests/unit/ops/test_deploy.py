@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from alarms.definitions import HIGH_INGESTION_LATENCY, INGESTION_5XX_RATIO
+from alarms.definitions import AURORA_REPLICA_LAG, HIGH_INGESTION_LATENCY, INGESTION_5XX_RATIO
 from dashboards.definitions import DASHBOARDS
 from ops.dashboard import UnresolvedPlaceholders, substitute
 from ops.deploy import Change, comparable_alarm, desired_alarms, desired_dashboards, format_plan
+from ops.naming import environment_values
+
+STAGING = environment_values("staging")
 
 
 def test_describe_alarms_output_compares_equal_to_the_definition() -> None:
-    desired = desired_alarms([HIGH_INGESTION_LATENCY])["QIS-HighIngestionLatency"]
+    desired = desired_alarms([HIGH_INGESTION_LATENCY], STAGING)["qis-staging-HighIngestionLatency"]
+    assert {"Name": "Environment", "Value": "staging"} in desired["Dimensions"]
+    assert desired["AlarmDescription"].endswith("Runbook: docs/runbooks/HighIngestionLatency.md")
     described = {
         **desired,
         "Threshold": 200,
-        "AlarmArn": "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:QIS-HighIngestionLatency",
+        "AlarmArn": "arn:aws:cloudwatch:eu-west-1:1:alarm:qis-staging-HighIngestionLatency",
         "StateValue": "OK",
         "OKActions": [],
         "InsufficientDataActions": [],
@@ -26,8 +31,8 @@ def test_describe_alarms_output_compares_equal_to_the_definition() -> None:
 
 
 def test_actions_are_set_for_alarm_and_ok() -> None:
-    params = desired_alarms([INGESTION_5XX_RATIO], ("arn:aws:sns:eu-west-1:1:pager",))
-    alarm = params["QIS-Ingestion5xxRatio"]
+    params = desired_alarms([INGESTION_5XX_RATIO], STAGING, ("arn:aws:sns:eu-west-1:1:pager",))
+    alarm = params["qis-staging-Ingestion5xxRatio"]
     assert alarm["AlarmActions"] == alarm["OKActions"] == ["arn:aws:sns:eu-west-1:1:pager"]
     assert [m["Id"] for m in alarm["Metrics"]] == ["ratio", "m2xx", "m4xx", "m5xx"]
 
@@ -35,7 +40,19 @@ def test_actions_are_set_for_alarm_and_ok() -> None:
 def test_placeholders_must_all_be_given() -> None:
     assert substitute("${A}-${B::C}", {"A": "1", "B::C": "2"}) == "1-2"
     with pytest.raises(UnresolvedPlaceholders, match="LoadBalancerFullName"):
-        desired_dashboards(DASHBOARDS, {"AWS::Region": "eu-west-1", "AWS::AccountId": "1"})
+        desired_dashboards(
+            DASHBOARDS, {"AWS::Region": "eu-west-1", "AWS::AccountId": "1", **STAGING}
+        )
+    # The managed-service alarms need their resources' ids.
+    with pytest.raises(UnresolvedPlaceholders, match="EventStoreClusterId"):
+        desired_alarms([AURORA_REPLICA_LAG], STAGING)
+    aurora = desired_alarms(
+        [AURORA_REPLICA_LAG], {**STAGING, "EventStoreClusterId": "qis-staging"}
+    )["qis-staging-AuroraReplicaLag"]
+    assert aurora["Dimensions"] == [
+        {"Name": "DBClusterIdentifier", "Value": "qis-staging"},
+        {"Name": "Role", "Value": "READER"},
+    ]
 
 
 def test_the_plan_lists_changes_with_their_diff() -> None:

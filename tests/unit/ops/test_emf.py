@@ -13,15 +13,17 @@ from ops.emf import EmfError, SeriesKey, parse_emf, read_emf
 
 CONTRACT_LINE = (
     '{"_aws":{"Timestamp":1764220000000,"CloudWatchMetrics":[{"Namespace":"Custom/QIS",'
-    '"Metrics":[{"Name":"IngestionLatency","Unit":"Milliseconds"}],"Dimensions":[["Service",'
-    '"Route"]]}]},"Version":"1","otel.resource.service.name":"qis-api","IngestionLatency":'
-    '{"Values":[12.1,15.3],"Counts":[3.0,1.0],"Count":4,"Sum":52.0,"Max":16.0,"Min":11.0},'
-    '"Service":"api","Route":"POST /v1/observations"}'
+    '"Metrics":[{"Name":"IngestionLatency","Unit":"Milliseconds"}],"Dimensions":[["Environment",'
+    '"Service","Route"]]}]},"Version":"1","otel.resource.service.name":"qis-api",'
+    '"IngestionLatency":{"Values":[12.1,15.3],"Counts":[3.0,1.0],"Count":4,"Sum":52.0,'
+    '"Max":16.0,"Min":11.0},"Environment":"local","Service":"api",'
+    '"Route":"POST /v1/observations"}'
 )
 LATENCY = Metric(
     namespace="Custom/QIS",
     metric_name="IngestionLatency",
     dimensions=(
+        Dimension(name="Environment", value="local"),
         Dimension(name="Service", value="api"),
         Dimension(name="Route", value="POST /v1/observations"),
     ),
@@ -47,9 +49,13 @@ def test_dimension_order_does_not_matter_but_the_dimension_set_does() -> None:
     )
     assert recorded.samples(reordered)
     only_service = Metric(
-        namespace="Custom/QIS", metric_name="IngestionLatency", dimensions=LATENCY.dimensions[:1]
+        namespace="Custom/QIS", metric_name="IngestionLatency", dimensions=LATENCY.dimensions[:2]
     )
     assert recorded.samples(only_service) == ()
+    no_environment = Metric(
+        namespace="Custom/QIS", metric_name="IngestionLatency", dimensions=LATENCY.dimensions[1:]
+    )
+    assert recorded.samples(no_environment) == ()
 
 
 def test_numbers_arrays_and_several_dimension_sets() -> None:
@@ -109,8 +115,8 @@ def test_the_adot_exporters_output_parses_into_the_contract() -> None:
     assert len(latency) == 2
     assert all(s.sample_count == sum(s.counts) for s in latency)
     names = {(k.name, tuple(n for n, _ in k.dimensions)) for k in recorded.series}
-    assert ("IngestionLatency", ("Route", "Service")) in names
-    assert ("HttpRequests", ("Route", "Service", "StatusClass")) in names
-    assert ("ConsumerLag", ("Service", "Topic")) in names
-    assert ("QualityScoreBySeries", ("Series", "Service")) in names
+    assert ("IngestionLatency", ("Environment", "Route", "Service")) in names
+    assert ("HttpRequests", ("Environment", "Route", "Service", "StatusClass")) in names
+    assert ("ConsumerLag", ("Environment", "Service", "Topic")) in names
+    assert ("QualityScoreBySeries", ("Environment", "Series", "Service")) in names
     assert all(isinstance(v, str) for k in recorded.series for _, v in k.dimensions)

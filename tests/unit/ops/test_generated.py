@@ -10,10 +10,10 @@ import yaml
 
 from alarms.definitions import ALARMS
 from dashboards.definitions import DASHBOARDS
-from ops.alarm import put_metric_alarm_params
 from ops.artifacts import TEMPLATE_FILE, generated_files, stale_files, write_files
 from ops.cloudformation import logical_id
-from ops.dashboard import dashboard_body
+from ops.dashboard import dashboard_body, substitute
+from ops.deploy import desired_alarms
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -33,7 +33,7 @@ def test_a_stale_file_is_detected_and_rewritten(tmp_path: Path) -> None:
     assert stale_files(tmp_path, files) == []
     edited = tmp_path / TEMPLATE_FILE
     edited.write_text(edited.read_text() + "# hand edit\n")
-    leftover = tmp_path / "dashboards/generated/QIS-Removed.json"
+    leftover = tmp_path / "dashboards/generated/Removed.json"
     leftover.write_text("{}")
     assert stale_files(tmp_path, files) == [edited, leftover]
     write_files(tmp_path, files)
@@ -49,14 +49,43 @@ def template() -> dict[str, Any]:
     return loaded
 
 
+def substituted(value: Any, values: dict[str, str]) -> Any:
+    """What CloudFormation makes of Fn::Sub and Ref given the parameter `values`."""
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+        return substitute(value["Fn::Sub"], values)
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return values[value["Ref"]]
+    if isinstance(value, dict):
+        return {k: substituted(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substituted(v, values) for v in value]
+    return value
+
+
+VALUES = {
+    "Environment": "staging",
+    "RunbookBaseUrl": "https://example.com/qis/docs/runbooks",
+    "LoadBalancerFullName": "app/qis-staging/0123",
+    "TargetGroupFullName": "targetgroup/k8s-qis-api/0123",
+    "EventStoreClusterId": "qis-staging",
+    "RedisClusterId": "qis-staging-001",
+    "MskClusterName": "qis-staging",
+}
+
+
 def test_the_template_holds_the_same_alarms() -> None:
     resources = template()["Resources"]
     for alarm in ALARMS:
         properties = dict(resources[logical_id(alarm.alarm_name, "Alarm")]["Properties"])
         actions = properties.pop("AlarmActions")
         assert properties.pop("OKActions") == actions
-        assert actions["Fn::If"][0] == "HasAlarmTopic"
-        assert properties == json.loads(json.dumps(put_metric_alarm_params(alarm)))
+        # The foundation stack's topic of the same environment, on ALARM and on OK.
+        assert actions == [{"Fn::ImportValue": {"Fn::Sub": "qis-${Environment}-AlarmTopicArn"}}]
+        name = substituted(properties["AlarmName"], VALUES)
+        expected = desired_alarms([alarm], VALUES)
+        assert list(expected) == [name]
+        assert substituted(properties, VALUES) == expected[name]
+        assert name.startswith("qis-staging-")
 
 
 def test_the_template_holds_the_same_dashboards_with_sub_placeholders() -> None:
@@ -65,11 +94,8 @@ def test_the_template_holds_the_same_dashboards_with_sub_placeholders() -> None:
         resource = parsed["Resources"][logical_id(dashboard.name, "Dashboard")]
         body = resource["Properties"]["DashboardBody"]["Fn::Sub"]
         assert json.loads(body) == dashboard_body(dashboard)
-    assert set(parsed["Parameters"]) == {
-        "AlarmTopicArn",
-        "EventStoreClusterId",
-        "LoadBalancerFullName",
-        "MskClusterName",
-        "RedisClusterId",
-    }
+        name = substituted(resource["Properties"]["DashboardName"], VALUES)
+        assert name == dashboard.name.replace("${Environment}", "staging")
+    assert set(parsed["Parameters"]) == set(VALUES)
+    assert parsed["Parameters"]["Environment"]["AllowedValues"] == ["staging", "prod"]
     assert len((ROOT / TEMPLATE_FILE).read_bytes()) < 51_200  # TemplateBody size limit

@@ -11,8 +11,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from alarms.definitions import ALARMS, DEAD_LETTERS, HIGH_INGESTION_LATENCY
-from alarms.evaluate import AlarmTimeline, evaluate_recording, unmatched_series
+from alarms.definitions import (
+    ALARMS,
+    DEAD_LETTERS,
+    HIGH_INGESTION_LATENCY,
+    MANAGED_SERVICE_ALARMS,
+)
+from alarms.evaluate import AlarmTimeline, evaluate_recording, recording_warnings
 from alarms.report import format_timelines, timelines_json
 from alarms.sample_metrics import (
     DEFAULT_START,
@@ -21,6 +26,7 @@ from alarms.sample_metrics import (
     synthetic_recording,
 )
 from ops.emf import RecordedMetrics, parse_emf
+from ops.naming import base_name, environment_values, resolve
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +40,27 @@ def slowed() -> RecordedMetrics:
 
 
 def by_name(timelines: tuple[AlarmTimeline, ...]) -> dict[str, AlarmTimeline]:
-    return {t.alarm.alarm_name: t for t in timelines}
+    """Timelines by the definitions' names (`qis-${Environment}-...`)."""
+    return {
+        a.alarm_name: t
+        for t in timelines
+        for a in ALARMS
+        if base_name(a.alarm_name) == base_name(t.alarm.alarm_name)
+    }
+
+
+LOCAL_ALARMS = [a for a in ALARMS if a not in MANAGED_SERVICE_ALARMS]
 
 
 def test_healthy_run_p95_is_well_under_200_ms_and_nothing_fires(healthy: RecordedMetrics) -> None:
     timelines = evaluate_recording(ALARMS, healthy)
     assert all(t.first_alarm() is None for t in timelines)
-    assert all(t.final_state() == "OK" for t in timelines)
+    evaluated = [t for t in timelines if t.skipped is None]
+    assert [base_name(t.alarm.alarm_name) for t in evaluated] == [
+        base_name(a.alarm_name) for a in LOCAL_ALARMS
+    ]
+    assert all(t.final_state() == "OK" for t in evaluated)
+    assert all(t.alarm.alarm_name.startswith("qis-local-") for t in timelines)
     latency = by_name(timelines)[HIGH_INGESTION_LATENCY.alarm_name]
     values = [e.value for e in latency.evaluations if e.value is not None]
     assert values
@@ -64,7 +84,7 @@ def test_injected_latency_fires_after_the_second_breaching_period(slowed: Record
 
 def test_the_table_shows_utc_periods_values_and_states(slowed: RecordedMetrics) -> None:
     text = format_timelines(evaluate_recording([HIGH_INGESTION_LATENCY], slowed), slowed)
-    assert "QIS-HighIngestionLatency" in text
+    assert "qis-local-HighIngestionLatency" in text
     assert "period (UTC)" in text
     assert "value (Milliseconds)" in text
     assert "2025-11-27 09:15-09:20" in text
@@ -75,7 +95,7 @@ def test_the_table_shows_utc_periods_values_and_states(slowed: RecordedMetrics) 
 
 def test_the_json_report(slowed: RecordedMetrics) -> None:
     document = json.loads(timelines_json(evaluate_recording(ALARMS, slowed), slowed))
-    latency = next(a for a in document["alarms"] if a["name"] == "QIS-HighIngestionLatency")
+    latency = next(a for a in document["alarms"] if a["name"] == "qis-local-HighIngestionLatency")
     assert latency["final_state"] == "ALARM"
     assert latency["first_alarm_period_start"] == "2025-11-27T09:15:00+00:00"
     first = datetime.fromisoformat(latency["evaluations"][0]["period_start"])
@@ -104,7 +124,8 @@ def test_set_asides_in_the_services_emf_fire_the_dead_letter_alarm_in_their_minu
     quiet = [e for e in evaluations if e.start not in expected]
     assert len(quiet) == len(evaluations) - 2
     assert all(e.state == "OK" and e.value == 0.0 for e in quiet)
-    assert unmatched_series(DEAD_LETTERS, dead_letters) == []
+    local = resolve(DEAD_LETTERS, environment_values("local"))
+    assert recording_warnings(local, dead_letters) == []
     others = [t for name, t in timelines.items() if name != DEAD_LETTERS.alarm_name]
     assert all(t.first_alarm() is None for t in others)
 
@@ -127,6 +148,8 @@ def test_dead_letters_without_a_stage_match_nothing_and_are_named() -> None:
     recorded = parse_emf([json.dumps(line)])
     (timeline,) = evaluate_recording([DEAD_LETTERS], recorded)
     assert [(e.state, e.value) for e in timeline.evaluations] == [("OK", 0.0)]
-    notes = unmatched_series(DEAD_LETTERS, recorded)
-    assert len(notes) == 7
-    assert all(note.endswith("found DeadLetterCount{Service=worker}") for note in notes)
+    notes = recording_warnings(resolve(DEAD_LETTERS, environment_values("local")), recorded)
+    assert notes == [
+        "DeadLetterCount{Environment=local,Service=scheduler,Stage=audit-relay} "
+        "(and 6 more series) not recorded; near matches: DeadLetterCount{Service=worker}"
+    ]

@@ -15,10 +15,11 @@ from alarms.vectors import (
     expand_values,
     load_vectors,
     run_case,
+    vector_alarms,
 )
 
 VECTOR_DIR = Path(__file__).resolve().parents[3] / "alarms" / "tests"
-KNOWN = {a.alarm_name: a for a in ALARMS}
+KNOWN = vector_alarms(ALARMS)
 CASES = [
     pytest.param(case, id=f"{path.stem}: {case.name}")
     for path in sorted(VECTOR_DIR.glob("*.yaml"))
@@ -47,11 +48,11 @@ def test_the_documentation_tables_are_all_there() -> None:
 def test_a_wrong_expectation_is_reported() -> None:
     case = VectorCase(
         name="deliberately wrong",
-        alarm="QIS-DeadLetters",
+        alarm="DeadLetters",
         input_series=[
             InputSeries(
                 metric="DeadLetterCount",
-                dimensions={"Service": "worker", "Stage": "decode"},
+                dimensions={"Environment": "local", "Service": "worker", "Stage": "decode"},
                 values="_ _ 3",
             )
         ],
@@ -68,11 +69,15 @@ def test_a_wrong_expectation_is_reported() -> None:
 def test_one_set_aside_at_any_stage_fires_the_dead_letter_alarm(source: DeadLetterSource) -> None:
     case = VectorCase(
         name=f"{source.service} {source.stage}",
-        alarm="QIS-DeadLetters",
+        alarm="DeadLetters",
         input_series=[
             InputSeries(
                 metric="DeadLetterCount",
-                dimensions={"Service": source.service, "Stage": source.stage},
+                dimensions={
+                    "Environment": "local",
+                    "Service": source.service,
+                    "Stage": source.stage,
+                },
                 values="_ 1 _",
             )
         ],
@@ -85,6 +90,37 @@ def test_one_set_aside_at_any_stage_fires_the_dead_letter_alarm(source: DeadLett
     assert run_case(case, KNOWN).failures == ()
 
 
+def test_alarms_are_named_by_base_or_local_name_and_read_local_metrics() -> None:
+    assert KNOWN["DeadLetters"].alarm_name == "qis-local-DeadLetters"
+    assert all(name.isalnum() for name in KNOWN)
+    case = VectorCase(
+        name="full name",
+        alarm="qis-local-NoIngestion",
+        input_series=[
+            InputSeries(
+                metric="DataIngestionRate",
+                dimensions={"Environment": "local", "Service": "api"},
+                values="5",
+            ),
+            # The same metric of another environment is another series: not this alarm's.
+            InputSeries(
+                metric="DataIngestionRate",
+                dimensions={"Environment": "prod", "Service": "api"},
+                values="_ 5",
+            ),
+        ],
+        expected=[
+            Expectation(at=0, state="OK", value=5.0),
+            Expectation(at=1, state="OK", value=None),
+        ],
+    )
+    result = run_case(case, KNOWN)
+    assert result.failures == ()
+    assert result.evaluations[1].value is None
+    with pytest.raises(VectorError, match="unknown alarm qis-local-Nope"):
+        run_case(VectorCase(name="x", alarm="qis-local-Nope", input_series=[], expected=[]), KNOWN)
+
+
 def test_values_notation() -> None:
     assert expand_values("1 _ 2x3 _x2") == [1.0, None, 2.0, 2.0, 2.0, None, None]
 
@@ -92,7 +128,7 @@ def test_values_notation() -> None:
 def test_unknown_fields_fail_loudly(tmp_path: Path) -> None:
     path = tmp_path / "typo.yaml"
     path.write_text(
-        "tests:\n  - name: x\n    alarm: QIS-DeadLetters\n    input_series: []\n"
+        "tests:\n  - name: x\n    alarm: DeadLetters\n    input_series: []\n"
         "    expected: []\n    expect: []\n"
     )
     with pytest.raises(VectorError, match="expect"):

@@ -16,6 +16,7 @@ from app.settings import TelemetrySettings
 from app.telemetry.catalogue import CATALOGUE, METRIC_NAMES, NAMESPACE
 from app.telemetry.distributions import Distributions
 from app.telemetry.metrics import QisMetrics, StdoutEmfExporter, build_meter_provider
+from app.telemetry.setup import setup_telemetry
 
 SCHEMA = json.loads((Path(__file__).parent / "emf_schema.json").read_text())
 
@@ -43,6 +44,7 @@ def documents() -> list[dict[str, Any]]:
         "api",
         quality_series=frozenset({"SPX"}),
         distributions=distributions,
+        environment="staging",
     )
     for ms in [3.0, 5.0, 8.0, 13.0, 250.0]:
         metrics.ingestion_latency("POST /v1/observations", ms)
@@ -116,7 +118,9 @@ def test_latency_is_a_distribution_with_values_and_counts(
     assert distribution["Min"] == 3.0
     assert latency["Route"] == "POST /v1/observations"
     assert unit_of(latency, "IngestionLatency") == "Milliseconds"
-    assert latency["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Service", "Route"]]
+    assert latency["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [
+        ["Environment", "Service", "Route"]
+    ]
 
 
 def test_names_keep_their_cloudwatch_case_and_units(documents: list[dict[str, Any]]) -> None:
@@ -159,6 +163,42 @@ def test_the_code_records_exactly_the_catalogues_metrics(documents: list[dict[st
                 if spec.name in {m["Name"] for m in d["Metrics"]}
             ]
             assert [sorted(s) for s in directive["Dimensions"]] == [sorted(spec.dimensions)]
+
+
+def test_every_series_carries_the_environment(documents: list[dict[str, Any]]) -> None:
+    # The dashboards and alarms of one environment filter on it (staging and prod can
+    # share an account): a series without it would be on no dashboard.
+    assert all(spec.dimensions[:2] == ("Environment", "Service") for spec in CATALOGUE)
+    for doc in documents:
+        assert doc["Environment"] == "staging"
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            assert all("Environment" in names for names in directive["Dimensions"])
+
+
+def test_the_configured_environment_reaches_the_recorded_attributes() -> None:
+    reader = InMemoryMetricReader()
+    telemetry = setup_telemetry(
+        TelemetrySettings(environment="prod", traces_exporter="none"),
+        "worker",
+        metric_readers=[reader],
+    )
+    try:
+        telemetry.metrics.dead_letters(1, "decode")
+        data = reader.get_metrics_data()
+        assert data is not None
+        points = [
+            point
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name.lower() == "deadlettercount"
+            for point in metric.data.data_points
+        ]
+        assert [dict(p.attributes or {}) for p in points] == [
+            {"Environment": "prod", "Service": "worker", "Stage": "decode"}
+        ]
+    finally:
+        telemetry.shutdown()
 
 
 def test_status_classes_and_bounded_series(documents: list[dict[str, Any]]) -> None:
