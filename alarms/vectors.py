@@ -21,7 +21,9 @@ tests:
 Period `i` starts at 2025-11-27T00:00:00Z + i * Period, so every period is aligned.
 The QIS alarms are named by their base name (`DeadLetters`, or `qis-local-DeadLetters`)
 and evaluated for the environment `local`: explicit `dimensions` of Custom/QIS series
-give `Environment: local`, as a local recording does.
+give `Environment: local`, as a local recording does. The managed-service alarms read
+the stand-in resource ids of `STAND_IN_IDS` (`LoadBalancer: app/qis-local/1`, ...);
+those whose query is Metrics Insights SQL cannot be evaluated offline.
 """
 
 from __future__ import annotations
@@ -120,9 +122,19 @@ def expand_values(text: str) -> list[float | None]:
     return expanded
 
 
+# Resource ids the managed-service alarms read in test vectors (deploy-time parameters).
+STAND_IN_IDS = {
+    "LoadBalancerFullName": "app/qis-local/1",
+    "TargetGroupFullName": "targetgroup/qis-local-api/1",
+    "EventStoreClusterId": "qis-local",
+    "RedisClusterId": "qis-local-001",
+    "MskClusterName": "qis-local",
+}
+
+
 def vector_alarms(alarms: Sequence[MetricAlarm]) -> dict[str, MetricAlarm]:
-    """Base name -> the alarm as defined for the environment `local`."""
-    values = environment_values(LOCAL)
+    """Base name -> the alarm as defined for the environment `local` (stand-in ids)."""
+    values = {**environment_values(LOCAL), **STAND_IN_IDS}
     return {base_name(a.alarm_name): resolve(a, values) for a in alarms}
 
 
