@@ -32,6 +32,11 @@ sides alike.
 - The gate fails (exit 1) when any group's ratio exceeds 1 + threshold (default 1.25), or
   when the head's suite itself fails. Benchmarks or groups the base lacks are reported
   and skipped: there is nothing to compare them with.
+- Reports: the table on stdout; the same as Markdown (`--markdown`, default
+  `.local/bench-gate/gate.md`, also appended to `$GITHUB_STEP_SUMMARY` when that is set,
+  for a pull-request comment or a CI step summary) and as JSON (`--json`, default
+  `.local/bench-gate/gate.json`): per group its base and head figures (geometric means of
+  its benchmarks' fastest rounds), ratio and verdict, then its benchmarks.
 - Base, unless given: the merge base of HEAD and origin/main when that differs from
   HEAD; else the commit in `benchmarks/BASELINE`; else HEAD~1.
 - Head: the working tree of `--repo` as it is (in CI, the checked-out commit), or
@@ -224,6 +229,167 @@ def format_table(comparison: Comparison) -> str:
     worst_text = "n/a" if worst is None else f"{worst:.2f}"
     lines.append(f"gate {summary}: limit {limit:.2f} x base per group, worst group {worst_text}")
     return "\n".join(lines)
+
+
+def group_times(group: GroupResult) -> tuple[float | None, float | None]:
+    """A group's base and head figures: the geometric means of the times of its compared
+    benchmarks (their quotient is the group's ratio under the default geomean aggregate)."""
+    pairs = [
+        (b.base, b.head)
+        for b in group.benchmarks
+        if b.base is not None and b.head is not None and b.ratio is not None
+    ]
+    if not pairs:
+        return None, None
+
+    def geomean(values: list[float]) -> float:
+        return math.exp(statistics.fmean(math.log(v) for v in values))
+
+    return geomean([base for base, _ in pairs]), geomean([head for _, head in pairs])
+
+
+def _verdict(group: GroupResult) -> str:
+    return "SKIP" if group.ratio is None else "FAIL" if group.failed else "pass"
+
+
+@dataclass(frozen=True)
+class GateRun:
+    """What the gate compared and how: the context its reports print next to the table."""
+
+    base: str
+    base_reason: str
+    head: str
+    timer: str
+    rounds: int
+    errors: tuple[str, ...] = ()
+
+
+def _cell(text: str) -> str:
+    """`text` safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def format_markdown(comparison: Comparison | None, run: GateRun) -> str:
+    """The result as GitHub-flavoured Markdown: a verdict line, a table per group (base,
+    head, ratio, verdict) and the benchmarks of each group in a collapsed section. For a
+    pull-request comment or `$GITHUB_STEP_SUMMARY`."""
+    failed = comparison is None or comparison.failed or bool(run.errors)
+    icon = ":x:" if failed else ":white_check_mark:"
+    lines = [f"### Benchmark gate: {'FAILED' if failed else 'passed'} {icon}", ""]
+    limit = "" if comparison is None else f"; limit {1 + comparison.threshold:.2f} x base per group"
+    lines.append(
+        f"Base `{run.base[:12]}` ({run.base_reason}), head {run.head}; {run.rounds} "
+        f"interleaved round(s); timer `{run.timer}`{limit}."
+    )
+    lines.append("")
+    for error in run.errors:
+        lines.append(f"- **error:** {_cell(error)}")
+    if comparison is None:
+        lines.append("- **error:** the head produced no benchmark results")
+        return "\n".join(lines) + "\n"
+    if run.errors:
+        lines.append("")
+    lines += [
+        "| group | base | head | ratio | verdict | note |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for g in comparison.groups:
+        base, head = group_times(g)
+        ratio = "-" if g.ratio is None else f"{g.ratio:.2f}"
+        verdict = f"**{_verdict(g)}**" if g.failed else _verdict(g)
+        lines.append(
+            f"| {_cell(g.group)} | {_time(base)} | {_time(head)} | {ratio} | {verdict} "
+            f"| {_cell(g.note)} |"
+        )
+    lines += ["", "<details><summary>Benchmarks (fastest round per side)</summary>", ""]
+    lines += ["| group | benchmark | base | head | ratio |", "|---|---|---:|---:|---:|"]
+    for g in comparison.groups:
+        for b in g.benchmarks:
+            short = b.name.rsplit("::", 1)[-1]
+            ratio = "-" if b.ratio is None else f"{b.ratio:.2f}"
+            means = " (means)" if b.statistic == "mean" else ""
+            lines.append(
+                f"| {_cell(g.group)} | `{_cell(short)}`{means} | {_time(b.base)} "
+                f"| {_time(b.head)} | {ratio} |"
+            )
+    lines += ["", "</details>"]
+    if comparison.notes:
+        lines.append("")
+        lines += [f"- note: {_cell(n)}" for n in comparison.notes]
+    return "\n".join(lines) + "\n"
+
+
+def as_json(comparison: Comparison | None, run: GateRun) -> dict[str, Any]:
+    """The result as JSON-ready builtins: the verdict, then per group its base and head
+    figures (seconds), ratio, verdict and benchmarks."""
+    groups: list[dict[str, Any]] = []
+    for g in comparison.groups if comparison is not None else ():
+        base, head = group_times(g)
+        groups.append(
+            {
+                "group": g.group,
+                "base_s": base,
+                "head_s": head,
+                "ratio": g.ratio,
+                "verdict": _verdict(g).lower(),
+                "failed": g.failed,
+                "note": g.note,
+                "benchmarks": [
+                    {
+                        "name": b.name,
+                        "base_s": b.base,
+                        "head_s": b.head,
+                        "ratio": b.ratio,
+                        "statistic": b.statistic,
+                    }
+                    for b in g.benchmarks
+                ],
+            }
+        )
+    failed = comparison is None or comparison.failed or bool(run.errors)
+    errors = list(run.errors)
+    if comparison is None:
+        errors.append("the head produced no benchmark results")
+    return {
+        "verdict": "fail" if failed else "pass",
+        "failed": failed,
+        "base": run.base,
+        "base_reason": run.base_reason,
+        "head": run.head,
+        "timer": run.timer,
+        "rounds": run.rounds,
+        "threshold": None if comparison is None else comparison.threshold,
+        "errors": errors,
+        "notes": [] if comparison is None else list(comparison.notes),
+        "groups": groups,
+    }
+
+
+DEFAULT_OUTPUT_DIR = Path(".local/bench-gate")
+STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+
+
+def write_reports(
+    comparison: Comparison | None,
+    run: GateRun,
+    markdown: Path,
+    json_path: Path,
+    environ: dict[str, str] | None = None,
+) -> None:
+    """Markdown and JSON to their files, and the Markdown appended to the CI step summary
+    when `GITHUB_STEP_SUMMARY` names one."""
+    text = format_markdown(comparison, run)
+    for path, content in (
+        (markdown, text),
+        (json_path, json.dumps(as_json(comparison, run), indent=1) + "\n"),
+    ):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    summary = (os.environ if environ is None else environ).get(STEP_SUMMARY_ENV)
+    if summary:
+        with open(summary, "a", encoding="utf-8") as out:
+            out.write(text)
+    print(f"gate: wrote {markdown} and {json_path}")
 
 
 # -- running (git + pytest) -------------------------------------------------------------
@@ -448,7 +614,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="pytest-benchmark timer (default auto: process CPU time when its clock is "
         "fine-grained, else time.perf_counter, wall clock)",
     )
-    parser.add_argument("--json-out", type=Path, help="write the comparison as JSON here")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="PATH",
+        help=f"the result as a Markdown table (default: {DEFAULT_OUTPUT_DIR}/gate.md in the "
+        f"repository; also appended to ${STEP_SUMMARY_ENV} when set)",
+    )
+    parser.add_argument(
+        "--json",
+        "--json-out",
+        dest="json",
+        type=Path,
+        metavar="PATH",
+        help=f"the result as JSON (default: {DEFAULT_OUTPUT_DIR}/gate.json in the repository)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("git") is None:
         print("gate: git not found", file=sys.stderr)
@@ -472,7 +652,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     base_reports, head_reports, errors = run_gate(
         repo, base, args.head, args.rounds, options, confirm=confirm
     )
+    run = GateRun(base, reason, args.head or "working tree", timer, args.rounds, tuple(errors))
+    markdown = args.markdown or repo / DEFAULT_OUTPUT_DIR / "gate.md"
+    json_path = args.json or repo / DEFAULT_OUTPUT_DIR / "gate.json"
     if not head_reports:
+        write_reports(None, run, markdown, json_path)
         print("gate: the head produced no benchmark results", file=sys.stderr)
         return 1
     comparison = compare(base_reports, head_reports, args.threshold, args.aggregate)
@@ -481,32 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             comparison.groups, comparison.threshold, (*comparison.notes, "base has no suite")
         )
     print(format_table(comparison))
-    if args.json_out:
-        args.json_out.write_text(
-            json.dumps(
-                {
-                    "base": base,
-                    "base_reason": reason,
-                    "threshold": args.threshold,
-                    "failed": comparison.failed or bool(errors),
-                    "errors": errors,
-                    "groups": [
-                        {
-                            "group": g.group,
-                            "ratio": g.ratio,
-                            "failed": g.failed,
-                            "note": g.note,
-                            "benchmarks": [
-                                {"name": b.name, "base_s": b.base, "head_s": b.head}
-                                for b in g.benchmarks
-                            ],
-                        }
-                        for g in comparison.groups
-                    ],
-                },
-                indent=1,
-            )
-        )
+    write_reports(comparison, run, markdown, json_path)
     for error in errors:
         print(f"gate: {error}", file=sys.stderr)
     return 1 if comparison.failed or errors else 0

@@ -7,6 +7,7 @@ real machinery: `git archive` of the base, interleaved pytest-benchmark runs, co
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -55,7 +56,9 @@ def git(repo: Path, *args: str) -> None:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    # In CI the gate's Markdown would otherwise land in the job's real step summary.
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     (tmp_path / "benchmarks" / "micro").mkdir(parents=True)
     (tmp_path / "benchmarks" / "micro" / "test_work.py").write_text(BENCH)
     (tmp_path / "slowpoke.py").write_text(WORK.format(repeat=1))
@@ -92,3 +95,8 @@ def test_the_gate_passes_when_the_measured_code_is_unchanged(
     assert "gate passed" in printed
     (work_line,) = [line for line in printed.splitlines() if line.startswith("work ")]
     assert work_line.split()[-1] == "pass"
+    # The default reports, in the repository's .local/bench-gate/
+    result = json.loads((repo / ".local" / "bench-gate" / "gate.json").read_text())
+    assert (result["verdict"], [g["group"] for g in result["groups"]]) == ("pass", ["work"])
+    markdown = (repo / ".local" / "bench-gate" / "gate.md").read_text()
+    assert markdown.startswith("### Benchmark gate: passed")
