@@ -51,8 +51,8 @@ unit: setup ## Unit tests only (no services needed)
 	@$(VENV)/pytest tests/unit -q
 
 .PHONY: test
-test: setup lint stack-up ## Everything CI runs: lint, types, unit, integration and e2e tests on the real stack
-	@$(VENV)/pytest -q
+test: setup lint stack-up ## Everything CI runs: lint, types, unit, integration and e2e tests on the real stack (JUnit XML: .local/test-results/junit.xml)
+	@$(VENV)/pytest -q --junitxml=.local/test-results/junit.xml
 
 .PHONY: bench bench-gate loadtest-smoke sizing
 bench: setup ## Micro benchmarks (pytest-benchmark groups; out of the default test run)
