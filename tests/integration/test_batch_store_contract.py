@@ -79,6 +79,7 @@ async def test_an_observation_is_stored_once(store: BatchStore) -> None:
 async def test_a_transaction_that_raises_commits_nothing(store: BatchStore) -> None:
     series = unique_series("C")
     await store.claim([2], "a")
+
     async def failing() -> None:
         async with store.transaction() as tx:
             await tx.lock_partitions([2])
