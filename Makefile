@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv/bin
 STACK := infra/local/stack.sh
 INFRA_LINT := infra/lint/.venv/bin
-PY_DIRS := $(wildcard app ops dashboards alarms tests benchmarks loadtests)
+PY_DIRS := $(wildcard app ops dashboards alarms tests benchmarks loadtests client)
 
 .PHONY: help
 help: ## List the targets
