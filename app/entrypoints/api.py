@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.routes import HTTPRoute
 
 from app.adapters.kafka import KafkaHealth, KafkaIngestionLog, new_producer
 from app.adapters.memory_cache import MemoryCache
@@ -23,11 +24,13 @@ from app.adapters.postgres.pool import PostgresHealth, open_pool
 from app.adapters.postgres.publications import PublicationListener
 from app.adapters.postgres.queries import PostgresQueries
 from app.adapters.redis_cache import RedisCache, RedisHealth, new_redis
+from app.api import examples
 from app.api.openapi import document_request_body
 from app.api.problems import EXCEPTION_HANDLERS
 from app.api.routes import health, observations, query, reference_data
 from app.domain.observation import ObservationSubmission
 from app.domain.series import SeriesConfig
+from app.entrypoints import unreachable
 from app.ports import HealthCheck, IngestionLog
 from app.services.cache import CachePolicy, TwoLevelCache
 from app.services.query import QueryService
@@ -58,14 +61,16 @@ async def open_resources(
 ) -> AsyncIterator[Resources]:
     """Open pools, producer and cache client; close each exactly once, in reverse order."""
     async with AsyncExitStack() as stack:
-        writer = await open_pool(settings.db.writer_dsn, settings.db)
+        db, kafka = settings.db, settings.kafka
+        writer = await unreachable.postgres(open_pool(db.writer_dsn, db), db.writer_dsn)
         stack.push_async_callback(writer.close)
-        reader = await open_pool(settings.db.reader_dsn, settings.db)
+        reader = await unreachable.postgres(open_pool(db.reader_dsn, db), db.reader_dsn)
         stack.push_async_callback(reader.close)
-        producer = new_producer(settings.kafka)
-        await producer.start()
-        # stop() flushes what is still batched: nothing acknowledged is left behind.
+        producer = new_producer(kafka)
+        # stop() flushes what is still batched: nothing acknowledged is left behind. It
+        # also closes a producer whose start failed.
         stack.push_async_callback(producer.stop)
+        await unreachable.kafka(producer.start(), kafka.bootstrap_servers)
         cache = new_redis(settings.redis)
         stack.push_async_callback(cache.aclose)
         # Query cache: L1 here, L2 Redis; the writer announces new versions (docs/cache.md).
@@ -126,6 +131,24 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
         _log.error("background task failed", exc_info=task.exception())
 
 
+def allow_every_method(app: Litestar) -> None:
+    """Make `OPTIONS` list every method of its path (`Allow: GET, OPTIONS, PUT`).
+
+    Litestar (2.25) builds a path's OPTIONS handler with its first route handler and keeps
+    it when a second method joins the path, so its `Allow` header lists only the first
+    method's. Each such handler reads the methods of the route it was built with: point
+    that route's methods at the final ones (tests/unit/api/test_reference_data_routes.py).
+    """
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            if handler.http_methods == {"OPTIONS"}:
+                for cell in getattr(handler.fn, "__closure__", None) or ():
+                    if isinstance(cell.cell_contents, HTTPRoute):
+                        cell.cell_contents.methods = route.methods
+
+
 def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litestar:
     """Build the HTTP application; resources open in its lifespan, not at import or here."""
     telemetry = telemetry or disabled("api")
@@ -179,6 +202,11 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
         # Every route refuses a larger body with 413 before reading it.
         request_max_body_size=settings.api.max_body_bytes,
     )
-    document_request_body(app, "/v1/observations", "POST", ObservationSubmission)
-    document_request_body(app, "/v1/reference-data/{reference_data_id}", "PUT", SeriesConfig)
+    allow_every_method(app)
+    document_request_body(
+        app, "/v1/observations", "POST", ObservationSubmission, examples.SUBMISSION_EXAMPLES
+    )
+    document_request_body(
+        app, "/v1/reference-data/{reference_data_id}", "PUT", SeriesConfig, examples.CONFIG_EXAMPLES
+    )
     return app

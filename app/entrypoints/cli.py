@@ -15,6 +15,13 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 import asyncpg
 from aiokafka.errors import KafkaError
 
+from app.entrypoints.unreachable import (
+    EXIT_UNREACHABLE,
+    Unreachable,
+    kafka,
+    postgres,
+    quiet_startup_failure,
+)
 from app.settings import Settings, SettingsError, load_settings
 
 _log = logging.getLogger("qis.cli")
@@ -75,9 +82,11 @@ def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
     from app.telemetry.setup import setup_telemetry
 
     telemetry = setup_telemetry(settings.telemetry, "api")
-
+    # A dependency that does not answer at startup ends in one line (`main`), not in the
+    # server's log of the lifespan's traceback.
+    unreachable: list[Unreachable] = []
     config = uvicorn.Config(
-        create_app(settings, telemetry),
+        quiet_startup_failure(create_app(settings, telemetry), unreachable),
         host=settings.api.host,
         port=settings.api.port,
         loop="uvloop",
@@ -91,6 +100,10 @@ def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
     # then runs the lifespan shutdown, which flushes and closes the producer.
     try:
         _graceful_server_class()(config).run()
+    except SystemExit:
+        if unreachable:  # uvicorn exits when the lifespan's startup failed
+            raise unreachable[0] from None
+        raise
     finally:
         telemetry.shutdown()  # flush the last spans and metrics
     return 0
@@ -105,13 +118,15 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     telemetry = setup_telemetry(settings.telemetry, "worker")
 
     async def main(stop: asyncio.Event) -> None:
-        await ensure_topics(settings.kafka)
-        pool = await open_pool(settings.db.writer_dsn, settings.db)
+        await kafka(ensure_topics(settings.kafka), settings.kafka.bootstrap_servers)
+        pool = await postgres(
+            open_pool(settings.db.writer_dsn, settings.db), settings.db.writer_dsn
+        )
         producer = new_producer(settings.kafka)
         consumer = new_consumer(settings.kafka, settings.worker.group_id, "qis-worker")
         try:
-            await producer.start()
-            await consumer.start()
+            await kafka(producer.start(), settings.kafka.bootstrap_servers)
+            await kafka(consumer.start(), settings.kafka.bootstrap_servers)
             worker = build_consumer(settings, pool, consumer, producer, metrics=telemetry.metrics)
             _log.info("worker started", extra={"owner": worker.owner})
             await worker.run(stop)
@@ -138,11 +153,13 @@ def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
     telemetry = setup_telemetry(settings.telemetry, "scheduler")
 
     async def main(stop: asyncio.Event) -> None:
-        await ensure_topics(settings.kafka)
-        pool = await open_pool(settings.db.writer_dsn, settings.db)
+        await kafka(ensure_topics(settings.kafka), settings.kafka.bootstrap_servers)
+        pool = await postgres(
+            open_pool(settings.db.writer_dsn, settings.db), settings.db.writer_dsn
+        )
         producer = new_producer(settings.kafka)
         try:
-            await producer.start()
+            await kafka(producer.start(), settings.kafka.bootstrap_servers)
             scheduler = build_scheduler(settings, pool, producer, metrics=telemetry.metrics)
             _log.info("scheduler started")
             await scheduler.run(stop)
@@ -164,7 +181,7 @@ def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     from app.services.audit import verify_audit_trail
 
     async def main() -> int:
-        conn = await connect(settings.db.writer_dsn, settings.db)
+        conn = await postgres(connect(settings.db.writer_dsn, settings.db), settings.db.writer_dsn)
         try:
             result = await verify_audit_trail(stream_records(conn, table=args.table))
         finally:
@@ -186,7 +203,7 @@ def cmd_db_migrate(settings: Settings, _: argparse.Namespace) -> int:
     from app.adapters.postgres.pool import connect
 
     async def main() -> None:
-        conn = await connect(settings.db.writer_dsn, settings.db)
+        conn = await postgres(connect(settings.db.writer_dsn, settings.db), settings.db.writer_dsn)
         try:
             applied = await migrate(conn, bundled_migrations())
         finally:
@@ -202,7 +219,7 @@ def cmd_db_migrate(settings: Settings, _: argparse.Namespace) -> int:
 def cmd_kafka_topics(settings: Settings, _: argparse.Namespace) -> int:
     from app.adapters.kafka import ensure_topics, topic_partitions
 
-    created = asyncio.run(ensure_topics(settings.kafka))
+    created = asyncio.run(kafka(ensure_topics(settings.kafka), settings.kafka.bootstrap_servers))
     for name, partitions in topic_partitions(settings.kafka).items():
         state = "created" if name in created else "exists"
         print(f"{name}\t{partitions} partitions\t{state}")
@@ -308,6 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         configure_logging(settings.telemetry.log_level)
         result: int = args.run(settings, args)
+    except Unreachable as exc:
+        print(f"qis: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except ModuleNotFoundError as exc:
         message = _missing_tool_dependency(command, exc) if command in TOOLS else None
         if message is None:

@@ -31,6 +31,7 @@ import msgspec
 from aiokafka.errors import KafkaError
 
 from app.domain.dead_letter import DEAD_LETTER_STAGES
+from app.entrypoints.unreachable import EXIT_UNREACHABLE, Unreachable, reason
 from app.services.dead_letters import (
     Resubmission,
     Selection,
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 EXIT_MISSING_TOPIC = 1
-EXIT_UNREACHABLE = 2
 
 
 class ReplayFailure(msgspec.Struct, frozen=True, kw_only=True):
@@ -264,8 +264,7 @@ def _run(settings: Settings, command: str, work: Coroutine[Any, Any, None]) -> i
         _err(f"{command}: topic {kafka.dlq_topic} does not exist (`qis kafka topics` creates it)")
         return EXIT_MISSING_TOPIC
     except (KafkaError, OSError, TimeoutError) as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        _err(f"{command}: Kafka at {kafka.bootstrap_servers} did not answer: {reason}")
+        _err(f"{command}: {Unreachable('Kafka', kafka.bootstrap_servers, reason(exc))}")
         return EXIT_UNREACHABLE
     return None
 

@@ -320,7 +320,7 @@ async def test_an_unreachable_broker_is_one_line_and_exit_2(
         code, out, err = await qis_dlq(down, capsys, *argv)
         assert (code, out) == (2, "")
         (line,) = err.splitlines()
-        assert line.startswith(f"qis dlq: {argv[0]}: Kafka at 127.0.0.1:9 did not answer: ")
+        assert line == f"qis dlq: {argv[0]}: cannot reach Kafka at 127.0.0.1:9 (no broker answered)"
 
 
 def test_bad_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:

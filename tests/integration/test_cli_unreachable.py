@@ -1,0 +1,108 @@
+"""`qis` commands whose PostgreSQL or Kafka does not answer: one line on stderr, exit 2.
+
+Each command runs as a subprocess (the real entry point, logging and exit code) with its
+addresses pointing at a loopback port nothing listens on. The last cases keep one real
+service of the local stack reachable, so the failure comes from the other one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from app.settings import Settings
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def qis(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("QIS_")}
+    environ |= {"QIS_API__PORT": str(closed_port()), "QIS_KAFKA__REQUEST_TIMEOUT_MS": "3000"}
+    environ |= env
+    return subprocess.run(
+        [sys.executable, "-m", "app.entrypoints.cli", *argv],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def down(settings: Settings, *, db: bool, kafka: bool) -> dict[str, str]:
+    pg, broker = f"127.0.0.1:{closed_port()}", f"127.0.0.1:{closed_port()}"
+    dsn = f"postgresql://qis:qis@{pg}/qis" if db else settings.db.writer_dsn
+    return {
+        "QIS_DB__WRITER_DSN": dsn,
+        "QIS_DB__READER_DSN": dsn,
+        "QIS_KAFKA__BOOTSTRAP_SERVERS": broker if kafka else settings.kafka.bootstrap_servers,
+        "QIS_REDIS__URL": f"redis://127.0.0.1:{closed_port()}/0",
+    }
+
+
+def last_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "service"),
+    [
+        (("db", "migrate"), "PostgreSQL"),
+        (("audit", "verify"), "PostgreSQL"),
+        (("kafka", "topics"), "Kafka"),
+        (("worker",), "Kafka"),  # the worker and the scheduler check their topics first
+        (("scheduler",), "Kafka"),
+        (("api",), "PostgreSQL"),  # the api opens its pools first
+    ],
+)
+def test_a_command_whose_services_are_down_says_so_in_one_line(
+    settings: Settings, argv: tuple[str, ...], service: str
+) -> None:
+    env = down(settings, db=True, kafka=True)
+    address = {
+        "PostgreSQL": env["QIS_DB__WRITER_DSN"].rsplit("@", 1)[1].split("/")[0],
+        "Kafka": env["QIS_KAFKA__BOOTSTRAP_SERVERS"],
+    }[service]
+    reason = "connection refused" if service == "PostgreSQL" else "no broker answered"
+
+    done = qis(*argv, **env)
+
+    assert done.returncode == 2, done.stderr
+    assert last_line(done) == f"qis: cannot reach {service} at {address} ({reason})"
+    assert done.stdout == ""
+
+
+def test_dlq_list_with_kafka_down(settings: Settings) -> None:
+    env = down(settings, db=True, kafka=True)
+    done = qis("dlq", "list", **env)
+    assert done.returncode == 2
+    broker = env["QIS_KAFKA__BOOTSTRAP_SERVERS"]
+    assert last_line(done) == f"qis dlq: list: cannot reach Kafka at {broker} (no broker answered)"
+
+
+@pytest.mark.parametrize("argv", [("worker",), ("scheduler",)])
+def test_worker_and_scheduler_with_kafka_up_and_postgresql_down(
+    settings: Settings, running_stack: None, argv: tuple[str, ...]
+) -> None:
+    env = down(settings, db=True, kafka=False)
+    address = env["QIS_DB__WRITER_DSN"].rsplit("@", 1)[1].split("/")[0]
+    done = qis(*argv, **env)
+    assert done.returncode == 2, done.stderr
+    assert last_line(done) == f"qis: cannot reach PostgreSQL at {address} (connection refused)"
+
+
+def test_api_with_postgresql_up_and_kafka_down(settings: Settings, running_stack: None) -> None:
+    env = down(settings, db=False, kafka=True)
+    done = qis("api", **env)
+    assert done.returncode == 2, done.stderr
+    broker = env["QIS_KAFKA__BOOTSTRAP_SERVERS"]
+    assert last_line(done) == f"qis: cannot reach Kafka at {broker} (no broker answered)"
