@@ -103,7 +103,7 @@ class QualityPolicy(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     """How the quality dimensions combine into a score, and where `suspect` starts."""
 
     formula: QualityFormula = "product"
-    weights: QualityWeights = msgspec.field(default_factory=QualityWeights)
+    weights: QualityWeights = QualityWeights()
     threshold: float = 0.95
 
 
@@ -123,7 +123,7 @@ class SeriesConfig(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     bounds: tuple[float | None, float | None] | None = None
     max_jump_pct: float | None = None
     precision: int | None = None
-    quality_policy: QualityPolicy = msgspec.field(default_factory=QualityPolicy)
+    quality_policy: QualityPolicy = QualityPolicy()
 
 
 class Series(msgspec.Struct, frozen=True, kw_only=True):
