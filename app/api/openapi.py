@@ -12,13 +12,18 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar
+from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import (
+    Example,
     OpenAPIMediaType,
     OpenAPIType,
     Reference,
     RequestBody,
     Schema,
 )
+
+from app.api.examples import PROBLEMS, example
+from app.api.problems import PROBLEM_JSON, Problem
 
 _REF = "#/components/schemas/{name}"
 _FIELDS = {
@@ -51,7 +56,39 @@ def to_openapi(node: Any) -> Any:
     return Schema(**kwargs)
 
 
-def document_request_body(app: Litestar, path: str, method: str, body_type: type) -> None:
+def ok(data: Any, description: str, summary: str, value: Any) -> ResponseSpec:
+    """A success response of type `data` with one fixed example (never generated ones)."""
+    return ResponseSpec(
+        data, description=description, generate_examples=False, examples=example(summary, value)
+    )
+
+
+def problems(**descriptions: str) -> dict[int, ResponseSpec]:
+    """problem+json responses, e.g. `problems(s400="invalid cursor", s404="unknown series")`.
+
+    Every route also lists 500 (the body never carries more than the trace-id hint).
+    """
+    statuses = {int(key.removeprefix("s")): text for key, text in descriptions.items()}
+    statuses.setdefault(500, "unexpected failure; the log line carries the trace id")
+    return {
+        status: ResponseSpec(
+            Problem,
+            description=text,
+            media_type=PROBLEM_JSON,
+            generate_examples=False,
+            examples=example(PROBLEMS[status].title, PROBLEMS[status]),
+        )
+        for status, text in sorted(statuses.items())
+    }
+
+
+def document_request_body(
+    app: Litestar,
+    path: str,
+    method: str,
+    body_type: type,
+    examples: dict[str, Example | Reference] | None = None,
+) -> None:
     """Attach `body_type`'s schema as the JSON request body of `method path`."""
     (top,), components = msgspec.json.schema_components([body_type], ref_template=_REF)
     schema = app.openapi_schema
@@ -63,6 +100,6 @@ def document_request_body(app: Litestar, path: str, method: str, body_type: type
     operation = getattr(schema.paths[path], method.lower())
     operation.request_body = RequestBody(
         required=True,
-        content={"application/json": OpenAPIMediaType(schema=to_openapi(top))},
+        content={"application/json": OpenAPIMediaType(schema=to_openapi(top), examples=examples)},
         description=body_type.__doc__,
     )

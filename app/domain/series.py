@@ -14,9 +14,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from app.domain.bounds import text_problem
+from app.domain.bounds import TEXT_RULE, text_problem
 from app.domain.errors import FieldError, InvalidSeriesConfig
-from app.domain.observation import MAX_SOURCE_LENGTH, FiniteFloat, SourceName
+from app.domain.observation import MAX_SOURCE_LENGTH, FiniteFloat
 
 Method = Literal["median", "priority", "trimmed_mean"]
 QualityFormula = Literal["product", "weighted_mean"]
@@ -33,6 +33,30 @@ DEFAULT_QUALITY_THRESHOLD = 0.95
 # bounds.MAX_SHIFT (tests/unit/domain/test_bounds.py), so a snap inside the accepted range
 # never leaves what datetime and PostgreSQL hold.
 Weight = Annotated[float, msgspec.Meta(ge=0.0, le=1000.0)]
+
+# What `str.strip()` removes, as a JSON Schema character class: a configured source name
+# neither starts nor ends with one ("kraken " would be a different source from "kraken").
+_BLANK = (
+    "\\t\\n\\u000b\\u000c\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a"
+    "\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+CONFIGURED_SOURCE_PATTERN = f"^[^{_BLANK}\\u0000]([^\\u0000]*[^{_BLANK}\\u0000])?$"
+"""A configured source name: no NUL, no surrounding blanks (Python's `re` reads it too)."""
+ConfiguredSource = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_SOURCE_LENGTH,
+        description=f"source name: 1 to {MAX_SOURCE_LENGTH} characters, no surrounding blanks, "
+        f"{TEXT_RULE}",
+        extra_json_schema={"pattern": CONFIGURED_SOURCE_PATTERN},
+    ),
+]
+ConfiguredSources = Annotated[
+    tuple[ConfiguredSource, ...],
+    msgspec.Meta(max_length=MAX_SOURCES, extra_json_schema={"uniqueItems": True}),
+]
+"""Distinct source names (the decoder checks length; `validate_series_config` the rest)."""
 
 
 class QualityWeights(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -61,10 +85,10 @@ class QualityPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 class SeriesConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Reconciliation, quality and publication rules of one series (see docs/domain.md)."""
 
-    expected_sources: Annotated[tuple[SourceName, ...], msgspec.Meta(max_length=MAX_SOURCES)] = ()
+    expected_sources: ConfiguredSources = ()
     min_sources: Annotated[int, msgspec.Meta(ge=1, le=MAX_SOURCES)] = 1
     method: Method = "median"
-    priority: Annotated[tuple[SourceName, ...], msgspec.Meta(max_length=MAX_SOURCES)] = ()
+    priority: ConfiguredSources = ()
     tolerance_bps: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_TOLERANCE_BPS)] = 50.0
     window_seconds: Annotated[int, msgspec.Meta(gt=0, le=MAX_WINDOW_SECONDS)] = 60
     staleness_seconds: Annotated[int, msgspec.Meta(gt=0, le=MAX_STALENESS_SECONDS)] = 300

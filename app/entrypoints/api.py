@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.routes import HTTPRoute
 
 from app.adapters.kafka import KafkaHealth, KafkaIngestionLog, new_producer
 from app.adapters.memory_cache import MemoryCache
@@ -23,6 +24,7 @@ from app.adapters.postgres.pool import PostgresHealth, open_pool
 from app.adapters.postgres.publications import PublicationListener
 from app.adapters.postgres.queries import PostgresQueries
 from app.adapters.redis_cache import RedisCache, RedisHealth, new_redis
+from app.api import examples
 from app.api.openapi import document_request_body
 from app.api.problems import EXCEPTION_HANDLERS
 from app.api.routes import health, observations, query, reference_data
@@ -129,6 +131,24 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
         _log.error("background task failed", exc_info=task.exception())
 
 
+def allow_every_method(app: Litestar) -> None:
+    """Make `OPTIONS` list every method of its path (`Allow: GET, OPTIONS, PUT`).
+
+    Litestar (2.25) builds a path's OPTIONS handler with its first route handler and keeps
+    it when a second method joins the path, so its `Allow` header lists only the first
+    method's. Each such handler reads the methods of the route it was built with: point
+    that route's methods at the final ones (tests/unit/api/test_reference_data_routes.py).
+    """
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            if handler.http_methods == {"OPTIONS"}:
+                for cell in getattr(handler.fn, "__closure__", None) or ():
+                    if isinstance(cell.cell_contents, HTTPRoute):
+                        cell.cell_contents.methods = route.methods
+
+
 def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litestar:
     """Build the HTTP application; resources open in its lifespan, not at import or here."""
     telemetry = telemetry or disabled("api")
@@ -182,6 +202,11 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
         # Every route refuses a larger body with 413 before reading it.
         request_max_body_size=settings.api.max_body_bytes,
     )
-    document_request_body(app, "/v1/observations", "POST", ObservationSubmission)
-    document_request_body(app, "/v1/reference-data/{reference_data_id}", "PUT", SeriesConfig)
+    allow_every_method(app)
+    document_request_body(
+        app, "/v1/observations", "POST", ObservationSubmission, examples.SUBMISSION_EXAMPLES
+    )
+    document_request_body(
+        app, "/v1/reference-data/{reference_data_id}", "PUT", SeriesConfig, examples.CONFIG_EXAMPLES
+    )
     return app

@@ -8,8 +8,8 @@ from typing import Literal
 import msgspec
 from litestar import Response, get
 from litestar.di import NamedDependency
-from litestar.openapi import ResponseSpec
 
+from app.api.openapi import ok
 from app.ports import HealthCheck
 
 CHECK_TIMEOUT_SECONDS = 1.5
@@ -27,6 +27,20 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
 
 class Liveness(msgspec.Struct, frozen=True):
     status: Literal["ok"] = "ok"
+
+
+READY = Readiness(
+    status="ready", checks={"postgres": "ok", "kafka": "ok", "redis": "ok"}, failing=[]
+)
+UNAVAILABLE = Readiness(
+    status="unavailable",
+    checks={
+        "postgres": "ok",
+        "kafka": "error: KafkaConnectionError: no broker answered",
+        "redis": "ok",
+    },
+    failing=["kafka"],
+)
 
 
 async def _check(check: HealthCheck) -> str:
@@ -53,7 +67,13 @@ async def readiness(checks: list[HealthCheck]) -> Readiness:
     return Readiness(status=status, checks=states, failing=failing, degraded=degraded)
 
 
-@get("/health/live", sync_to_thread=False, tags=["operations"])
+@get(
+    "/health/live",
+    sync_to_thread=False,
+    tags=["operations"],
+    operation_id="getLiveness",
+    responses={200: ok(Liveness, "the process is up", "up", Liveness())},
+)
 def live() -> Liveness:
     """The process is up; no dependency is checked."""
     return Liveness()
@@ -62,8 +82,10 @@ def live() -> Liveness:
 @get(
     "/health/ready",
     tags=["operations"],
+    operation_id="getReadiness",
     responses={
-        503: ResponseSpec(data_container=Readiness, description="a required dependency is down")
+        200: ok(Readiness, "ready, or degraded without Redis", "ready", READY),
+        503: ok(Readiness, "a required dependency is down", "Kafka down", UNAVAILABLE),
     },
 )
 async def ready(health_checks: NamedDependency[list[HealthCheck]]) -> Response[Readiness]:

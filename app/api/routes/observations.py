@@ -9,14 +9,13 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
-from litestar.openapi import ResponseSpec
 from opentelemetry import trace
 
+from app.api.examples import ACCEPTED
+from app.api.openapi import ok, problems
 from app.api.problems import (
     NOT_JSON,
-    PROBLEM_JSON,
     ApiProblem,
-    Problem,
     ProblemItem,
     item_from_msgspec,
     items_from_domain,
@@ -158,27 +157,15 @@ def validated(body: bytes) -> ObservationSubmission:
     "/v1/observations",
     status_code=202,
     tags=["ingestion"],
+    operation_id="postObservations",
     responses={
-        400: ResponseSpec(
-            Problem, description="not JSON, or not the documented shape", media_type=PROBLEM_JSON
-        ),
-        413: ResponseSpec(
-            Problem,
-            description="body above QIS_API__MAX_BODY_BYTES (2 MiB by default)",
-            media_type=PROBLEM_JSON,
-        ),
-        415: ResponseSpec(
-            Problem, description="media type is not application/json", media_type=PROBLEM_JSON
-        ),
-        422: ResponseSpec(
-            Problem,
-            description="invalid items, each listed by index and field",
-            media_type=PROBLEM_JSON,
-        ),
-        503: ResponseSpec(
-            Problem,
-            description="ingestion log unavailable or shedding load",
-            media_type=PROBLEM_JSON,
+        202: ok(ObservationsAccepted, "every observation acknowledged", "3 accepted", ACCEPTED),
+        **problems(
+            s400="not JSON, or not the documented shape",
+            s413="body above QIS_API__MAX_BODY_BYTES (2 MiB by default)",
+            s415="media type is not application/json",
+            s422="invalid items, each listed by index and field",
+            s503="ingestion log unavailable or shedding load (with Retry-After)",
         ),
     },
 )

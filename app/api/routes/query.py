@@ -14,11 +14,12 @@ from typing import Annotated
 import msgspec
 from litestar import get
 from litestar.di import NamedDependency
-from litestar.openapi import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from app.api.problems import ApiProblem, Problem, ProblemItem
+from app.api import examples
+from app.api.openapi import ok, problems
+from app.api.problems import ApiProblem, ProblemItem
 from app.domain.bounds import (
     MAX_INT32,
     TIMESTAMP_PATTERN,
@@ -44,10 +45,9 @@ MAX_WINDOW = timedelta(days=366)
 _WINDOW = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
-_PROBLEMS = {
-    400: ResponseSpec(Problem, description="invalid id, timestamp, parameter or cursor"),
-}
-_NOT_FOUND = {404: ResponseSpec(Problem, description="no version (yet) for that snap")}
+_INVALID = "invalid id, timestamp, parameter or cursor, or parameters that exclude each other"
+_PROBLEMS = problems(s400=_INVALID)
+_WITH_NOT_FOUND = problems(s400=_INVALID, s404="no version (yet) for that snap")
 
 SeriesPath = Annotated[
     str,
@@ -172,10 +172,10 @@ def _window(text: str) -> timedelta:
     "/v1/reference-data/{reference_data_id:str}/official-values/{snap:str}",
     tags=["official values"],
     summary="Official value of a snap: latest, a version, or as of a time",
+    operation_id="getOfficialValue",
     responses={
-        200: ResponseSpec(OfficialValue, description="the official value"),
-        **_PROBLEMS,
-        **_NOT_FOUND,
+        200: ok(OfficialValue, "the official value", "worked example 1", examples.OFFICIAL),
+        **_WITH_NOT_FOUND,
     },
 )
 async def get_official_value(
@@ -209,10 +209,10 @@ async def get_official_value(
     "/v1/reference-data/{reference_data_id:str}/official-values/{snap:str}/versions",
     tags=["official values"],
     summary="Every version of a snap, oldest first",
+    operation_id="getVersions",
     responses={
-        200: ResponseSpec(VersionList, description="the versions"),
-        **_PROBLEMS,
-        **_NOT_FOUND,
+        200: ok(VersionList, "the versions", "one version", examples.VERSIONS),
+        **_WITH_NOT_FOUND,
     },
 )
 async def get_versions(
@@ -232,7 +232,11 @@ async def get_versions(
     "/v1/reference-data/{reference_data_id:str}/official-values",
     tags=["official values"],
     summary="History of official values, optionally bucketed and as of a time",
-    responses={200: ResponseSpec(HistoryPage, description="one page of history"), **_PROBLEMS},
+    operation_id="getHistory",
+    responses={
+        200: ok(HistoryPage, "one page of history", "the last page", examples.HISTORY),
+        **_PROBLEMS,
+    },
 )
 async def get_history(
     reference_data_id: SeriesPath,
@@ -268,7 +272,11 @@ async def get_history(
     "/v1/reference-data/{reference_data_id:str}/observations",
     tags=["official values"],
     summary="Lineage: the raw observations behind a snap",
-    responses={200: ResponseSpec(LineagePage, description="observations"), **_PROBLEMS},
+    operation_id="getLineage",
+    responses={
+        200: ok(LineagePage, "observations", "the three observations", examples.LINEAGE),
+        **_PROBLEMS,
+    },
 )
 async def get_lineage(
     reference_data_id: SeriesPath,
@@ -292,7 +300,11 @@ async def get_lineage(
     "/v1/reference-data/{reference_data_id:str}/quality",
     tags=["quality"],
     summary="Quality summary over a window of snaps",
-    responses={200: ResponseSpec(QualitySummary, description="quality summary"), **_PROBLEMS},
+    operation_id="getQuality",
+    responses={
+        200: ok(QualitySummary, "quality summary", "one official snap", examples.QUALITY),
+        **_PROBLEMS,
+    },
 )
 async def get_quality(
     reference_data_id: SeriesPath,

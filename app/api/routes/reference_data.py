@@ -16,16 +16,15 @@ import binascii
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, get, put
+from litestar import Controller, Request, get, put
 from litestar.di import NamedDependency
-from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 
+from app.api import examples
+from app.api.openapi import ok, problems
 from app.api.problems import (
     NOT_JSON,
-    PROBLEM_JSON,
     ApiProblem,
-    Problem,
     ProblemItem,
     item_from_msgspec,
     items_from_domain,
@@ -50,20 +49,32 @@ class SeriesPage(msgspec.Struct, frozen=True, kw_only=True):
     next_cursor: str | None
 
 
-def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(Problem, description=description, media_type=PROBLEM_JSON)
-
-
 def decode_config(body: bytes) -> SeriesConfig:
     """Decode and validate a configuration; 400 for non-JSON, 422 listing invalid fields."""
     try:
         config = _config.decode(body)
     except msgspec.ValidationError as exc:
+        # JSON Schema counts 60.0 as an integer: accept integral floats in integer fields.
+        try:
+            return msgspec.convert(_integral(msgspec.json.decode(body)), SeriesConfig)
+        except msgspec.ValidationError:
+            pass
         item = item_from_msgspec(exc, [])
         raise ApiProblem(422, "invalid series configuration", errors=[item]) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ApiProblem(400, f"{NOT_JSON}: {exc}") from None
     return config
+
+
+def _integral(node: Any) -> Any:
+    """`node` with every float that is an exact integer (at most 2**53) as an int."""
+    if isinstance(node, float):
+        return int(node) if node.is_integer() and abs(node) <= 2**53 else node
+    if isinstance(node, list):
+        return [_integral(item) for item in node]
+    if isinstance(node, dict):
+        return {key: _integral(item) for key, item in node.items()}
+    return node
 
 
 def encode_cursor(last_id: str) -> str:
@@ -84,88 +95,108 @@ def decode_cursor(cursor: str) -> str:
     return last_id
 
 
-@put(
-    "/v1/reference-data/{reference_data_id:str}",
-    status_code=200,
-    request_max_body_size=MAX_CONFIG_BYTES,
-    tags=["reference-data"],
-    responses={
-        400: _problem("body is not JSON"),
-        415: _problem("media type is not application/json"),
-        422: _problem("invalid id or configuration, each invalid field listed"),
-    },
-)
-async def put_series(
-    request: Request[Any, Any, Any],
-    reference_data_id: FromPath[str],
-    pipeline_db: NamedDependency[PipelineDatabase],
-) -> Series:
-    """Create or replace a series configuration; every change is audited."""
-    media_type, _ = request.content_type
-    if media_type != "application/json":
-        raise ApiProblem(415, f"expected application/json, got {media_type or 'nothing'}")
-    if not is_valid_series_id(reference_data_id):
-        raise ApiProblem(
-            422,
-            "invalid series id",
-            errors=[
-                ProblemItem(
-                    loc=["path", "reference_data_id"],
-                    msg=f"must match {SERIES_ID_PATTERN}",
-                )
-            ],
+class ReferenceDataRoutes(Controller):
+    """The series configuration routes, under one path prefix."""
+
+    path = "/v1/reference-data"
+
+    @put(
+        "/{reference_data_id:str}",
+        status_code=200,
+        request_max_body_size=MAX_CONFIG_BYTES,
+        tags=["reference-data"],
+        operation_id="putSeries",
+        responses={
+            200: ok(Series, "the stored configuration", "ETH-USD", examples.SERIES_EXAMPLE),
+            **problems(
+                s400="body is not JSON",
+                s413="body above 64 KiB",
+                s415="media type is not application/json",
+                s422="invalid id or configuration, each invalid field listed",
+            ),
+        },
+    )
+    async def put_series(
+        self,
+        request: Request[Any, Any, Any],
+        reference_data_id: FromPath[str],
+        pipeline_db: NamedDependency[PipelineDatabase],
+    ) -> Series:
+        """Create or replace a series configuration; every change is audited."""
+        media_type, _ = request.content_type
+        if media_type != "application/json":
+            raise ApiProblem(415, f"expected application/json, got {media_type or 'nothing'}")
+        if not is_valid_series_id(reference_data_id):
+            raise ApiProblem(
+                422,
+                "invalid series id",
+                errors=[
+                    ProblemItem(
+                        loc=["path", "reference_data_id"],
+                        msg=f"must match {SERIES_ID_PATTERN}",
+                    )
+                ],
+            )
+        config = decode_config(await request.body())
+        try:
+            return await configure_series(pipeline_db, reference_data_id, config, actor="api")
+        except InvalidSeriesConfig as exc:
+            raise ApiProblem(
+                422, "invalid series configuration", errors=items_from_domain(exc.errors, [])
+            ) from None
+
+    @get(
+        "/{reference_data_id:str}",
+        tags=["reference-data"],
+        operation_id="getSeries",
+        responses={
+            200: ok(Series, "the configuration", "ETH-USD", examples.SERIES_EXAMPLE),
+            **problems(s400="invalid parameter", s404="unknown series (or an invalid id)"),
+        },
+    )
+    async def get_series(
+        self,
+        reference_data_id: FromPath[str],
+        reference_data_reader: NamedDependency[ReferenceDataReader],
+    ) -> Series:
+        """One series configuration."""
+        series = (
+            await reference_data_reader.series(reference_data_id)
+            if is_valid_series_id(reference_data_id)
+            else None
         )
-    config = decode_config(await request.body())
-    try:
-        return await configure_series(pipeline_db, reference_data_id, config, actor="api")
-    except InvalidSeriesConfig as exc:
-        raise ApiProblem(
-            422, "invalid series configuration", errors=items_from_domain(exc.errors, [])
-        ) from None
+        if series is None:
+            raise ApiProblem(404, f"no series {reference_data_id!r}")
+        return series
 
-
-@get(
-    "/v1/reference-data/{reference_data_id:str}",
-    tags=["reference-data"],
-    responses={404: _problem("unknown series")},
-)
-async def get_series(
-    reference_data_id: FromPath[str], reference_data_reader: NamedDependency[ReferenceDataReader]
-) -> Series:
-    """One series configuration."""
-    series = (
-        await reference_data_reader.series(reference_data_id)
-        if is_valid_series_id(reference_data_id)
-        else None
+    @get(
+        "/",
+        tags=["reference-data"],
+        operation_id="listSeries",
+        responses={
+            200: ok(SeriesPage, "one page of series", "the last page", examples.SERIES_PAGE),
+            **problems(s400="invalid limit or cursor"),
+        },
     )
-    if series is None:
-        raise ApiProblem(404, f"no series {reference_data_id!r}")
-    return series
+    async def list_series(
+        self,
+        reference_data_reader: NamedDependency[ReferenceDataReader],
+        limit: Annotated[
+            int, QueryParameter(ge=1, le=MAX_LIMIT, description="page size, 1 to 1000")
+        ] = DEFAULT_LIMIT,
+        cursor: Annotated[
+            str | None, QueryParameter(description="`next_cursor` of the previous page")
+        ] = None,
+    ) -> SeriesPage:
+        """Series configurations ordered by id, cursor-paginated."""
+        after = None if cursor is None else decode_cursor(cursor)
+        page = await reference_data_reader.list_series(after, limit + 1)
+        more = len(page) > limit
+        items = page[:limit]
+        return SeriesPage(
+            items=items,
+            next_cursor=encode_cursor(items[-1].reference_data_id) if more and items else None,
+        )
 
 
-@get(
-    "/v1/reference-data",
-    tags=["reference-data"],
-    responses={400: _problem("invalid limit or cursor")},
-)
-async def list_series(
-    reference_data_reader: NamedDependency[ReferenceDataReader],
-    limit: Annotated[
-        int, QueryParameter(ge=1, le=MAX_LIMIT, description="page size, 1 to 1000")
-    ] = DEFAULT_LIMIT,
-    cursor: Annotated[
-        str | None, QueryParameter(description="`next_cursor` of the previous page")
-    ] = None,
-) -> SeriesPage:
-    """Series configurations ordered by id, cursor-paginated."""
-    after = None if cursor is None else decode_cursor(cursor)
-    page = await reference_data_reader.list_series(after, limit + 1)
-    more = len(page) > limit
-    items = page[:limit]
-    return SeriesPage(
-        items=items,
-        next_cursor=encode_cursor(items[-1].reference_data_id) if more and items else None,
-    )
-
-
-ROUTES = [put_series, get_series, list_series]
+ROUTES = [ReferenceDataRoutes]

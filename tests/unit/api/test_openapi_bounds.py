@@ -9,6 +9,7 @@ import pytest
 from litestar.serialization import encode_json
 
 from app.domain.bounds import MAX_INT32, NO_NUL_PATTERN, TIMESTAMP_PATTERN
+from app.domain.series import CONFIGURED_SOURCE_PATTERN
 from app.entrypoints.api import create_app
 from app.settings import load_settings
 
@@ -43,8 +44,9 @@ def test_observation_fields_state_the_text_and_timestamp_bounds(document: dict[s
 
 def test_series_configuration_states_its_bounds(document: dict[str, Any]) -> None:
     config = document["components"]["schemas"]["SeriesConfig"]["properties"]
-    assert config["expected_sources"]["items"]["pattern"] == NO_NUL_PATTERN
-    assert config["priority"]["items"]["pattern"] == NO_NUL_PATTERN
+    for name in ("expected_sources", "priority"):
+        assert config[name]["items"]["pattern"] == CONFIGURED_SOURCE_PATTERN
+        assert config[name]["uniqueItems"] is True
     assert config["window_seconds"]["maximum"] == 7 * 86400
     assert config["staleness_seconds"]["maximum"] == 30 * 86400
     assert config["tolerance_bps"]["maximum"] == 1_000_000

@@ -148,3 +148,22 @@ async def test_list_refuses_bad_limits_and_cursors(
     response = await client.get("/v1/reference-data", params=params)
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_options_lists_every_method_of_the_path(db: FakeDatabase) -> None:
+    from app.entrypoints.api import allow_every_method
+
+    app = Litestar(
+        route_handlers=reference_data.ROUTES,
+        dependencies={
+            "pipeline_db": Provide(lambda: db, sync_to_thread=False),
+            "reference_data_reader": Provide(lambda: FakeReader(db), sync_to_thread=False),
+        },
+    )
+    allow_every_method(app)
+    async with AsyncTestClient(app) as client:
+        one = await client.options("/v1/reference-data/ETH-USD")
+        listing = await client.options("/v1/reference-data")
+    assert one.status_code == 204
+    assert one.headers["allow"] == "GET, OPTIONS, PUT"
+    assert listing.headers["allow"] == "GET, OPTIONS"

@@ -1,0 +1,54 @@
+"""Write or check the committed OpenAPI document: `python -m app.api.openapi_export [--check]`.
+
+`openapi.json` at the repository root is the contract; it is the document the api serves
+at `/schema/openapi.json`, pretty-printed with sorted keys so a change reads as a diff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from litestar.serialization import encode_json
+
+from app.entrypoints.api import create_app
+from app.settings import load_settings
+
+COMMAND = ".venv/bin/python -m app.api.openapi_export"
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "openapi.json"
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document of the application, as JSON values."""
+    app = create_app(load_settings({}))
+    decoded: dict[str, Any] = msgspec.json.decode(encode_json(app.openapi_schema.to_schema()))
+    return decoded
+
+
+def render(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail when the file is stale")
+    parser.add_argument("--path", type=Path, default=DEFAULT_PATH)
+    args = parser.parse_args(argv)
+    text = render(document())
+    if args.check:
+        current = args.path.read_text() if args.path.exists() else ""
+        if current != text:
+            sys.stderr.write(f"{args.path} is stale; regenerate with {COMMAND}\n")
+            return 1
+        return 0
+    args.path.write_text(text)
+    sys.stdout.write(f"wrote {args.path}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
