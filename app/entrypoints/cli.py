@@ -280,7 +280,10 @@ def _missing_tool_dependency(command: str, exc: ModuleNotFoundError) -> str | No
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    from app.entrypoints.cli_help import annotate, version
+
     parser = argparse.ArgumentParser(prog="qis", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"qis {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("api", help="serve the HTTP API").set_defaults(run=cmd_api)
     sub.add_parser("worker", help="consume observations into PostgreSQL").set_defaults(
@@ -307,6 +310,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     from app.entrypoints import dlq
 
     dlq.register(sub)
+    annotate(parser)  # each command's --help: the QIS_* settings it reads
     return parser
 
 
