@@ -9,7 +9,8 @@ export interval), drives a steady open-loop load (single and 100-observation req
 plus latest reads) to loopback, then evaluates every alarm and renders the dashboards.
 `--slow-broker` injects latency by pausing the Kafka broker (SIGSTOP) 250 ms of every
 400 ms while the load runs: acks wait, so ingestion latency rises, as with a slow MSK.
-The run is bounded by `--minutes` and stops by itself.
+The run is bounded by `--minutes` and stops by itself. Progress goes to stderr: a line
+per step (the load's elapsed minutes included) on a terminal, JSON lines otherwise.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from app.entrypoints.progress import Progress
 from benchmarks.e2e.processes import (
     REPO,
     VENV_BIN,
@@ -97,50 +99,68 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     metrics = args.out / "metrics.emf.jsonl"
     metrics.unlink(missing_ok=True)
-    prepare_stack()
+    progress = Progress("alarm demo", steps=6)
+    with progress.step("local stack: up, migrations, topics"):
+        prepare_stack()
     settings = {
         "QIS_TELEMETRY__METRICS_EXPORTER": "file",
         "QIS_TELEMETRY__METRICS_FILE": str(metrics),
         "QIS_TELEMETRY__METRICS_INTERVAL_SECONDS": "10",
     }
     port = free_port()
-    processes = [
-        Process(
-            "demo-api", [str(VENV_BIN / "qis"), "api"], env(QIS_API__PORT=str(port), **settings)
-        ),
-        Process("demo-worker", [str(VENV_BIN / "qis"), "worker"], env(**settings)),
-        Process("demo-scheduler", [str(VENV_BIN / "qis"), "scheduler"], env(**settings)),
-    ]
+    processes: list[Process] = []
     try:
-        wait_live(processes[0], port)
+        with progress.step("start api, worker, scheduler"):
+            api_env = env(QIS_API__PORT=str(port), **settings)
+            processes.append(Process("demo-api", [str(VENV_BIN / "qis"), "api"], api_env))
+            processes.append(
+                Process("demo-worker", [str(VENV_BIN / "qis"), "worker"], env(**settings))
+            )
+            processes.append(
+                Process("demo-scheduler", [str(VENV_BIN / "qis"), "scheduler"], env(**settings))
+            )
+            wait_live(processes[0], port)
         seconds = args.minutes * 60
         prefix = "DEMO" + uuid.uuid4().hex[:6].upper()
+        load = "slowed-broker load" if args.slow_broker else "steady load"
 
         async def run() -> None:
             tasks = [drive(port, seconds, prefix)]
             if args.slow_broker:
                 tasks.append(slow_broker(time.monotonic() + seconds))
-            await asyncio.gather(*tasks)
+            with progress.step(f"{load} for {args.minutes:g} min") as step:
+                started = time.monotonic()
+                running = asyncio.gather(*tasks)
+                while not running.done():
+                    step.update(round(time.monotonic() - started), round(seconds), "s")
+                    await asyncio.wait({running}, timeout=1.0)
+                await running
 
         asyncio.run(run())
     finally:
         with contextlib.suppress(ProcessLookupError, FileNotFoundError):
             os.kill(kafka_pid(), signal.SIGCONT)
-        for process in processes:
-            process.stop()  # flushes the last EMF export
+        with progress.step("stop the services (last EMF export)"):
+            for process in processes:
+                process.stop()  # flushes the last EMF export
     qis = str(VENV_BIN / "qis")
-    evaluation = subprocess.run(
-        [qis, "alarms", "evaluate", "--metrics", str(metrics)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    with progress.step("evaluate the alarms"):
+        evaluation = subprocess.run(
+            [qis, "alarms", "evaluate", "--metrics", str(metrics)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     (args.out / "evaluation.txt").write_text(evaluation.stdout + evaluation.stderr)
     print(evaluation.stdout)
-    subprocess.run(
-        [qis, "dashboards", "render", "--metrics", str(metrics), "--out", str(args.out / "render")],
-        check=False,
-    )
+    with progress.step("render the dashboards"):
+        subprocess.run(
+            [
+                *(qis, "dashboards", "render", "--metrics", str(metrics)),
+                *("--out", str(args.out / "render")),
+            ],
+            check=False,
+        )
     print(f"rendered: {args.out / 'render' / 'index.html'}")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from app.entrypoints.progress import Progress
 from app.settings import Settings
 from benchmarks.sizing.model import Assumptions, Deployment, Measurements, Workload, evaluate
 from benchmarks.sizing.report import build_report, quantity, to_json, to_markdown
@@ -70,18 +71,22 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     if args.from_json:
+        progress = Progress("qis sizing", steps=1)
         measurements = load_measurements(args.from_json)
     else:
-        from benchmarks.sizing.measure import measure
+        from benchmarks.sizing.measure import MEASURE_STEPS, measure
 
-        measurements = asyncio.run(measure(settings, quick=args.quick))
+        # Measuring takes a minute or more: a line per step on a terminal, JSON otherwise.
+        progress = Progress("qis sizing", steps=MEASURE_STEPS + 1)
+        measurements = asyncio.run(measure(settings, quick=args.quick, progress=progress))
         (out / "measurements.json").write_bytes(
             msgspec.json.format(msgspec.json.encode(measurements), indent=2)
         )
-    checks = evaluate(workload, deployment, measurements, assumptions)
-    report = build_report(workload, deployment, measurements, assumptions, checks)
-    (out / "sizing.md").write_text(to_markdown(report))
-    (out / "sizing.json").write_bytes(to_json(report))
+    with progress.step("model and reports"):
+        checks = evaluate(workload, deployment, measurements, assumptions)
+        report = build_report(workload, deployment, measurements, assumptions, checks)
+        (out / "sizing.md").write_text(to_markdown(report))
+        (out / "sizing.json").write_bytes(to_json(report))
     for c in checks:
         verdict = "PASS" if c.passed else "FAIL"
         print(

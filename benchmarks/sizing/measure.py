@@ -57,6 +57,7 @@ from app.domain.reconciliation import Exclusion
 from app.domain.series import SeriesConfig
 from app.domain.timestamps import rfc3339
 from app.domain.versions import OfficialValue
+from app.entrypoints.progress import SILENT, Progress
 from app.services.cache import latest_key, scope_key, versions_key
 from app.services.journal import Topics
 from app.services.reconcile import reconciliation_stage
@@ -452,6 +453,7 @@ async def measure_postgres(
     batches: int = 20,
     series_per_batch: int = 100,
     query_seconds: float = 1.0,
+    progress: Progress = SILENT,
 ) -> tuple[list[TableFootprint], WritePath, list[QueryCost], str]:
     """Write path, footprints and query costs, in one transaction that is rolled back."""
     dsn = settings.db.writer_dsn
@@ -465,12 +467,17 @@ async def measure_postgres(
         outer = conn.transaction()
         await outer.start()
         try:
-            write = await _write_path(conn, settings, _Clock(backend), batches, series_per_batch)
-            tables = await _footprints(conn)
+            with progress.step("write path (PostgreSQL)"):
+                write = await _write_path(
+                    conn, settings, _Clock(backend), batches, series_per_batch
+                )
+            with progress.step("table footprints (PostgreSQL)"):
+                tables = await _footprints(conn)
             savepoint = conn.transaction()
             await savepoint.start()
             try:
-                queries = await _query_costs(conn, backend, query_seconds)
+                with progress.step("query costs (PostgreSQL)"):
+                    queries = await _query_costs(conn, backend, query_seconds)
             finally:
                 await savepoint.rollback()
         finally:
@@ -490,12 +497,18 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-async def measure(settings: Settings, quick: bool = False) -> Measurements:
+MEASURE_STEPS = 4  # the progress steps of `measure`
+
+
+async def measure(
+    settings: Settings, quick: bool = False, progress: Progress = SILENT
+) -> Measurements:
     """Every unit cost of the model, from the stack `settings` point at."""
     client = redis.Redis.from_url(settings.redis.url)
     try:
-        cache = await measure_cache(client, count=200 if quick else 2000)
-        redis_version = str((await client.info("server"))["redis_version"])
+        with progress.step("cache entry sizes (Redis)"):
+            cache = await measure_cache(client, count=200 if quick else 2000)
+            redis_version = str((await client.info("server"))["redis_version"])
     finally:
         await client.aclose()
     tables, write, queries, pg_version = await measure_postgres(
@@ -503,6 +516,7 @@ async def measure(settings: Settings, quick: bool = False) -> Measurements:
         batches=4 if quick else 20,
         series_per_batch=100 if quick else 200,
         query_seconds=0.1 if quick else 1.0,
+        progress=progress,
     )
     return Measurements(
         measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
