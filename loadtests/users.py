@@ -1,4 +1,5 @@
-"""Locust users (FastHttpUser), one class per kind of client of the API.
+"""Locust users, one class per kind of client of the API, all calling it through the typed
+client (`qis_client.QisClient`, client/), so the client is exercised by every load run.
 
 | class                    | requests                                               | weight |
 |--------------------------|--------------------------------------------------------|--------|
@@ -13,39 +14,57 @@ the rate, as real clients waiting on responses do). Reads pick the series with t
 sampler and a seeded snap uniformly. Request names are route templates plus the variant,
 so the statistics have one row per kind of request. Weights can be changed per class with
 Locust's own `--config-users` or `-u`/class arguments.
+
+Each call is one request: the client's retries are off (`NO_RETRY`), so a 503 or a
+timeout is counted as the failure it is instead of being hidden by a retry. A call
+fails when the client raises (any non-2xx answer, as a typed problem, or no answer) or
+when the decoded answer is not the one asked for (another series, fewer accepted).
 """
 
 from __future__ import annotations
 
-import json
-import urllib.parse
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from locust import FastHttpUser, constant_throughput, task
+import httpx
+import msgspec
+from locust import User, constant_throughput, task
+from qis_client import NO_RETRY, QisClient, QisError, SubmittedObservation
 
 from loadtests.auth import auth_headers
 from loadtests.context import current
-from loadtests.data import stamp
 
 OFFICIAL = "/v1/reference-data/{id}/official-values/{snap}"
 HISTORY = "/v1/reference-data/{id}/official-values"
 QUALITY = "/v1/reference-data/{id}/quality"
+T = TypeVar("T")
 
 
-class QisUser(FastHttpUser):
+class WrongAnswer(Exception):
+    """A 2xx whose body is not what the request asked for."""
+
+
+class QisUser(User):
     abstract = True
-    network_timeout = 10.0
-    connection_timeout = 5.0
 
     def wait_time(self) -> float:
         return constant_throughput(current().user_rps)(self)
 
     def __init__(self, environment: Any) -> None:
-        # The auth hook, asked once per simulated user (a hook may hand out fresh tokens):
-        # its headers become the defaults of every request of this user.
-        self.default_headers = {**(self.default_headers or {}), **auth_headers()}
         super().__init__(environment)
+        # The auth hook, asked once per simulated user (a hook may hand out fresh tokens):
+        # its headers go with every request of this user.
+        self.qis = QisClient(
+            self.host or "",
+            headers=auth_headers(),
+            retry=NO_RETRY,
+            timeout=httpx.Timeout(10.0, connect=5.0),
+        )
+
+    def on_stop(self) -> None:
+        self.qis.close()
 
     def _series_and_snap(self) -> tuple[str, datetime]:
         context = current()
@@ -53,35 +72,49 @@ class QisUser(FastHttpUser):
         series = context.workload.series_id(context.zipf())
         return series, context.rng.choice(seeded.snaps)
 
-    def _get(self, path: str, name: str, expect: str) -> None:
-        with self.client.get(path, name=name, catch_response=True) as response:
-            if response.status_code != 200:
-                response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
-            elif expect not in (response.text or ""):
-                response.failure(f"200 without {expect!r}")
-            else:
-                response.success()
+    def _timed(
+        self, method: str, name: str, call: Callable[[], T], check: Callable[[T], str]
+    ) -> None:
+        """Run one client call, report it to Locust's statistics under `name`."""
+        started = time.perf_counter()
+        exception: Exception | None = None
+        try:
+            result = call()
+        except QisError as exc:
+            exception = exc
+        else:
+            wrong = check(result)
+            if wrong:
+                exception = WrongAnswer(wrong)
+        self.environment.events.request.fire(
+            request_type=method,
+            name=name,
+            response_time=(time.perf_counter() - started) * 1000.0,
+            response_length=0,
+            exception=exception,
+            context={},
+        )
+
+
+def _about(series: str) -> Callable[[Any], str]:
+    return lambda answer: "" if answer.reference_data_id == series else "another series"
 
 
 class _Ingestion(QisUser):
     abstract = True
 
     def _post(self, count: int, name: str) -> None:
-        items = current().plan.take(count, datetime.now(UTC))
-        body = json.dumps({"observations": items})
-        with self.client.post(
-            "/v1/observations",
-            data=body,
-            headers={"Content-Type": "application/json"},
-            name=name,
-            catch_response=True,
-        ) as response:
-            if response.status_code != 202:
-                response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
-            elif f'"accepted":{len(items)}' not in (response.text or ""):
-                response.failure("202 without every observation accepted")
-            else:
-                response.success()
+        items = msgspec.convert(
+            current().plan.take(count, datetime.now(UTC)), list[SubmittedObservation]
+        )
+        if not items:
+            return
+        self._timed(
+            "POST",
+            name,
+            lambda: self.qis.post_observations(items),
+            lambda r: "" if r.accepted == len(items) else "not every observation accepted",
+        )
 
 
 class SingleObservationUser(_Ingestion):
@@ -103,29 +136,28 @@ class BatchObservationUser(_Ingestion):
 class OfficialValueReader(QisUser):
     weight = 45
 
-    def _path(self, query: dict[str, Any] | None = None) -> tuple[str, str]:
+    def _read(self, variant: str, **query: Any) -> None:
         series, snap = self._series_and_snap()
-        path = f"/v1/reference-data/{series}/official-values/{stamp(snap)}"
-        if query:
-            path += "?" + urllib.parse.urlencode(query)
-        return path, series
+        self._timed(
+            "GET",
+            f"{OFFICIAL} [{variant}]",
+            lambda: self.qis.official_value(series, snap, **query),
+            _about(series),
+        )
 
     @task(6)
     def latest(self) -> None:
-        path, series = self._path()
-        self._get(path, f"{OFFICIAL} [latest]", series)
+        self._read("latest")
 
     @task(2)
     def by_version(self) -> None:
-        path, series = self._path({"version": 1})
-        self._get(path, f"{OFFICIAL} [version]", series)
+        self._read("version", version=1)
 
     @task(2)
     def as_of(self) -> None:
         context = current()
         at = context.readable().as_of + timedelta(seconds=context.rng.randrange(60))
-        path, series = self._path({"as_of": stamp(at)})
-        self._get(path, f"{OFFICIAL} [as_of]", series)
+        self._read("as_of", as_of=at)
 
 
 class HistoryReader(QisUser):
@@ -136,22 +168,26 @@ class HistoryReader(QisUser):
         context = current()
         snaps = context.readable().snaps
         series = context.workload.series_id(context.zipf())
-        query = {
-            "from": stamp(snaps[0]),
-            "to": stamp(snaps[-1] + timedelta(seconds=1)),
-            "limit": 100,
-        }
-        path = f"/v1/reference-data/{series}/official-values?{urllib.parse.urlencode(query)}"
-        self._get(path, f"{HISTORY} [raw]", '"items"')
+        self._timed(
+            "GET",
+            f"{HISTORY} [raw]",
+            lambda: self.qis.history_page(
+                series, snaps[0], snaps[-1] + timedelta(seconds=1), limit=100
+            ),
+            lambda page: "",
+        )
 
     @task(1)
     def hourly_over_a_day(self) -> None:
         context = current()
         end = context.readable().snaps[-1].replace(minute=0, second=0) + timedelta(hours=1)
         series = context.workload.series_id(context.zipf())
-        query = {"from": stamp(end - timedelta(days=1)), "to": stamp(end), "granularity": "1h"}
-        path = f"/v1/reference-data/{series}/official-values?{urllib.parse.urlencode(query)}"
-        self._get(path, f"{HISTORY} [1h]", '"items"')
+        self._timed(
+            "GET",
+            f"{HISTORY} [1h]",
+            lambda: self.qis.history_page(series, end - timedelta(days=1), end, granularity="1h"),
+            lambda page: "",
+        )
 
 
 class QualityReader(QisUser):
@@ -162,8 +198,9 @@ class QualityReader(QisUser):
         context = current()
         series = context.workload.series_id(context.zipf())
         window = context.rng.choice(("1h", "1d"))
-        self._get(
-            f"/v1/reference-data/{series}/quality?window={window}",
+        self._timed(
+            "GET",
             f"{QUALITY} [window]",
-            '"average_score"',
+            lambda: self.qis.quality(series, window=window),
+            _about(series),
         )
