@@ -194,6 +194,7 @@ def test_service_accounts_are_the_ones_the_irsa_roles_trust() -> None:
             "qis-api",
             "qis-worker",
             "qis-scheduler",
+            "qis-operator",
             "qis-migrations",
             "qis-adot-collector",
         }
