@@ -28,6 +28,7 @@ from qis_client.errors import (
     ServerError,
     Unauthorized,
     Unavailable,
+    UnexpectedResponse,
     UnsupportedMediaType,
 )
 from qis_client.ids import derive_observation_id, observation_id
@@ -76,6 +77,7 @@ __all__ = [
     "TokenProvider",
     "Unauthorized",
     "Unavailable",
+    "UnexpectedResponse",
     "UnsupportedMediaType",
     "batches",
     "derive_observation_id",

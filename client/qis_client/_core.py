@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 import msgspec
 
-from qis_client.errors import QisProblem, problem_from_response
+from qis_client.errors import QisProblem, UnexpectedResponse, problem_from_response
 from qis_client.ids import observation_id
 from qis_client.models import SubmittedObservation
 
@@ -93,9 +93,15 @@ class Call(Generic[T]):
         )
 
     def result(self, response: httpx.Response) -> T:
-        if response.status_code in self.ok:
+        if response.status_code not in self.ok:
+            raise error(response)
+        try:
             return msgspec.json.decode(response.content, type=self.decode)
-        raise error(response)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise UnexpectedResponse(
+                f"{self.method} {self.path}: {response.status_code} answer is not a "
+                f"{self.decode.__name__}: {exc}"
+            ) from exc
 
 
 def error(response: httpx.Response) -> QisProblem:

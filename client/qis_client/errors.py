@@ -11,7 +11,8 @@
 | 503           | `Unavailable`         | yes, after `Retry-After`       |
 | other 5xx     | `ServerError`         | 502 and 504 yes, 500 no        |
 
-A transport failure that outlasts the retries is a `QisConnectionError`.
+A transport failure that outlasts the retries is a `QisConnectionError`; a success whose
+body is not the documented one is an `UnexpectedResponse`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "ServerError",
     "Unauthorized",
     "Unavailable",
+    "UnexpectedResponse",
     "UnsupportedMediaType",
     "problem_from_response",
 ]
@@ -44,6 +46,10 @@ class QisError(Exception):
 
 class QisConnectionError(QisError):
     """No answer from the service (connect error, timeout) after the last attempt."""
+
+
+class UnexpectedResponse(QisError):
+    """A success answer whose body does not decode as the documented struct."""
 
 
 class QisProblem(QisError):

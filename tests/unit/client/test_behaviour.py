@@ -23,6 +23,7 @@ from qis_client import (
     SubmittedObservation,
     Token,
     Unavailable,
+    UnexpectedResponse,
     observation_id,
 )
 
@@ -197,6 +198,14 @@ def test_an_error_that_is_not_problem_json_keeps_its_text() -> None:
     assert caught.value.status == 500
     assert "proxy down" in caught.value.detail
     assert caught.value.errors == []
+
+
+def test_a_success_with_an_undocumented_body_is_a_client_error_not_a_crash() -> None:
+    recorder = Recorder(httpx.Response(200, json={"reference_data_id": "EURUSD"}))
+    with pytest.raises(UnexpectedResponse, match="not a Series"):
+        client(recorder).get_series("EURUSD")
+    with pytest.raises(UnexpectedResponse):
+        client(Recorder(httpx.Response(200, text="<html>"))).get_series("EURUSD")
 
 
 def test_naive_timestamps_are_refused_before_anything_is_sent() -> None:
