@@ -142,19 +142,20 @@ class AsyncQisClient:
         async def drain(keep: int) -> None:
             while len(window) > keep:
                 batch, task = window.pop(0)
-                try:
-                    _add(result, batch, await task)
-                except BaseException:
-                    for _, other in window:
-                        other.cancel()
-                    await asyncio.gather(*(t for _, t in window), return_exceptions=True)
-                    window.clear()
-                    raise
+                _add(result, batch, await task)
 
-        for batch in batches(observations, self.max_batch, self.max_body_bytes):
-            window.append((batch, asyncio.create_task(self.post_batch(batch))))
-            await drain(concurrency - 1)
-        await drain(0)
+        try:
+            for batch in batches(observations, self.max_batch, self.max_body_bytes):
+                window.append((batch, asyncio.create_task(self.post_batch(batch))))
+                await drain(concurrency - 1)
+            await drain(0)
+        except BaseException:
+            # An error answer, a naive timestamp further on, or a cancellation: stop the
+            # requests still in flight before raising.
+            for _, task in window:
+                task.cancel()
+            await asyncio.gather(*(task for _, task in window), return_exceptions=True)
+            raise
         return result
 
     async def post_batch(self, batch: Batch) -> ObservationsAccepted:

@@ -457,3 +457,18 @@ async def test_async_errors_are_typed_and_stop_the_other_batches() -> None:
         with pytest.raises(InvalidRequest, match="bad"):
             await qis.post_observations(observations(10), concurrency=2)
     assert len(recorder.requests) <= 3
+
+
+async def test_async_a_naive_timestamp_further_on_stops_the_requests_in_flight() -> None:
+    recorder = Recorder(accepted)
+    naive = SubmittedObservation(
+        reference_data_id="X",
+        source="s",
+        snap=datetime(2026, 1, 1),
+        value=1.0,
+        observed_at=datetime(2026, 1, 1),
+    )
+    async with async_client(recorder, [], max_batch=1) as qis:
+        with pytest.raises(ValueError, match="naive"):
+            await qis.post_observations([*observations(3), naive], concurrency=8)
+    assert len(recorder.requests) <= 3
