@@ -131,8 +131,8 @@ class AsyncQisClient:
         """Post observations in as many requests as the server's limits need.
 
         Up to `concurrency` requests are in flight at once; the result lists ids in input
-        order. On an error the other requests in flight finish, then the error is raised;
-        calling again with the same observations is safe (ids are content hashes).
+        order. On an error the requests still in flight are cancelled and the error is
+        raised; calling again with the same observations is safe (ids are content hashes).
         """
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
