@@ -36,6 +36,9 @@ class DbSettings(_Section, frozen=True):
     pool_min_size: int = 1
     pool_max_size: int = 10
     command_timeout_seconds: float = 10.0
+    # Bound on opening one connection (TCP, TLS, login); a server that does not answer
+    # ends `qis` commands with one line after this long.
+    connect_timeout_seconds: float = 10.0
     # "" leaves TLS to the DSN (`?sslmode=`; asyncpg's default is prefer). verify-full
     # checks the server certificate against ssl_root_cert and the host name.
     ssl_mode: Literal["", "disable", "prefer", "require", "verify-ca", "verify-full"] = ""

@@ -76,6 +76,7 @@ async def ensure_topics(
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.client_id}-admin",
+        request_timeout_ms=settings.request_timeout_ms,
         **security_options(settings),
     )
     await admin.start()

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -106,3 +107,34 @@ def test_api_with_postgresql_up_and_kafka_down(settings: Settings, running_stack
     assert done.returncode == 2, done.stderr
     broker = env["QIS_KAFKA__BOOTSTRAP_SERVERS"]
     assert last_line(done) == f"qis: cannot reach Kafka at {broker} (no broker answered)"
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts connections and never answers (a hung server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        yield int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (("db", "migrate"), "qis: cannot reach PostgreSQL at {address} (timed out)"),
+        (("kafka", "topics"), "qis: cannot reach Kafka at {address} (no broker answered)"),
+    ],
+)
+def test_a_server_that_never_answers_ends_after_the_configured_timeout(
+    silent_port: int, argv: tuple[str, ...], line: str
+) -> None:
+    address = f"127.0.0.1:{silent_port}"
+    done = qis(
+        *argv,
+        QIS_DB__WRITER_DSN=f"postgresql://qis:qis@{address}/qis",
+        QIS_DB__CONNECT_TIMEOUT_SECONDS="2",
+        QIS_KAFKA__BOOTSTRAP_SERVERS=address,
+        QIS_KAFKA__REQUEST_TIMEOUT_MS="2000",
+    )
+    assert done.returncode == 2, done.stderr
+    assert last_line(done) == line.format(address=address)

@@ -81,6 +81,7 @@ async def connect_options(dsn: str, settings: DbSettings) -> dict[str, Any]:
 
 async def connect(dsn: str, settings: DbSettings, **kwargs: Any) -> asyncpg.Connection:
     """One connection (migrations, the scheduler's lock, the publication listener)."""
+    kwargs.setdefault("timeout", settings.connect_timeout_seconds)
     conn: asyncpg.Connection = await asyncpg.connect(
         dsn, **await connect_options(dsn, settings), **kwargs
     )
@@ -105,6 +106,7 @@ async def open_pool(dsn: str, settings: DbSettings) -> asyncpg.Pool:
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         command_timeout=settings.command_timeout_seconds,
+        timeout=settings.connect_timeout_seconds,
         **await connect_options(dsn, settings),
     )
     assert pool is not None
