@@ -31,6 +31,8 @@ _FIELDS = {
     for f in dataclasses.fields(Schema)
     if f.name != "data_container"
 }
+# Litestar 2.25's `Schema` declares no alias for this one field (its output spells it right).
+_FIELDS["exclusiveMaximum"] = "exclusive_maximum"
 
 
 def to_openapi(node: Any) -> Any:

@@ -46,8 +46,12 @@ _MICROSECOND = timedelta(microseconds=1)
 MAX_BATCH = 5000
 
 SeriesId = Annotated[str, msgspec.Meta(pattern=SERIES_ID_PATTERN, description="series id")]
-# The float range check also rejects NaN and +-infinity (1e999 decodes to inf).
-FiniteFloat = Annotated[float, msgspec.Meta(ge=-MAX_FLOAT, le=MAX_FLOAT)]
+# The float range check also rejects NaN and +-infinity (1e999 decodes to inf). The bounds
+# are exclusive: a number literal a hair beyond the largest double (more digits than a
+# double holds, e.g. a 309-digit integer) rounds to it while decoding, so refusing the
+# largest double itself is what makes "below 1.7976931348623157e308", as the OpenAPI
+# document states, exact.
+FiniteFloat = Annotated[float, msgspec.Meta(gt=-MAX_FLOAT, lt=MAX_FLOAT)]
 # Only the offset's presence is checked while decoding; the range and the offset's size are
 # checked after (app/domain/bounds.py): msgspec has no datetime bounds.
 AwareDatetime = Annotated[

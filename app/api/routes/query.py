@@ -14,6 +14,7 @@ from typing import Annotated
 import msgspec
 from litestar import get
 from litestar.di import NamedDependency
+from litestar.openapi.spec import Example
 from litestar.params import PathParameter, QueryParameter
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -42,7 +43,10 @@ from app.services.query import InvalidQuery, QueryService
 
 DEFAULT_PAGE = 100
 MAX_WINDOW = timedelta(days=366)
-_WINDOW = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
+WINDOW_PATTERN = "^([1-9][0-9]{0,5})([smhd])$"
+CURSOR_PATTERN = "^[A-Za-z0-9_-]+$"
+"""Cursors are base64url without padding (`QueryService.encode_cursor`)."""
+_WINDOW = re.compile(WINDOW_PATTERN)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 _INVALID = "invalid id, timestamp, parameter or cursor, or parameters that exclude each other"
@@ -54,6 +58,7 @@ SeriesPath = Annotated[
     PathParameter(
         description="series id (an invalid one is a 400)",
         schema_extra={"pattern": SERIES_ID_PATTERN},
+        examples=[Example(summary="a price", value=examples.SERIES)],
     ),
 ]
 SnapPath = Annotated[
@@ -62,17 +67,19 @@ SnapPath = Annotated[
         description=f"the snap, e.g. 2026-01-15T14:00:00Z: {TIMESTAMP_RULE}",
         format="date-time",
         schema_extra={"pattern": TIMESTAMP_PATTERN},
+        examples=[Example(summary="worked example 1", value=examples.SNAP_TEXT)],
     ),
 ]
 
 
-def _at(description: str, name: str | None = None) -> QueryParameter:
+def _at(description: str, example: str, name: str | None = None) -> QueryParameter:
     """A timestamp query parameter: a string the handler parses and bounds (bounds.py)."""
     return QueryParameter(
         name=name,
         description=f"{description}: {TIMESTAMP_RULE}",
         format="date-time",
         schema_extra={"pattern": TIMESTAMP_PATTERN},
+        examples=[Example(value=example)],
     )
 
 
@@ -82,7 +89,11 @@ Limit = Annotated[
 ]
 Cursor = Annotated[
     str | None,
-    QueryParameter(description="`next_cursor` of the previous page", max_length=512),
+    QueryParameter(
+        description="`next_cursor` of the previous page (opaque; one this api returned)",
+        max_length=512,
+        schema_extra={"pattern": CURSOR_PATTERN},
+    ),
 ]
 
 
@@ -186,7 +197,10 @@ async def get_official_value(
         int | None,
         QueryParameter(ge=1, le=MAX_INT32, description="that version (exclusive with as_of)"),
     ] = None,
-    as_of: Annotated[str | None, _at("the highest version recorded at or before this time")] = None,
+    as_of: Annotated[
+        str | None,
+        _at("the highest version recorded at or before this time", "2026-01-15T14:05:00Z"),
+    ] = None,
 ) -> ASGIApp:
     """Latest version; `version=N` that version; `as_of=T` the highest recorded by T."""
     if version is not None and as_of is not None:
@@ -241,13 +255,15 @@ async def get_versions(
 async def get_history(
     reference_data_id: SeriesPath,
     query_service: NamedDependency[QueryService],
-    from_: Annotated[str, _at("first snap, inclusive", "from")],
-    to: Annotated[str, _at("end of the range, exclusive")],
+    from_: Annotated[str, _at("first snap, inclusive", "2026-01-15T00:00:00Z", "from")],
+    to: Annotated[str, _at("end of the range, exclusive, after `from`", "2026-01-16T00:00:00Z")],
     granularity: Annotated[
         Granularity,
         QueryParameter(description="raw: every snap; 1m/1h/1d: per UTC bucket the last snap"),
     ] = "raw",
-    as_of: Annotated[str | None, _at("read the series as it was known at this time")] = None,
+    as_of: Annotated[
+        str | None, _at("read the series as it was known at this time", "2026-01-16T00:00:00Z")
+    ] = None,
     limit: Limit = DEFAULT_PAGE,
     cursor: Cursor = None,
 ) -> ASGIApp:
@@ -281,7 +297,7 @@ async def get_history(
 async def get_lineage(
     reference_data_id: SeriesPath,
     query_service: NamedDependency[QueryService],
-    snap: Annotated[str, _at("the snap, e.g. 2026-01-15T14:00:00Z")],
+    snap: Annotated[str, _at("the snap, e.g. 2026-01-15T14:00:00Z", examples.SNAP_TEXT)],
     limit: Limit = DEFAULT_PAGE,
     cursor: Cursor = None,
 ) -> ASGIApp:
@@ -311,10 +327,20 @@ async def get_quality(
     query_service: NamedDependency[QueryService],
     window: Annotated[
         str | None,
-        QueryParameter(description="the last window of snaps, e.g. 1h, 30m, 7d (default 1h)"),
+        QueryParameter(
+            description="the last window of snaps, a count and a unit (s, m, h, d) of at "
+            "most 366 days, e.g. 1h, 30m, 7d (default 1h; not with from/to)",
+            schema_extra={"pattern": WINDOW_PATTERN},
+            examples=[Example(value="1h")],
+        ),
     ] = None,
-    from_: Annotated[str | None, _at("instead of window: first snap", "from")] = None,
-    to: Annotated[str | None, _at("instead of window: end, exclusive")] = None,
+    from_: Annotated[
+        str | None, _at("instead of window: first snap", "2026-01-15T00:00:00Z", "from")
+    ] = None,
+    to: Annotated[
+        str | None,
+        _at("instead of window: end, exclusive, after `from`", "2026-01-16T00:00:00Z"),
+    ] = None,
 ) -> ASGIApp:
     """Count, average and minimum score, suspect count and average dimensions."""
     series = _series(reference_data_id)
@@ -328,7 +354,7 @@ async def get_quality(
     try:
         body = await query_service.quality(
             series,
-            window=_window(window or "1h") if start is None else None,
+            window=_window("1h" if window is None else window) if start is None else None,
             start=start,
             end=end,
         )

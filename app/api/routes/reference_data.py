@@ -18,7 +18,8 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, get, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, QueryParameter
+from litestar.openapi.spec import Example
+from litestar.params import PathParameter, QueryParameter
 
 from app.api import examples
 from app.api.openapi import ok, problems
@@ -29,6 +30,7 @@ from app.api.problems import (
     item_from_msgspec,
     items_from_domain,
 )
+from app.api.routes.query import CURSOR_PATTERN
 from app.domain.bounds import SERIES_ID_PATTERN, is_valid_series_id
 from app.domain.errors import InvalidSeriesConfig
 from app.domain.series import Series, SeriesConfig
@@ -36,6 +38,14 @@ from app.ports import PipelineDatabase, ReferenceDataReader
 from app.services.series import configure_series
 
 MAX_CONFIG_BYTES = 64 * 1024
+SeriesId = Annotated[
+    str,
+    PathParameter(
+        description=f"series id, matching {SERIES_ID_PATTERN}",
+        schema_extra={"pattern": SERIES_ID_PATTERN},
+        examples=[Example(summary="a price", value=examples.SERIES)],
+    ),
+]
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 
@@ -119,7 +129,7 @@ class ReferenceDataRoutes(Controller):
     async def put_series(
         self,
         request: Request[Any, Any, Any],
-        reference_data_id: FromPath[str],
+        reference_data_id: SeriesId,
         pipeline_db: NamedDependency[PipelineDatabase],
     ) -> Series:
         """Create or replace a series configuration; every change is audited."""
@@ -156,7 +166,7 @@ class ReferenceDataRoutes(Controller):
     )
     async def get_series(
         self,
-        reference_data_id: FromPath[str],
+        reference_data_id: SeriesId,
         reference_data_reader: NamedDependency[ReferenceDataReader],
     ) -> Series:
         """One series configuration."""
@@ -185,7 +195,12 @@ class ReferenceDataRoutes(Controller):
             int, QueryParameter(ge=1, le=MAX_LIMIT, description="page size, 1 to 1000")
         ] = DEFAULT_LIMIT,
         cursor: Annotated[
-            str | None, QueryParameter(description="`next_cursor` of the previous page")
+            str | None,
+            QueryParameter(
+                description="`next_cursor` of the previous page (opaque; one this api returned)",
+                max_length=512,
+                schema_extra={"pattern": CURSOR_PATTERN},
+            ),
         ] = None,
     ) -> SeriesPage:
         """Series configurations ordered by id, cursor-paginated."""

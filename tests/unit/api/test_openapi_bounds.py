@@ -39,7 +39,8 @@ def test_observation_fields_state_the_text_and_timestamp_bounds(document: dict[s
     attributes = item["attributes"]["anyOf"][0]
     assert attributes["additionalProperties"]["anyOf"][0]["pattern"] == NO_NUL_PATTERN
     assert attributes["propertyNames"]["pattern"] == NO_NUL_PATTERN
-    assert item["value"]["maximum"] == 1.7976931348623157e308
+    assert item["value"]["exclusiveMaximum"] == 1.7976931348623157e308
+    assert item["value"]["exclusiveMinimum"] == -1.7976931348623157e308
 
 
 def test_series_configuration_states_its_bounds(document: dict[str, Any]) -> None:

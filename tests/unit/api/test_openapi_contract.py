@@ -8,9 +8,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from app.api import openapi_export
 from app.api.routes.reference_data import decode_config
 from app.domain.series import CONFIGURED_SOURCE_PATTERN, SeriesConfig, validate_series_config
+from app.entrypoints import openapi_export
 
 
 @pytest.fixture(scope="module")

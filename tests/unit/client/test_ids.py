@@ -25,15 +25,19 @@ text = st.text(
     min_size=1,
     max_size=20,
 )
+# What the api accepts: finite, strictly inside the largest double (app/domain/observation.py).
+finite = st.floats(allow_nan=False, allow_infinity=False).filter(
+    lambda v: abs(v) < 1.7976931348623157e308
+)
 values = st.one_of(
-    st.floats(allow_nan=False, allow_infinity=False),
+    finite,
     st.integers(min_value=-(10**20), max_value=10**20),
 )
 attribute_values = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(10**15), max_value=10**15),
-    st.floats(allow_nan=False, allow_infinity=False),
+    finite,
     st.text(max_size=10).filter(lambda s: "\x00" not in s),
 )
 observations = st.builds(

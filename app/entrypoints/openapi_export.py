@@ -1,7 +1,8 @@
-"""Write or check the committed OpenAPI document: `python -m app.api.openapi_export [--check]`.
+"""Write or check the committed OpenAPI document (`openapi.json` at the repository root).
 
-`openapi.json` at the repository root is the contract; it is the document the api serves
-at `/schema/openapi.json`, pretty-printed with sorted keys so a change reads as a diff.
+`.venv/bin/python -m app.entrypoints.openapi_export [--check]`. The file is the contract:
+the document the api serves at `/schema/openapi.json`, pretty-printed with sorted keys so
+a change reads as a diff.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from litestar.serialization import encode_json
 from app.entrypoints.api import create_app
 from app.settings import load_settings
 
-COMMAND = ".venv/bin/python -m app.api.openapi_export"
+COMMAND = ".venv/bin/python -m app.entrypoints.openapi_export"
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "openapi.json"
 
 
