@@ -413,21 +413,30 @@ async def test_quality_summary_over_a_range_and_a_window(
 async def test_openapi_documents_every_query_route(client: Client) -> None:
     paths = (await client.get("/schema/openapi.json")).json()["paths"]
     routes = {
-        "/v1/reference-data/{reference_data_id}/official-values/{snap}": {"200", "400", "404"},
+        "/v1/reference-data/{reference_data_id}/official-values/{snap}": {
+            "200",
+            "400",
+            "404",
+            "500",
+        },
         "/v1/reference-data/{reference_data_id}/official-values/{snap}/versions": {
             "200",
             "400",
             "404",
+            "500",
         },
-        "/v1/reference-data/{reference_data_id}/official-values": {"200", "400"},
-        "/v1/reference-data/{reference_data_id}/observations": {"200", "400"},
-        "/v1/reference-data/{reference_data_id}/quality": {"200", "400"},
+        "/v1/reference-data/{reference_data_id}/official-values": {"200", "400", "500"},
+        "/v1/reference-data/{reference_data_id}/observations": {"200", "400", "500"},
+        "/v1/reference-data/{reference_data_id}/quality": {"200", "400", "500"},
     }
     for path, statuses in routes.items():
         responses = paths[path]["get"]["responses"]
         assert set(responses) == statuses, path
         schema = responses["200"]["content"]["application/json"]["schema"]
         assert "$ref" in schema, (path, schema)
+        for status in statuses - {"200"}:
+            problem = responses[status]["content"]["application/problem+json"]["schema"]
+            assert problem == {"$ref": "#/components/schemas/Problem"}, (path, status)
     history_params = {
         p["name"]
         for p in paths["/v1/reference-data/{reference_data_id}/official-values"]["get"][
