@@ -62,7 +62,7 @@ async def test_openapi_document_lists_the_routes(client: AsyncTestClient) -> Non
     paths = response.json()["paths"]
     assert {"/health/live", "/health/ready", "/v1/observations"} <= set(paths)
     post = paths["/v1/observations"]["post"]
-    assert set(post["responses"]) == {"202", "400", "413", "415", "422", "503"}
+    assert set(post["responses"]) == {"202", "400", "413", "415", "422", "500", "503"}
     assert post["responses"]["422"]["content"]["application/problem+json"]["schema"] == {
         "$ref": "#/components/schemas/Problem"
     }
