@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,11 +12,12 @@ from typing import Any
 import asyncpg
 import redis.asyncio as redis
 from aiokafka import AIOKafkaProducer
-from litestar import Litestar
+from litestar import Litestar, Request, Response
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.routes import HTTPRoute
 
+from app.adapters.failures import is_transient
 from app.adapters.kafka import KafkaHealth, KafkaIngestionLog, new_producer
 from app.adapters.memory_cache import MemoryCache
 from app.adapters.postgres.pipeline import PostgresDatabase, PostgresReadModel
@@ -26,7 +27,7 @@ from app.adapters.postgres.queries import PostgresQueries
 from app.adapters.redis_cache import RedisCache, RedisHealth, new_redis
 from app.api import examples
 from app.api.openapi import document_request_body
-from app.api.problems import EXCEPTION_HANDLERS
+from app.api.problems import EXCEPTION_HANDLERS, Problem, handle_unexpected, problem_response
 from app.api.routes import health, observations, query, reference_data
 from app.domain.observation import ObservationSubmission
 from app.domain.series import SeriesConfig
@@ -149,6 +150,31 @@ def allow_every_method(app: Litestar) -> None:
                         cell.cell_contents.methods = route.methods
 
 
+def _unavailable_or_unexpected(
+    retry_after_seconds: int,
+) -> Callable[[Request[Any, Any, Any], Exception], Response[bytes]]:
+    """A store that does not answer (PostgreSQL, Redis, Kafka: `is_transient`) is a 503
+    with Retry-After, as ingestion already answers when Kafka is down; anything else a
+    500 that leaks nothing."""
+
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        if not is_transient(exc):
+            return handle_unexpected(request, exc)
+        _log.warning(
+            "store unavailable", extra={"path": request.url.path, "error": repr(exc)[:300]}
+        )
+        return problem_response(
+            Problem(
+                title="Service Unavailable",
+                status=503,
+                detail="a backing store did not answer; retry later",
+            ),
+            {"Retry-After": str(retry_after_seconds)},
+        )
+
+    return handle
+
+
 def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litestar:
     """Build the HTTP application; resources open in its lifespan, not at import or here."""
     telemetry = telemetry or disabled("api")
@@ -188,7 +214,10 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
         ],
         lifespan=[lifespan],
         dependencies=dependencies,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers={
+            **EXCEPTION_HANDLERS,  # type: ignore[dict-item]
+            Exception: _unavailable_or_unexpected(settings.api.retry_after_seconds),
+        },
         middleware=(
             [http_telemetry_middleware(telemetry.tracer_provider, telemetry.metrics)]
             if telemetry.tracer_provider is not None
