@@ -54,7 +54,7 @@ INGESTION_DIMENSIONS = (
     Dimension(name="Route", value=INGESTION_ROUTE),
 )
 
-# The seed's alarm averaged a pre-computed per-minute P95 (`IngestionLatencyP95`,
+# The reference architecture's alarm averaged a pre-computed per-minute P95 (`IngestionLatencyP95`,
 # Statistic Average). An average of percentiles is not a percentile: a quiet minute of 10
 # requests weighs as much as a busy one of 10 000, so slow busy minutes are diluted. Here
 # CloudWatch computes p95 over every request of the 5-minute period from the histogram.
@@ -64,7 +64,7 @@ HIGH_INGESTION_LATENCY = MetricAlarm(
         "HighIngestionLatency",
         "Ingestion p95 (request received to broker ack, POST /v1/observations) above 200 ms "
         "in 2 consecutive 5-minute periods. Statistic: p95 over all requests of the period "
-        "(ExtendedStatistic), not the seed's average of per-minute P95s. "
+        "(ExtendedStatistic), not an average of per-minute P95s. "
         "Missing data: notBreaching - no requests means no latency samples; treating that "
         "as breaching would page every quiet night. A silent service is caught by "
         "the NoIngestion alarm. Low sample count (< 200 requests in 5 minutes for p95): ignore - "
@@ -88,10 +88,10 @@ LOW_DATA_QUALITY = MetricAlarm(
     alarm_description=_runbook(
         "LowDataQuality",
         "Average quality score of official values below 0.95 in 2 consecutive 10-minute "
-        "periods (the seed's alarm and SLO). "
+        "periods (the quality SLO). "
         "Missing data: ignore - scores exist only when official values are computed; when "
         "none are, the last verdict stands: a quality incident stays in ALARM until good "
-        "values arrive, instead of resolving itself overnight (the seed's 'breaching' would "
+        "values arrive, instead of resolving itself overnight ('breaching' would "
         "page whenever no snap is due). A silent pipeline is caught by the NoIngestion alarm.",
     ),
     namespace=NAMESPACE,
