@@ -157,3 +157,8 @@ PROBLEMS: dict[int, Problem] = {
         "ingestion log unavailable; nothing from this request was accepted",
     ),
 }
+
+# What any route answers when PostgreSQL, Redis or Kafka does not (app/entrypoints/api.py).
+STORE_UNAVAILABLE = problem(
+    503, "Service Unavailable", "a backing store did not answer; retry later"
+)

@@ -22,7 +22,7 @@ from litestar.openapi.spec import (
     Schema,
 )
 
-from app.api.examples import PROBLEMS, example
+from app.api.examples import PROBLEMS, STORE_UNAVAILABLE, example
 from app.api.problems import PROBLEM_JSON, Problem
 
 _REF = "#/components/schemas/{name}"
@@ -68,17 +68,22 @@ def ok(data: Any, description: str, summary: str, value: Any) -> ResponseSpec:
 def problems(**descriptions: str) -> dict[int, ResponseSpec]:
     """problem+json responses, e.g. `problems(s400="invalid cursor", s404="unknown series")`.
 
-    Every route also lists 500 (the body never carries more than the trace-id hint).
+    Every route also lists 500 (the body never carries more than the trace-id hint) and
+    503 (a store did not answer: PostgreSQL, Redis or Kafka; with Retry-After).
     """
     statuses = {int(key.removeprefix("s")): text for key, text in descriptions.items()}
     statuses.setdefault(500, "unexpected failure; the log line carries the trace id")
+    samples = {status: PROBLEMS[status] for status in statuses}
+    if 503 not in statuses:
+        statuses[503] = "a backing store did not answer; retry after Retry-After seconds"
+        samples[503] = STORE_UNAVAILABLE
     return {
         status: ResponseSpec(
             Problem,
             description=text,
             media_type=PROBLEM_JSON,
             generate_examples=False,
-            examples=example(PROBLEMS[status].title, PROBLEMS[status]),
+            examples=example(samples[status].title, samples[status]),
         )
         for status, text in sorted(statuses.items())
     }

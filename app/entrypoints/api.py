@@ -26,8 +26,9 @@ from app.adapters.postgres.publications import PublicationListener
 from app.adapters.postgres.queries import PostgresQueries
 from app.adapters.redis_cache import RedisCache, RedisHealth, new_redis
 from app.api import examples
+from app.api.examples import STORE_UNAVAILABLE
 from app.api.openapi import document_request_body
-from app.api.problems import EXCEPTION_HANDLERS, Problem, handle_unexpected, problem_response
+from app.api.problems import EXCEPTION_HANDLERS, handle_unexpected, problem_response
 from app.api.routes import health, observations, query, reference_data
 from app.domain.observation import ObservationSubmission
 from app.domain.series import SeriesConfig
@@ -163,14 +164,7 @@ def _unavailable_or_unexpected(
         _log.warning(
             "store unavailable", extra={"path": request.url.path, "error": repr(exc)[:300]}
         )
-        return problem_response(
-            Problem(
-                title="Service Unavailable",
-                status=503,
-                detail="a backing store did not answer; retry later",
-            ),
-            {"Retry-After": str(retry_after_seconds)},
-        )
+        return problem_response(STORE_UNAVAILABLE, {"Retry-After": str(retry_after_seconds)})
 
     return handle
 

@@ -418,16 +418,18 @@ async def test_openapi_documents_every_query_route(client: Client) -> None:
             "400",
             "404",
             "500",
+            "503",
         },
         "/v1/reference-data/{reference_data_id}/official-values/{snap}/versions": {
             "200",
             "400",
             "404",
             "500",
+            "503",
         },
-        "/v1/reference-data/{reference_data_id}/official-values": {"200", "400", "500"},
-        "/v1/reference-data/{reference_data_id}/observations": {"200", "400", "500"},
-        "/v1/reference-data/{reference_data_id}/quality": {"200", "400", "500"},
+        "/v1/reference-data/{reference_data_id}/official-values": {"200", "400", "500", "503"},
+        "/v1/reference-data/{reference_data_id}/observations": {"200", "400", "500", "503"},
+        "/v1/reference-data/{reference_data_id}/quality": {"200", "400", "500", "503"},
     }
     for path, statuses in routes.items():
         responses = paths[path]["get"]["responses"]

@@ -55,7 +55,7 @@ def test_every_v1_error_is_documented_as_problem_json(document: dict[str, Any]) 
             continue
         for op in methods.values():
             errors = {code: r for code, r in op["responses"].items() if code >= "400"}
-            assert {"400", "500"} <= set(errors), op["operationId"]
+            assert {"400", "500", "503"} <= set(errors), op["operationId"]
             for code, response in errors.items():
                 (media_type,) = response["content"]
                 assert media_type == "application/problem+json", (op["operationId"], code)
