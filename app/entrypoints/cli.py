@@ -110,7 +110,7 @@ def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
-    from app.adapters.kafka import ensure_topics, new_consumer, new_producer
+    from app.adapters.kafka import new_consumer, new_producer
     from app.adapters.postgres.pool import open_pool
     from app.entrypoints.worker import build_consumer
     from app.telemetry.setup import setup_telemetry
@@ -118,7 +118,6 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     telemetry = setup_telemetry(settings.telemetry, "worker")
 
     async def main(stop: asyncio.Event) -> None:
-        await kafka(ensure_topics(settings.kafka), settings.kafka.bootstrap_servers)
         pool = await postgres(
             open_pool(settings.db.writer_dsn, settings.db), settings.db.writer_dsn
         )
@@ -145,7 +144,7 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
-    from app.adapters.kafka import ensure_topics, new_producer
+    from app.adapters.kafka import new_producer
     from app.adapters.postgres.pool import open_pool
     from app.entrypoints.scheduler import build_scheduler
     from app.telemetry.setup import setup_telemetry
@@ -153,7 +152,6 @@ def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
     telemetry = setup_telemetry(settings.telemetry, "scheduler")
 
     async def main(stop: asyncio.Event) -> None:
-        await kafka(ensure_topics(settings.kafka), settings.kafka.bootstrap_servers)
         pool = await postgres(
             open_pool(settings.db.writer_dsn, settings.db), settings.db.writer_dsn
         )

@@ -60,9 +60,11 @@ def last_line(done: subprocess.CompletedProcess[str]) -> str:
         (("db", "migrate"), "PostgreSQL"),
         (("audit", "verify"), "PostgreSQL"),
         (("kafka", "topics"), "Kafka"),
-        (("worker",), "Kafka"),  # the worker and the scheduler check their topics first
-        (("scheduler",), "Kafka"),
-        (("api",), "PostgreSQL"),  # the api opens its pools first
+        # the api, the worker and the scheduler open their pools first (they create no
+        # topics: `qis kafka topics`, the migrations job, does)
+        (("worker",), "PostgreSQL"),
+        (("scheduler",), "PostgreSQL"),
+        (("api",), "PostgreSQL"),
     ],
 )
 def test_a_command_whose_services_are_down_says_so_in_one_line(
@@ -101,9 +103,12 @@ def test_worker_and_scheduler_with_kafka_up_and_postgresql_down(
     assert last_line(done) == f"qis: cannot reach PostgreSQL at {address} (connection refused)"
 
 
-def test_api_with_postgresql_up_and_kafka_down(settings: Settings, running_stack: None) -> None:
+@pytest.mark.parametrize("argv", [("api",), ("worker",), ("scheduler",)])
+def test_a_service_with_postgresql_up_and_kafka_down(
+    settings: Settings, running_stack: None, argv: tuple[str, ...]
+) -> None:
     env = down(settings, db=False, kafka=True)
-    done = qis("api", **env)
+    done = qis(*argv, **env)
     assert done.returncode == 2, done.stderr
     broker = env["QIS_KAFKA__BOOTSTRAP_SERVERS"]
     assert last_line(done) == f"qis: cannot reach Kafka at {broker} (no broker answered)"
