@@ -566,7 +566,8 @@ LOAD_BALANCER_UNHEALTHY_TARGETS = MetricAlarm(
         "At least one api pod registered with the ALB failed its health check (AWS/"
         "ApplicationELB UnHealthyHostCount, Maximum, target group of the api Ingress) for "
         "5 consecutive minutes; the ALB checks /health/ready, so a pod that cannot reach "
-        "PostgreSQL, Kafka or Redis counts. A rolling update's short dips stay below 5 "
+        "PostgreSQL or Kafka counts (Redis down is 'degraded', still 200). A rolling "
+        "update's short dips stay below 5 "
         "minutes. Missing data: missing - the ALB reports every minute while the target "
         "group has targets; a gap is shown as INSUFFICIENT_DATA.",
     ),
