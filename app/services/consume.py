@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from app.domain.bounds import observation_problems
-from app.domain.dead_letter import DeadLetter, DeadLetterStage, storable_text
+from app.domain.dead_letter import DeadLetter, DeadLetterStage, error_text, storable_text
 from app.domain.observation import OBSERVATIONS_SCHEMA_VERSION, Observation, ObservationsRecorded
 from app.ports import (
     BatchStore,
@@ -43,6 +43,7 @@ from app.ports import (
     PartitionFenced,
     PipelineStore,
 )
+from app.services.waiting import wait_any
 
 _log = logging.getLogger("qis.worker")
 _records = msgspec.json.Decoder(ObservationsRecorded)
@@ -118,11 +119,6 @@ class StageFailed(Exception):
         super().__init__(f"{stage}: {error_text(cause)}")
         self.stage: DeadLetterStage = stage
         self.cause = cause
-
-
-def error_text(exc: BaseException) -> str:
-    """An exception as one storable line: `Type: message`."""
-    return storable_text(f"{type(exc).__name__}: {exc}")
 
 
 def dead_letter(record: LogRecord, stage: DeadLetterStage, error: str) -> DeadLetter:
@@ -317,7 +313,7 @@ class Consumer:
                     "batch failed; rewinding",
                     extra={"error": error_text(exc), "retry_in_seconds": self._pause},
                 )
-                await _wait(stop, self._pause)
+                await wait_any(stop, self._pause)
                 self._pause = min(self._pause * 2, self._retry.longest)
                 await self._rewind()
                 continue
@@ -511,11 +507,3 @@ class Consumer:
             for stage, count in by_stage.items():
                 self._metrics.dead_letters(count, stage)
         self.counters.dead_lettered += len(letters)
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep up to `seconds`, returning early when `stop` is set."""
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        return

@@ -42,6 +42,7 @@ from app.services.instrumentation import NullMetrics
 from app.services.journal import Topics
 from app.services.publish import relay_audit, relay_outbox
 from app.services.reconcile import close_due_windows
+from app.services.waiting import wait_any
 
 _log = logging.getLogger("qis.scheduler")
 
@@ -101,7 +102,7 @@ class Scheduler:
             except Exception as exc:  # the connection, or anything else: campaign again
                 _log.error("scheduler connection failed", extra={"error": repr(exc)})
             self.is_leader = False
-            await _wait(stop, self._policy.interval_seconds)
+            await wait_any(stop, self._policy.interval_seconds)
 
     async def _lead(self, leadership: Leadership, stop: asyncio.Event) -> None:
         # `halt` ends every leader loop: on `stop`, or as soon as leadership may be lost.
@@ -116,7 +117,7 @@ class Scheduler:
     ) -> None:
         """Confirm leadership every interval; step down when it is gone."""
         while not halt.is_set():
-            await _wait(stop, self._policy.interval_seconds, halt, leadership.lost)
+            await wait_any(stop, self._policy.interval_seconds, halt, leadership.lost)
             if stop.is_set() or leadership.lost.is_set():
                 break
             try:
@@ -133,13 +134,13 @@ class Scheduler:
             if time.monotonic() - self._purged_at >= self._policy.purge_interval_seconds:
                 self._purged_at = time.monotonic()
                 await self.purge()
-            await _wait(halt, self._policy.interval_seconds)
+            await wait_any(halt, self._policy.interval_seconds)
 
     async def _relaying(self, halt: asyncio.Event, wake: asyncio.Event) -> None:
         while not halt.is_set():
             wake.clear()
             await self.relay(halt)
-            await _wait(halt, self._policy.interval_seconds, wake)
+            await wait_any(halt, self._policy.interval_seconds, wake)
 
     async def close_windows(self) -> None:
         """Close every due window (one round); failures are logged and retried next round."""
@@ -193,13 +194,3 @@ class Scheduler:
                 pass
         except Exception as exc:
             _log.error("outbox purge failed", extra={"error": repr(exc)})
-
-
-async def _wait(until: asyncio.Event, seconds: float, *also: asyncio.Event) -> None:
-    """Sleep up to `seconds`, returning early when any of the events is set."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in (until, *also)]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
