@@ -61,3 +61,8 @@ def storable_text(text: str, limit: int = 2000) -> str:
     quote the data that caused them, and that data may hold exactly these."""
     safe = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
     return safe[:limit]
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception as one storable line: `Type: message`."""
+    return storable_text(f"{type(exc).__name__}: {exc}")

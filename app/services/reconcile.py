@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from app.domain.dead_letter import storable_text
+from app.domain.dead_letter import error_text, storable_text
 from app.domain.events import (
     OfficialValuePublished,
     events_for_version,
@@ -211,7 +211,7 @@ async def _set_aside_windows(
     meter: Metrics,
     tracing: Tracing,
 ) -> None:
-    error = storable_text(f"{type(exc).__name__}: {exc}")
+    error = error_text(exc)
     _log.error("snaps set aside", extra={"snaps": len(keys), "error": error})
     async with db.transaction() as store:
         await record_reconciliation_failure(
