@@ -691,27 +691,56 @@ def project_writer_cpu(sizing: Sizing, workload: Workload) -> Projected:
     )
 
 
+PAGE_BYTES = 8192
+"""A PostgreSQL page (heap and B-tree)."""
+
+SERIES_LOCAL_INDEXES: tuple[tuple[str, str], ...] = (
+    ("observations", "pkey"),  # (series, snap, observation id)
+    ("official_values", "pkey"),  # (series, snap, version)
+    ("official_values", "recorded_at"),  # (series, recorded_at)
+    ("snaps", "pkey"),  # (series, snap)
+    ("audit_log", "entity"),  # (entity type, "series/snap"...)
+)
+"""Indexes whose new entries land at the end of one series' key range (table, index name
+part). The others on the write path are monotonic (`seq`, `id`, window close time) or
+bounded by the outbox retention (`outbox.event_id`)."""
+
+
 def project_writer_memory(sizing: Sizing, workload: Workload) -> Projected:
     measurements = sizing.measurements
-    observations = measurements.table("observations")
-    audit_log = measurements.table("audit_log")
-    audit_rows, _ = journal_rows_per_version(workload, measurements)
-    pk_rows = workload.observations_per_day * workload.retention_observations_days
-    hash_rows = workload.versions_per_day * audit_rows * workload.retention_audit_days
-    pk = pk_rows * observations.index_per_row("pkey")
-    hashes = hash_rows * audit_log.index_per_row("hash")
-    recent = (workload.observations_per_day / 24) * observations.bytes_per_row  # last hour
+    audit_rows, outbox_rows = journal_rows_per_version(workload, measurements)
+    rows_per_day = {
+        "observations": workload.observations_per_day,
+        "official_values": workload.versions_per_day,
+        "snaps": workload.versions_per_day,
+        "audit_log": workload.versions_per_day * audit_rows,
+        "outbox": workload.versions_per_day * outbox_rows,
+    }
+    recent = sum(
+        rows / 24 * measurements.table(table).bytes_per_row for table, rows in rows_per_day.items()
+    )  # the last hour of every table written, heap and indexes
+    series_local = sum(
+        1
+        for table, part in SERIES_LOCAL_INDEXES
+        for name in measurements.table(table).index_bytes
+        if part in name
+    )
+    edges = workload.series * series_local * PAGE_BYTES * 2  # the leaf page and its split
+    outbox_keys = (
+        rows_per_day["outbox"]
+        * workload.outbox_retention_days
+        * measurements.table("outbox").index_per_row("event_id")
+    )
     return Projected(
-        pk + hashes + recent,
+        recent + edges + outbox_keys,
         buffer_cache_bytes(sizing.writer, sizing.assumptions),
         (
-            f"indexes on random keys, whose every page an insert may touch: observations "
-            f"primary key {pk / GB:,.1f} GB ({pk_rows:,.0f} rows, "
-            f"{workload.retention_observations_days:g} days), audit_log hash unique index "
-            f"{hashes / GB:,.1f} GB ({hash_rows:,.0f} rows, "
-            f"{workload.retention_audit_days:g} days); plus the last hour of observations "
-            f"{recent / GB:,.1f} GB; vs the default shared_buffers. Beyond it, inserts pay "
-            f"random reads from the storage volume"
+            f"what inserts touch: the last hour of every table written (heap and indexes) "
+            f"{recent / GB:,.2f} GB; the insert edge of {series_local} series-keyed indexes "
+            f"({workload.series:,} series x 2 pages) {edges / GB:,.2f} GB; the outbox's "
+            f"event-id index over its {workload.outbox_retention_days:g}-day retention "
+            f"{outbox_keys / GB:,.2f} GB; vs the default shared_buffers. No index on the "
+            f"write path has a random key over the whole history"
         ),
     )
 

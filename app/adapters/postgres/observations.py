@@ -25,7 +25,7 @@ INSERT INTO observations
 SELECT * FROM unnest(
     $1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[],
     $6::timestamptz[], $7::timestamptz[], $8::jsonb[])
-ON CONFLICT (observation_id) DO NOTHING
+ON CONFLICT (reference_data_id, snap, observation_id) DO NOTHING
 RETURNING observation_id
 """
 

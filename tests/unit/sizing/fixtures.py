@@ -42,16 +42,20 @@ def measurements() -> Measurements:
             ]
         ],
         tables=[
+            table("observations", 10_000, 180, {"observations_pkey": 90}, 400),
             table(
-                "observations", 10_000, 180, {"observations_pkey": 90, "observations_idx": 30}, 400
+                "official_values",
+                2_000,
+                700,
+                {"official_values_pkey": 60, "official_values_recorded_at_idx": 60},
+                800,
             ),
-            table("official_values", 2_000, 700, {"official_values_pkey": 60, "ov_idx": 60}, 800),
             table("snaps", 2_000, 200, {"snaps_pkey": 60}, 200),
             table(
                 "audit_log",
                 4_000,
                 700,
-                {"audit_log_pkey": 40, "audit_log_hash_key": 120, "audit_entity_idx": 100},
+                {"audit_log_pkey": 40, "audit_log_entity_idx": 100},
                 1_000,
             ),
             table("outbox", 6_000, 1_000, {"outbox_pkey": 40, "outbox_event_id_key": 90}, 1_200),
