@@ -193,10 +193,8 @@ class PipelineStore(Protocol):
         """Take the journal lock (held until commit); return the knowledge time to record."""
         ...
 
-    async def insert_versions(
-        self, versions: Sequence[tuple[OfficialValue, tuple[str, ...]]]
-    ) -> None:
-        """Insert new immutable versions, each with the observation ids it was computed from."""
+    async def insert_versions(self, versions: Sequence[OfficialValue]) -> None:
+        """Insert new immutable versions (their lineage is in their audit records)."""
         ...
 
     async def append_audit(self, entries: Sequence[AuditEntry], at: datetime) -> list[AuditRecord]:

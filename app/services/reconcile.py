@@ -465,11 +465,11 @@ async def _journal(
     audit entries and their events; return how many versions were recorded."""
     at = await store.open_journal()
     headers = tracer.trace_headers()
-    versions: list[tuple[OfficialValue, tuple[str, ...]]] = []
+    versions: list[OfficialValue] = []
     messages: list[OutboxMessage] = []
     for plan in publishing:
         official = official_value(*plan.key, plan.result, plan.decision, recorded_at=at)
-        versions.append((official, plan.result.observation_ids))
+        versions.append(official)
         entries += _version_entries(plan, official, actor)
         for event in events_for_version(
             official, plan.result.observation_ids, plan.config.quality_policy

@@ -374,10 +374,12 @@ async def _query_costs(
     await conn.execute(
         """INSERT INTO official_values
                (reference_data_id, snap, version, value, status, method, sources_used,
-                sources_excluded, quality, observation_ids, supersedes, recorded_at)
+                sources_excluded, quality_score, completeness, timeliness, consistency,
+                validity, supersedes, recorded_at)
            SELECT s.id, $2::timestamptz + n * interval '5 minutes', v, t.value + n * 0.01,
-                  t.status, t.method, t.sources_used, t.sources_excluded, t.quality,
-                  t.observation_ids, CASE WHEN v = 2 THEN 1 END,
+                  t.status, t.method, t.sources_used, t.sources_excluded, t.quality_score,
+                  t.completeness, t.timeliness, t.consistency, t.validity,
+                  CASE WHEN v = 2 THEN 1 END,
                   $2::timestamptz + n * interval '5 minutes' + v * interval '3 seconds'
              FROM (SELECT * FROM sz_official_values LIMIT 1) t,
                   unnest($1::text[]) AS s(id), generate_series(0, $3 - 1) AS n,

@@ -47,7 +47,7 @@ async def deliver(pool: asyncpg.Pool, observations: Sequence[Observation]) -> No
 
 async def versions(pool: asyncpg.Pool, series: str, snap: datetime) -> list[asyncpg.Record]:
     rows = await pool.fetch(
-        """SELECT version, value, status, supersedes, recorded_at, observation_ids
+        """SELECT version, value, status, supersedes, recorded_at
              FROM official_values WHERE reference_data_id = $1 AND snap = $2
             ORDER BY version""",
         series,

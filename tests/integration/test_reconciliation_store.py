@@ -49,7 +49,6 @@ async def test_agreeing_sources_publish_version_1_with_lineage_audit_and_events(
         "official",
         None,
     )
-    assert sorted(v1["observation_ids"]) == sorted(o.observation_id for o in batch)
     events = await pool.fetch(
         "SELECT topic, payload FROM outbox WHERE key = $1 ORDER BY id", series
     )
@@ -72,6 +71,11 @@ async def test_agreeing_sources_publish_version_1_with_lineage_audit_and_events(
     # (a relay running meanwhile may already have added `event.published`)
     (created,) = [r for r in records if r.action == "official_value.created"]
     assert created.at == v1["recorded_at"]
+    # the lineage lives in the hash-chained audit record and in the event
+    ids = sorted(o.observation_id for o in batch)
+    assert isinstance(created.after, dict)
+    assert sorted(created.after["observation_ids"]) == ids
+    assert sorted(published["observation_ids"]) == ids
 
 
 async def test_a_correction_creates_version_2_and_leaves_version_1_as_it_was(

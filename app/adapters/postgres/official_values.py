@@ -25,11 +25,31 @@ if TYPE_CHECKING:
 
 _encode = msgspec.json.Encoder()
 _exclusions = msgspec.json.Decoder(tuple[Exclusion, ...])
-_quality = msgspec.json.Decoder(Quality)
 
-_COLUMNS = """o.reference_data_id, o.snap, o.version, o.value, o.status, o.method,
-              o.sources_used, o.sources_excluded::text AS sources_excluded,
-              o.quality::text AS quality, o.supersedes, o.recorded_at"""
+QUALITY_FIELDS = ("score", "completeness", "timeliness", "consistency", "validity")
+
+
+def quality_column(field: str, alias: str = "") -> str:
+    """SQL for one quality dimension of a version: its column, or, for a row written before
+    the columns existed (migration 0007), the same field of the jsonb `quality`."""
+    column = "quality_score" if field == "score" else field
+    prefix = f"{alias}." if alias else ""
+    return f"coalesce({prefix}{column}, ({prefix}quality->>'{field}')::float8)"
+
+
+def version_columns(alias: str = "") -> str:
+    """The columns `official_value_from_row` reads."""
+    prefix = f"{alias}." if alias else ""
+    quality = ", ".join(f"{quality_column(f, alias)} AS q_{f}" for f in QUALITY_FIELDS)
+    return (
+        f"{prefix}reference_data_id, {prefix}snap, {prefix}version, {prefix}value, "
+        f"{prefix}status, {prefix}method, {prefix}sources_used, "
+        f"{prefix}sources_excluded::text AS sources_excluded, {quality}, "
+        f"{prefix}supersedes, {prefix}recorded_at"
+    )
+
+
+_COLUMNS = version_columns("o")
 
 
 def official_value_from_row(row: asyncpg.Record) -> OfficialValue:
@@ -43,44 +63,53 @@ def official_value_from_row(row: asyncpg.Record) -> OfficialValue:
         method=row["method"],
         sources_used=tuple(row["sources_used"]),
         sources_excluded=_exclusions.decode(row["sources_excluded"]),
-        quality=_quality.decode(row["quality"]),
+        quality=Quality(
+            score=row["q_score"],
+            completeness=row["q_completeness"],
+            timeliness=row["q_timeliness"],
+            consistency=row["q_consistency"],
+            validity=row["q_validity"],
+        ),
         supersedes=row["supersedes"],
         recorded_at=row["recorded_at"],
     )
 
 
-async def insert_versions(
-    conn: Connection, versions: Sequence[tuple[OfficialValue, tuple[str, ...]]]
-) -> None:
-    """Insert versions with their lineage (observation ids) in one round trip."""
+async def insert_versions(conn: Connection, versions: Sequence[OfficialValue]) -> None:
+    """Insert versions in one round trip."""
     if not versions:
         return
     await conn.execute(
         """INSERT INTO official_values
                (reference_data_id, snap, version, value, status, method, sources_used,
-                sources_excluded, quality, observation_ids, supersedes, recorded_at)
+                sources_excluded, quality_score, completeness, timeliness, consistency,
+                validity, supersedes, recorded_at)
            SELECT r.series, r.snap, r.version, r.value, r.status, r.method,
                   ARRAY(SELECT jsonb_array_elements_text(r.used::jsonb)),
-                  r.excluded::jsonb, r.quality::jsonb,
-                  ARRAY(SELECT jsonb_array_elements_text(r.ids::jsonb)),
-                  r.supersedes, r.recorded_at
+                  r.excluded::jsonb, r.score, r.completeness, r.timeliness, r.consistency,
+                  r.validity, r.supersedes, r.recorded_at
              FROM unnest($1::text[], $2::timestamptz[], $3::int[], $4::float8[], $5::text[],
-                         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                         $11::int[], $12::timestamptz[])
-                  AS r(series, snap, version, value, status, method, used, excluded, quality,
-                       ids, supersedes, recorded_at)""",
-        [v.reference_data_id for v, _ in versions],
-        [v.snap for v, _ in versions],
-        [v.version for v, _ in versions],
-        [v.value for v, _ in versions],
-        [v.status for v, _ in versions],
-        [v.method for v, _ in versions],
-        [_encode.encode(v.sources_used).decode() for v, _ in versions],
-        [_encode.encode(v.sources_excluded).decode() for v, _ in versions],
-        [_encode.encode(v.quality).decode() for v, _ in versions],
-        [_encode.encode(ids).decode() for _, ids in versions],
-        [v.supersedes for v, _ in versions],
-        [v.recorded_at for v, _ in versions],
+                         $6::text[], $7::text[], $8::text[], $9::float8[], $10::float8[],
+                         $11::float8[], $12::float8[], $13::float8[], $14::int[],
+                         $15::timestamptz[])
+                  AS r(series, snap, version, value, status, method, used, excluded, score,
+                       completeness, timeliness, consistency, validity, supersedes,
+                       recorded_at)""",
+        [v.reference_data_id for v in versions],
+        [v.snap for v in versions],
+        [v.version for v in versions],
+        [v.value for v in versions],
+        [v.status for v in versions],
+        [v.method for v in versions],
+        [_encode.encode(v.sources_used).decode() for v in versions],
+        [_encode.encode(v.sources_excluded).decode() for v in versions],
+        [v.quality.score for v in versions],
+        [v.quality.completeness for v in versions],
+        [v.quality.timeliness for v in versions],
+        [v.quality.consistency for v in versions],
+        [v.quality.validity for v in versions],
+        [v.supersedes for v in versions],
+        [v.recorded_at for v in versions],
     )
 
 

@@ -89,9 +89,7 @@ class PostgresPipelineStore:
         self._journal_open = True
         return now
 
-    async def insert_versions(
-        self, versions: Sequence[tuple[OfficialValue, tuple[str, ...]]]
-    ) -> None:
+    async def insert_versions(self, versions: Sequence[OfficialValue]) -> None:
         await official_values.insert_versions(self._conn, versions)
 
     async def append_audit(self, entries: Sequence[AuditEntry], at: datetime) -> list[AuditRecord]:

@@ -16,7 +16,11 @@ import asyncpg
 import msgspec
 
 from app.adapters.postgres.observations import observation_from_row
-from app.adapters.postgres.official_values import official_value_from_row
+from app.adapters.postgres.official_values import (
+    official_value_from_row,
+    quality_column,
+    version_columns,
+)
 from app.domain.observation import Observation
 from app.domain.quality import SCORE_DECIMALS
 from app.domain.reading import Granularity, HistoryItem, QualityAverages, QualitySummary
@@ -26,12 +30,7 @@ if TYPE_CHECKING:
     from asyncpg import Record
 
 
-# The columns `official_value_from_row` reads.
-_COLUMNS = (
-    "reference_data_id, snap, version, value, status, method, sources_used,"
-    " sources_excluded::text AS sources_excluded, quality::text AS quality, supersedes,"
-    " recorded_at"
-)
+_COLUMNS = version_columns()
 _UNIT: dict[Granularity, str] = {"1m": "minute", "1h": "hour", "1d": "day"}
 
 _LATEST = f"""
@@ -84,21 +83,25 @@ WHERE reference_data_id = $1 AND snap = $2
 ORDER BY received_at, observation_id
 LIMIT $5"""
 
-_QUALITY = """
+_QUALITY = f"""
 WITH latest AS (
-    SELECT DISTINCT ON (snap) status, quality
+    SELECT DISTINCT ON (snap) status, {quality_column("score")} AS score,
+           {quality_column("completeness")} AS completeness,
+           {quality_column("timeliness")} AS timeliness,
+           {quality_column("consistency")} AS consistency,
+           {quality_column("validity")} AS validity
     FROM official_values
     WHERE reference_data_id = $1 AND snap >= $2 AND snap < $3
     ORDER BY snap, version DESC
 )
 SELECT count(*) AS count,
-       avg((quality->>'score')::float8) AS average_score,
-       min((quality->>'score')::float8) AS minimum_score,
+       avg(score) AS average_score,
+       min(score) AS minimum_score,
        count(*) FILTER (WHERE status = 'suspect') AS suspect_count,
-       avg((quality->>'completeness')::float8) AS completeness,
-       avg((quality->>'timeliness')::float8) AS timeliness,
-       avg((quality->>'consistency')::float8) AS consistency,
-       avg((quality->>'validity')::float8) AS validity
+       avg(completeness) AS completeness,
+       avg(timeliness) AS timeliness,
+       avg(consistency) AS consistency,
+       avg(validity) AS validity
 FROM latest"""
 
 

@@ -30,7 +30,7 @@ class _State:
         self.now = now
         self.series: dict[str, Series] = {}
         self.observations: list[Observation] = []
-        self.versions: dict[SnapKey, list[tuple[OfficialValue, tuple[str, ...]]]] = {}
+        self.versions: dict[SnapKey, list[OfficialValue]] = {}
         self.snaps: dict[SnapKey, SnapState] = {}
         self.audit: list[AuditRecord] = []
         self.outbox: list[PendingMessage] = []
@@ -84,7 +84,7 @@ class FakeStore:
         return grouped
 
     async def latest_versions(self, keys: Sequence[SnapKey]) -> dict[SnapKey, OfficialValue]:
-        return {k: self._s.versions[k][-1][0] for k in keys if self._s.versions.get(k)}
+        return {k: self._s.versions[k][-1] for k in keys if self._s.versions.get(k)}
 
     async def previous_values(
         self, keys: Sequence[SnapKey]
@@ -96,7 +96,7 @@ class FakeStore:
                 key=lambda k: k[1],
             )
             if earlier:
-                latest = self._s.versions[earlier[-1]][-1][0]
+                latest = self._s.versions[earlier[-1]][-1]
                 found[(series_id, snap)] = (latest.snap, latest.value)
         return found
 
@@ -120,14 +120,12 @@ class FakeStore:
         self._journal_open = True
         return self._s.now
 
-    async def insert_versions(
-        self, versions: Sequence[tuple[OfficialValue, tuple[str, ...]]]
-    ) -> None:
-        for official, ids in versions:
+    async def insert_versions(self, versions: Sequence[OfficialValue]) -> None:
+        for official in versions:
             key = (official.reference_data_id, official.snap)
             existing = self._s.versions.setdefault(key, [])
             assert official.version == len(existing) + 1, "version numbers are dense"
-            existing.append((official, ids))
+            existing.append(official)
 
     async def append_audit(self, entries: Sequence[AuditEntry], at: datetime) -> list[AuditRecord]:
         assert self._journal_open, "journal must be open"
@@ -213,7 +211,7 @@ class FakeDatabase:
         return new
 
     def versions(self, series_id: str, snap: datetime) -> list[OfficialValue]:
-        return [v for v, _ in self.state.versions.get((series_id, snap), [])]
+        return list(self.state.versions.get((series_id, snap), []))
 
     def messages(self, topic: str) -> list[PendingMessage]:
         return [m for m in self.state.outbox if m.topic == topic]
