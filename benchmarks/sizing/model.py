@@ -508,22 +508,23 @@ def cache_memory_bytes(instance: InstanceType, assumptions: Assumptions) -> floa
 
 
 def journal_rows_per_version(workload: Workload, measurements: Measurements) -> tuple[float, float]:
-    """Audit and outbox rows per official version: the worker's (measured: created,
-    accepted, alerts) plus the relay's `event.published` records and their audit events."""
+    """Audit and outbox rows per official version: audit records are the worker's
+    (measured: created, accepted, alerts) plus the relay's `event.published`; outbox rows
+    are the domain events only (the relay mirrors audit records to the audit topic from
+    the trail itself, not through the outbox)."""
     write_path = measurements.write_path
     domain_events = 1 + workload.suspect_share
     accepted = max(
         0.0, write_path.audit_rows / write_path.versions - 1 - _measured_suspect_share(measurements)
     )
     audit = accepted + domain_events + domain_events  # created+alerts, then event.published
-    outbox = domain_events + audit  # domain events, one audit event per audit record
-    return audit, outbox
+    return audit, domain_events
 
 
 def _measured_suspect_share(measurements: Measurements) -> float:
     write_path = measurements.write_path
-    domain = write_path.outbox_rows - write_path.audit_rows  # outbox = domain events + audit events
-    return max(0.0, domain / write_path.versions - 1)
+    # outbox = domain events: a publication per version, plus an alert per suspect one
+    return max(0.0, write_path.outbox_rows / write_path.versions - 1)
 
 
 def wal_per_observation(workload: Workload, measurements: Measurements) -> float:

@@ -60,14 +60,14 @@ def measurements() -> Measurements:
             ),
             table("outbox", 6_000, 1_000, {"outbox_pkey": 40, "outbox_event_id_key": 90}, 1_200),
         ],
-        # 2 audit rows per version (accepted + created) and 3 outbox rows (1 domain event
-        # + 2 audit events): no suspect version among the measured ones.
+        # 2 audit rows per version (accepted + created) and 1 outbox row (its domain
+        # event): no suspect version among the measured ones.
         write_path=WritePath(
             batches=20,
             observations=10_000,
             versions=2_000,
             audit_rows=4_000,
-            outbox_rows=6_000,
+            outbox_rows=2_000,
             snap_rows=2_000,
             wall_seconds=2.0,
             worker_cpu_seconds=0.5,
