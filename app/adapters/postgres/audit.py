@@ -59,10 +59,6 @@ async def latest_hash(conn: Connection) -> str:
     return GENESIS_HASH if value is None else str(value)
 
 
-def _encoded(payload: dict[str, Any] | None) -> str | None:
-    return None if payload is None else _encode.encode(payload).decode()
-
-
 async def append_records(
     conn: Connection, entries: Sequence[AuditEntry], at: datetime
 ) -> list[AuditRecord]:
@@ -84,27 +80,17 @@ async def append_records(
         )
         records.append(record)
         prev = record.hash
+    # One JSON document (see observations.py); `json` columns keep `before`/`after` as
+    # the exact text msgspec wrote, which decodes to what was hashed.
     rows = await conn.fetch(
         """INSERT INTO audit_log
                (actor, action, entity_type, entity_id, before, after, at, prev_hash, hash)
-           SELECT r.actor, r.action, r.entity_type, r.entity_id, r.before::json, r.after::json,
-                  r.at, r.prev_hash, r.hash
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::timestamptz[], $8::text[], $9::text[])
-                  WITH ORDINALITY
-                  AS r(actor, action, entity_type, entity_id, before, after, at, prev_hash,
-                       hash, n)
-            ORDER BY r.n
+           SELECT r.actor, r.action, r.entity_type, r.entity_id, r.before, r.after, r.at,
+                  r.prev_hash, r.hash
+             FROM json_populate_recordset(NULL::audit_log, $1::json) WITH ORDINALITY AS r
+            ORDER BY r.ordinality
            RETURNING seq, hash""",
-        [r.actor for r in records],
-        [r.action for r in records],
-        [r.entity_type for r in records],
-        [r.entity_id for r in records],
-        [_encoded(r.before) for r in records],
-        [_encoded(r.after) for r in records],
-        [r.at for r in records],
-        [r.prev_hash for r in records],
-        [r.hash for r in records],
+        _encode.encode(records).decode(),
     )
     seqs = {row["hash"]: row["seq"] for row in rows}
     ordered = [seqs[r.hash] for r in records]
