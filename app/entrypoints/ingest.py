@@ -399,7 +399,10 @@ class Job:
         )
         try:
             async with self.client() as client:
-                await client.readiness()  # an unreachable api: one line, before any file
+                try:  # an unreachable api: one line, before any file is written
+                    await client.readiness()
+                except QisConnectionError as exc:
+                    raise Unreachable("the api", self.url, _connection_reason(exc)) from None
                 with self.rejects_file(checkpoint, resumed) as rejects:
                     try:
                         with progress.step(self.path.name) as step:
@@ -498,14 +501,16 @@ def _prepend(first: Row | None, rest: Iterator[Row]) -> Iterator[Row]:
 
 
 def _connection_reason(exc: BaseException) -> str:
-    """The socket error behind a client's connection failure, in a few words."""
+    """The socket error behind a client's connection failure, in a few words: the first
+    with an errno in the chain of causes (httpx wraps `ConnectionRefusedError` twice)."""
+    chain: list[BaseException] = []
     seen: BaseException | None = exc
-    for _ in range(10):
-        if seen is None:
-            break
-        if isinstance(seen, OSError):
-            return reason(seen)
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
         seen = seen.__cause__ or seen.__context__
+    for candidate in chain:
+        if isinstance(candidate, OSError) and candidate.errno is not None:
+            return reason(candidate)
     return str(exc)
 
 
