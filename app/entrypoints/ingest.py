@@ -295,6 +295,7 @@ class Job:
     progress_every: float | None
     output: str
     stream: TextIO = sys.stderr
+    transport: Any = None  # an httpx transport in place of the network (tests)
 
     @classmethod
     def from_args(cls, settings: Settings, args: argparse.Namespace) -> Job:
@@ -373,7 +374,11 @@ class Job:
             command = self.token_command
             token = lambda: command_token(command)  # noqa: E731
         return AsyncQisClient(
-            self.url, token=token, max_batch=self.batch_size, max_body_bytes=self.max_body_bytes
+            self.url,
+            token=token,
+            max_batch=self.batch_size,
+            max_body_bytes=self.max_body_bytes,
+            transport=self.transport,
         )
 
     async def run(self) -> int:

@@ -134,7 +134,7 @@ def _amount(
     else:
         text = f"{int(done):,}{suffix}" if float(done).is_integer() else f"{done:g}{suffix}"
     if percent is not None:
-        filled = round(BAR_WIDTH * min(max(percent, 0.0), 100.0) / 100)
+        filled = int(BAR_WIDTH * min(max(percent, 0.0), 100.0) / 100)  # full only at 100 %
         text = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {percent:.0f} % {text}"
     if rate is not None:
         text += f", {rate:,.0f}{suffix}/s"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import subprocess
 import time
 import uuid
@@ -58,7 +59,8 @@ def write_csv(path: Path, rows: int, prefix: str) -> None:
 
 
 def run_ingest(path: Path, url: str, concurrency: int) -> tuple[dict[str, float], float, int]:
-    """`qis ingest` as a subprocess: its summary, wall seconds, and progress line count."""
+    """`qis ingest` as a subprocess: its summary, wall seconds, and progress line count.
+    Its peak resident memory is `max_rss_mib` of the summary."""
     log = OUT / "ingest-file-progress.jsonl"
     started = time.perf_counter()
     with log.open("w") as progress:
@@ -86,7 +88,10 @@ def run_ingest(path: Path, url: str, concurrency: int) -> tuple[dict[str, float]
     if done.returncode != 0:
         raise SystemExit(f"qis ingest exited {done.returncode}; see {log}")
     lines = log.read_text().splitlines()
-    return json.loads(done.stdout), seconds, sum(1 for line in lines if '"running"' in line)
+    summary = json.loads(done.stdout)
+    # The largest of the waited-for children: `qis ingest` (the others are short commands).
+    summary["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    return summary, seconds, sum(1 for line in lines if '"running"' in line)
 
 
 async def batch100(port: int, seconds: float, prefix: str) -> dict[str, float]:
@@ -137,6 +142,7 @@ def main() -> None:
         "ingest_rows_per_s_wall": round(rate),
         "ingest_rows_per_s_own_clock": summary["run_rows_per_second"],
         "progress_lines": progress_lines,
+        "ingest_max_rss_mib": summary["max_rss_mib"],
         "batch100_obs_per_s": baseline["items_per_s"],
         "batch100_p95_ms": baseline["p95_ms"],
         "batch100_non_2xx": baseline["non_2xx"],

@@ -10,6 +10,7 @@ import asyncio
 import io
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +199,37 @@ def test_an_answer_not_about_a_row_stops_with_a_checkpoint(
     assert (summary["rows"], summary["accepted"], summary["last_line"]) == (2, 2, 3)
     checkpoint = json.loads((tmp_path / "data.csv.qis-ingest.checkpoint").read_text())
     assert (checkpoint["line"], checkpoint["sent_through"], checkpoint["complete"]) == (3, 5, False)
+
+
+def test_a_token_command_prints_a_token_or_json_with_its_expiry() -> None:
+    plain = ingest.command_token("echo abc.def")
+    assert (plain.access_token, plain.expires_at) == ("abc.def", None)
+    answer = ingest.command_token(
+        """python3 -c 'print("{\\"access_token\\": \\"t1\\", \\"expires_in\\": 3600}")'"""
+    )
+    assert answer.access_token == "t1"
+    assert answer.expires_at is not None
+    assert 3500 < answer.expires_at - time.time() <= 3600
+    with pytest.raises(ingest.Stopped, match="exited 3"):
+        ingest.command_token("sh -c 'echo no >&2; exit 3'")
+    with pytest.raises(ingest.Stopped, match="printed nothing"):
+        ingest.command_token("true")
+
+
+def test_the_token_goes_out_as_a_bearer_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text(HEADER + row(1))
+    seen: list[str | None] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Authorization"))
+        return FakeApi()(request)
+
+    job = Job.from_args(Settings(), args(path, token_command="echo s3cret"))
+    job.stream = io.StringIO()
+    job.transport = httpx.MockTransport(api)
+    assert asyncio.run(job.run()) == EXIT_OK
+    assert seen == ["Bearer s3cret", "Bearer s3cret"]  # readiness, then the post
+    assert json.loads(capsys.readouterr().out)["accepted"] == 1

@@ -119,7 +119,7 @@ def test_a_terminal_bar_with_rate_and_eta_and_an_interrupted_step() -> None:
 
     lines = [part.split("\x1b[K")[-1] for part in out.getvalue().split("\r") if part.strip()]
     assert lines[1] == (
-        "ingest [1] prices.csv ... [##########..............] 41 % 412,000 rows, "
+        "ingest [1] prices.csv ... [#########...............] 41 % 412,000 rows, "
         "21,480 rows/s, ETA 27.4 s (4.0 s)"
     )
     assert lines[2] == "ingest [1] prices.csv: interrupted after 5.0 s\n"
