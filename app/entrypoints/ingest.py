@@ -74,6 +74,7 @@ EXIT_REJECTED = 1
 EXIT_USAGE = 2
 EXIT_STOPPED = 3
 EXIT_INTERRUPTED = 130
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 CHECKPOINT_SUFFIX = ".qis-ingest.checkpoint"
 REJECTS_SUFFIX = ".rejects.jsonl"
 MAX_BATCH = 5000
@@ -402,6 +403,9 @@ class Job:
             tty_every=0.2 if every is None else every,
             json_every=10.0 if every is None else every,
         )
+        loop = asyncio.get_running_loop()
+        for sig in SIGNALS:
+            loop.add_signal_handler(sig, run.on_signal, self.stream)
         try:
             async with self.client() as client:
                 try:  # an unreachable api: one line, before any file is written
@@ -429,6 +433,9 @@ class Job:
             self.report(checkpoint, run, stopped=True)
             sys.stderr.write(f"qis ingest: stopped: {exc}\n")
             return EXIT_STOPPED
+        finally:
+            for sig in SIGNALS:
+                loop.remove_signal_handler(sig)
         checkpoint.complete = True
         self.save(checkpoint)
         if self.rejects_path.exists() and self.rejects_path.stat().st_size == 0:
@@ -555,13 +562,11 @@ class Run:
         rejects: IO[bytes],
         step: Step,
     ) -> None:
-        loop = asyncio.get_running_loop()
-        signals = (signal.SIGINT, signal.SIGTERM)
-        for sig in signals:
-            loop.add_signal_handler(sig, self.on_signal, job.stream)
         resent_through = checkpoint.sent_through
         try:
             for chunk in chunks(source, job.batch_size):
+                if self.signals:
+                    break
                 if chunk.rows:
                     checkpoint.sent_through = max(checkpoint.sent_through, chunk.last_line)
                     job.save(checkpoint)
@@ -572,13 +577,9 @@ class Run:
                     len(self.pending) >= job.concurrency or _ready(self.pending[0])
                 ):
                     await self.settle(job, checkpoint, rejects, step)
-                if self.signals:
-                    break
             while self.pending:
                 await self.settle(job, checkpoint, rejects, step)
         finally:
-            for sig in signals:
-                loop.remove_signal_handler(sig)
             for chunk in self.pending:  # left by an error or an abandonment
                 if chunk.task is not None:
                     chunk.task.cancel()

@@ -52,6 +52,10 @@ COLUMNS = REQUIRED + OPTIONAL
 BOM = b"\xef\xbb\xbf"
 PARQUET_BATCH_ROWS = 10_000
 _HEAD_BYTES = 64 * 1024
+# No observation comes near this (the api's body limit is 2 MiB for 5,000 of them).
+MAX_LINE_BYTES = 1024 * 1024
+_OVERLONG_SHOWN = 200
+_OVERLONG = f"line longer than {MAX_LINE_BYTES} bytes"
 
 _decode_item = msgspec.json.Decoder(SubmittedObservation)
 
@@ -149,18 +153,30 @@ def total(path: Path, fmt: Format) -> tuple[int, str]:
 
 
 class _Lines:
-    """The lines of a binary file, decoded, counting line numbers and byte offsets."""
+    """The lines of a binary file, decoded, counting line numbers and byte offsets.
+
+    A line longer than `MAX_LINE_BYTES` is read past in pieces, never held: it comes out
+    as an empty line, with `overlong` set to its start (the reader rejects its record).
+    """
 
     def __init__(self, f: IO[bytes], line: int, offset: int) -> None:
         self._f, self.line, self.offset = f, line, offset
         self.record: list[str] = []  # the lines of the record being read
+        self.overlong: str | None = None
 
     def __iter__(self) -> Iterator[str]:
-        for raw in self._f:
-            if self.offset == 0 and raw.startswith(BOM):
+        readline = self._f.readline
+        while raw := readline(MAX_LINE_BYTES):
+            size = len(raw)
+            if size == MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                self.overlong = raw[:_OVERLONG_SHOWN].decode("utf-8", "replace") + "..."
+                while (more := readline(MAX_LINE_BYTES)) and not more.endswith(b"\n"):
+                    size += len(more)
+                size += len(more)
+                raw = b"\n"
+            elif self.offset == 0 and raw.startswith(BOM):
                 raw = raw[len(BOM) :]
-                self.offset = len(BOM)
-            self.offset += len(raw)
+            self.offset += size
             self.line += 1
             # Invalid UTF-8 is kept as lone surrogates: the text checks refuse them.
             text = raw.decode("utf-8", "surrogateescape")
@@ -193,11 +209,15 @@ def _csv_rows(path: Path, start_line: int, start: int) -> Iterator[Row]:
                 return
             except csv.Error as exc:
                 text = _record_text(lines.record)
-                lines.record = []
+                lines.record, lines.overlong = [], None
                 yield Row(first, lines.offset, text, None, f"CSV: {exc}")
                 continue
             text = _record_text(lines.record)
             lines.record = []
+            if lines.overlong is not None:
+                yield Row(first, lines.offset, lines.overlong, None, _OVERLONG)
+                lines.overlong = None
+                continue
             if not cells:
                 continue  # a blank line
             if len(cells) != width:
@@ -259,6 +279,10 @@ def _jsonl_rows(path: Path, start_line: int, start: int) -> Iterator[Row]:
         lines = _Lines(f, start_line, start)
         for text in lines:
             lines.record = []
+            if lines.overlong is not None:
+                yield Row(lines.line, lines.offset, lines.overlong, None, _OVERLONG)
+                lines.overlong = None
+                continue
             if not text.strip():
                 continue
             body = text.encode("utf-8", "surrogateescape")

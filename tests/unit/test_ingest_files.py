@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from app.entrypoints.ingest_files import (
+    MAX_LINE_BYTES,
     FileProblem,
     Row,
     detect_format,
@@ -249,3 +250,18 @@ def test_fingerprint_changes_with_the_content(tmp_path: Path) -> None:
     after = fingerprint(path)
     assert after["size"] == before["size"]
     assert after["head_sha256"] != before["head_sha256"]
+
+
+def test_an_overlong_line_is_rejected_without_being_held(tmp_path: Path) -> None:
+    huge = "T.A,bbg," + "x" * (3 * MAX_LINE_BYTES)
+    path = write(tmp_path, "o.csv", f"{HEADER}\n{GOOD}\n{huge}\n{GOOD}\n")
+    found = list(rows(path, "csv"))
+    assert summary(found) == [
+        (2, None),
+        (3, f"line longer than {MAX_LINE_BYTES} bytes"),
+        (4, None),
+    ]
+    assert found[1].raw == huge[:200] + "..."
+    assert found[2].resume == path.stat().st_size
+    jsonl = write(tmp_path, "o.jsonl", '{"a": "' + "x" * MAX_LINE_BYTES + '"}\n\n')
+    assert summary(list(rows(jsonl, "jsonl"))) == [(1, f"line longer than {MAX_LINE_BYTES} bytes")]
