@@ -265,3 +265,11 @@ def test_an_overlong_line_is_rejected_without_being_held(tmp_path: Path) -> None
     assert found[2].resume == path.stat().st_size
     jsonl = write(tmp_path, "o.jsonl", '{"a": "' + "x" * MAX_LINE_BYTES + '"}\n\n')
     assert summary(list(rows(jsonl, "jsonl"))) == [(1, f"line longer than {MAX_LINE_BYTES} bytes")]
+
+
+def test_a_csv_field_above_the_field_limit_is_a_rejected_row(tmp_path: Path) -> None:
+    big = f'T.A,"{"y" * 200_000}",2026-01-15T14:00:00Z,1,2026-01-15T14:00:00Z'
+    found = list(rows(write(tmp_path, "f.csv", f"{HEADER}\n{big}\n{GOOD}\n"), "csv"))
+    assert [row.line for row in found] == [2, 3]
+    assert (found[0].problem or "").startswith("CSV: field larger than field limit")
+    assert found[1].problem is None
