@@ -15,7 +15,7 @@ help: ## List the targets
 .PHONY: setup
 setup: ## Install uv if missing, then the locked Python dependencies into .venv
 	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	@$$(command -v uv || echo $(UV)) sync --frozen --extra tools --quiet
+	@$$(command -v uv || echo $(UV)) sync --frozen --extra tools --extra ingest --quiet
 
 .PHONY: stack-up stack-down stack-status
 stack-up: ## Install (if needed) and start PostgreSQL, Redis and Kafka on loopback

@@ -199,6 +199,17 @@ class TelemetrySettings(_Section, frozen=True):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class ClientSettings(_Section, frozen=True):
+    """How the client commands (`qis ingest`) reach the api."""
+
+    # Base URL of the api.
+    url: str = "http://127.0.0.1:8000"
+    # A bearer token sent as it is, or a command printing one (re-run when the api
+    # answers 401); at most one of them.
+    token: str = ""
+    token_command: str = ""
+
+
 class Settings(_Section, frozen=True):
     db: DbSettings = DbSettings()
     kafka: KafkaSettings = KafkaSettings()
@@ -208,9 +219,10 @@ class Settings(_Section, frozen=True):
     worker: WorkerSettings = WorkerSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    client: ClientSettings = ClientSettings()
 
 
-_SECRET_FIELDS = frozenset({"password", "sasl_password"})
+_SECRET_FIELDS = frozenset({"password", "sasl_password", "token"})
 _URL_FIELDS = frozenset({"writer_dsn", "reader_dsn", "url"})
 
 
@@ -268,6 +280,8 @@ def _security_problems(settings: Settings) -> list[str]:
         problems.append("QIS_DB__SSL_ROOT_CERT is used with QIS_DB__SSL_MODE=verify-full/verify-ca")
     if cache.ssl_ca_file and not cache.url.startswith("rediss://"):
         problems.append("QIS_REDIS__SSL_CA_FILE needs a rediss:// QIS_REDIS__URL")
+    if settings.client.token and settings.client.token_command:
+        problems.append("QIS_CLIENT__TOKEN and QIS_CLIENT__TOKEN_COMMAND exclude each other")
     if cache.password and cache.password_secret_id:
         problems.append("QIS_REDIS__PASSWORD and QIS_REDIS__PASSWORD_SECRET_ID exclude each other")
     return problems

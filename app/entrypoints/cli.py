@@ -305,9 +305,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     verify.set_defaults(run=cmd_audit_verify)
     _add_tools(sub, argv)
-    from app.entrypoints import dlq
+    from app.entrypoints import dlq, ingest
 
     dlq.register(sub)
+    ingest.register(sub)
     annotate(parser)  # each command's --help: the QIS_* settings it reads
     return parser
 

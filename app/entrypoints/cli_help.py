@@ -34,6 +34,7 @@ COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "audit verify": ("db", _LOG),
     "dlq list": ("kafka", _LOG),
     "dlq replay": ("kafka", _LOG),
+    "ingest": ("client", _LOG),
     "sizing": ("db", "kafka", "redis", _LOG),
     "dashboards": (_LOG,),
     "alarms": (_LOG,),

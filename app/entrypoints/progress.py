@@ -10,7 +10,8 @@ On a terminal each step is one line, `qis sizing [1/4] cache entry sizes (Redis)
 rewritten in place by `update` (at most every `tty_every` seconds) and ended with its
 duration or `FAILED`. Otherwise (a pipe, a log file, CI) every event is one JSON object
 per line, `{"command": "sizing", "step": 1, "steps": 4, "name": ..., "state":
-"started"|"running"|"done"|"failed", ...}`, with `update`s at most every `json_every`
+"started"|"running"|"done"|"failed", ...}` (or the step's own `failure` state, e.g.
+"interrupted"), with `update`s at most every `json_every`
 seconds. stdout stays for the command's results.
 """
 
@@ -31,14 +32,20 @@ class Step:
         self._progress, self.number, self.name = progress, number, name
         self.started = progress.clock()
         self._last_update = -float("inf")
+        # The state an exception ends the step in; "interrupted" for a Ctrl-C, say.
+        self.failure = "failed"
 
-    def update(self, done: float, total: float | None = None, unit: str = "") -> None:
+    def update(
+        self, done: float, total: float | None = None, unit: str = "", **detail: Any
+    ) -> None:
+        """How far the step is; `detail` goes into the JSON line as it is. On a terminal,
+        `percent` draws a bar, `rate` (`unit`/s) and `eta_seconds` are shown too."""
         now = self._progress.clock()
         every = self._progress.tty_every if self._progress.tty else self._progress.json_every
         if now - self._last_update < every:
             return
         self._last_update = now
-        self._progress.emit(self, "running", now, done=done, total=total, unit=unit)
+        self._progress.emit(self, "running", now, done=done, total=total, unit=unit, **detail)
 
 
 class Progress:
@@ -68,7 +75,7 @@ class Progress:
         try:
             yield step
         except BaseException:
-            self.emit(step, "failed", self.clock())
+            self.emit(step, step.failure, self.clock())
             raise
         self.emit(step, "done", self.clock())
 
@@ -92,8 +99,10 @@ class Progress:
                 self.stream.write(f"{head} ... {_amount(**detail)} ({_duration(seconds)})")
             elif state == "done":
                 self.stream.write(f"{head}: done in {_duration(seconds)}\n")
-            else:
+            elif state == "failed":
                 self.stream.write(f"{head}: FAILED after {_duration(seconds)}\n")
+            else:
+                self.stream.write(f"{head}: {state} after {_duration(seconds)}\n")
         self.stream.flush()
 
 
@@ -107,8 +116,28 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {rest:02d} s"
 
 
-def _amount(done: float, total: float | None, unit: str) -> str:
+BAR_WIDTH = 24
+
+
+def _amount(
+    done: float,
+    total: float | None,
+    unit: str,
+    percent: float | None = None,
+    rate: float | None = None,
+    eta_seconds: float | None = None,
+    **_: Any,
+) -> str:
     suffix = f" {unit}" if unit else ""
     if total:
-        return f"{done:g}/{total:g}{suffix} ({100 * done / total:.0f} %)"
-    return f"{done:g}{suffix}"
+        text = f"{done:g}/{total:g}{suffix} ({100 * done / total:.0f} %)"
+    else:
+        text = f"{int(done):,}{suffix}" if float(done).is_integer() else f"{done:g}{suffix}"
+    if percent is not None:
+        filled = int(BAR_WIDTH * min(max(percent, 0.0), 100.0) / 100)  # full only at 100 %
+        text = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {percent:.0f} % {text}"
+    if rate is not None:
+        text += f", {rate:,.0f}{suffix}/s"
+    if eta_seconds is not None:
+        text += f", ETA {_duration(eta_seconds)}"
+    return text

@@ -85,6 +85,11 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         QIS_KAFKA__BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,
         QIS_REDIS__URL=settings.redis.url,
         QIS_KAFKA__ACK_TIMEOUT_SECONDS="3",
+        # The defaults unless the test run sets them: a run of its own (its database,
+        # topic and consumer group) leaves other runs on the same stack alone.
+        QIS_KAFKA__OBSERVATIONS_TOPIC=settings.kafka.observations_topic,
+        QIS_KAFKA__DLQ_TOPIC=settings.kafka.dlq_topic,
+        QIS_WORKER__GROUP_ID=settings.worker.group_id,
     )
     env.update(extra)
     return env

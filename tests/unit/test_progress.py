@@ -100,3 +100,49 @@ def test_a_progress_without_a_stream_writes_nothing_and_steps_still_run() -> Non
         ran.append(step.name)
     assert ran == ["anything"]
     assert not Progress("x", stream=io.StringIO()).tty  # StringIO is not a terminal
+
+
+def test_a_terminal_bar_with_rate_and_eta_and_an_interrupted_step() -> None:
+    out, clock = io.StringIO(), Clock()
+    progress = Progress("ingest", stream=out, tty=True, clock=clock)
+
+    def interrupted() -> None:
+        with progress.step("prices.csv") as step:
+            clock.now += 4.0
+            step.update(412_000, None, "rows", percent=41.2, rate=21_480.4, eta_seconds=27.4)
+            clock.now += 1.0
+            step.failure = "interrupted"
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+
+    lines = [part.split("\x1b[K")[-1] for part in out.getvalue().split("\r") if part.strip()]
+    assert lines[1] == (
+        "ingest [1] prices.csv ... [#########...............] 41 % 412,000 rows, "
+        "21,480 rows/s, ETA 27.4 s (4.0 s)"
+    )
+    assert lines[2] == "ingest [1] prices.csv: interrupted after 5.0 s\n"
+
+
+def test_json_lines_carry_the_detail_and_the_failure_state() -> None:
+    out, clock = io.StringIO(), Clock()
+    progress = Progress("ingest", stream=out, clock=clock, json_every=0)
+
+    def interrupted() -> None:
+        with progress.step("a.csv") as step:
+            step.update(10, None, "rows", accepted=9, rejected=1, rate=5.0)
+            step.failure = "interrupted"
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    running, ended = (json.loads(line) for line in out.getvalue().splitlines()[1:])
+    assert {k: running[k] for k in ("done", "unit", "accepted", "rejected", "rate")} == {
+        "done": 10,
+        "unit": "rows",
+        "accepted": 9,
+        "rejected": 1,
+        "rate": 5.0,
+    }
+    assert ended["state"] == "interrupted"

@@ -27,7 +27,8 @@ ALLOWED = {
 PROJECT_PACKAGES = {"app", *TOOL_PACKAGES}
 # Imported by the tools only (the `tools` extra, and the test dependencies).
 # (boto3 is the service's too: Secrets Manager and IAM tokens, app/adapters/aws_auth.py.)
-TOOL_ONLY_MODULES = ("matplotlib", "moto", "jsonschema")
+# `qis ingest` imports the client and pyarrow (the `ingest` extra) only when it runs.
+TOOL_ONLY_MODULES = ("matplotlib", "moto", "jsonschema", "qis_client", "pyarrow")
 
 
 def imported_packages(path: Path) -> dict[str, int]:
@@ -120,14 +121,20 @@ sys.exit(main({argv!r}))
 
 
 @pytest.mark.parametrize(
-    ("module", "argv"),
+    ("module", "argv", "extra"),
     [
-        ("matplotlib", ["dashboards", "render", "--metrics", "{recording}", "--out", "{out}"]),
-        ("botocore", ["alarms", "test"]),
+        (
+            "matplotlib",
+            ["dashboards", "render", "--metrics", "{recording}", "--out", "{out}"],
+            "tools",
+        ),
+        ("botocore", ["alarms", "test"], "tools"),
+        ("qis_client", ["ingest", "{recording}", "--format", "jsonl"], "ingest"),
+        ("pyarrow", ["ingest", "{recording}", "--format", "parquet"], "ingest"),
     ],
 )
 def test_a_tool_without_its_extra_says_so_in_one_line(
-    module: str, argv: list[str], tmp_path: Path
+    module: str, argv: list[str], extra: str, tmp_path: Path
 ) -> None:
     recording = tmp_path / "recording.jsonl"
     recording.write_text("{}\n")
@@ -142,9 +149,9 @@ def test_a_tool_without_its_extra_says_so_in_one_line(
     assert result.returncode == 2
     assert result.stdout == ""
     (line,) = result.stderr.splitlines()
-    assert line.startswith(f"qis {argv[0]}: needs the optional 'tools' dependencies")
+    assert line.startswith(f"qis {argv[0]}: needs the optional '{extra}' dependencies")
     assert f"no module '{module}'" in line
-    assert "uv sync --extra tools" in line
+    assert f"uv sync --extra {extra}" in line
 
 
 def test_a_tool_command_with_its_extra_runs() -> None:
