@@ -19,7 +19,12 @@ from opentelemetry import propagate, trace
 
 from app.adapters.aws_auth import MskIamTokenProvider, shared_secret
 from app.domain.dead_letter import ERROR_HEADER, STAGE_HEADER, DeadLetter
-from app.domain.observation import ObservationsRecorded
+from app.domain.observation import (
+    MAX_OBSERVATIONS_PER_RECORD,
+    PARTITION_RECORD_SCHEMA_VERSION,
+    Observation,
+    ObservationsRecorded,
+)
 from app.ports import IngestionLogUnavailable, LogRecord
 from app.settings import KafkaSettings
 from app.telemetry.tracing import traced_span
@@ -131,12 +136,14 @@ class PartitionBatcher:
     def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
         self._producer = producer
         self._topic = topic
-        self._pending: dict[int, list[tuple[bytes, bytes, list[tuple[str, bytes]], Any]]] = {}
+        self._pending: dict[
+            int, list[tuple[bytes | None, bytes, list[tuple[str, bytes]], Any]]
+        ] = {}
         self._flushing: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit(
-        self, partition: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+        self, partition: int, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
     ) -> asyncio.Future[None]:
         """Queue one record; the future resolves when the broker acknowledged it."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -183,7 +190,7 @@ class PartitionBatcher:
     async def _send_alone(
         self,
         partition: int,
-        key: bytes,
+        key: bytes | None,
         value: bytes,
         headers: list[tuple[str, bytes]],
         waiter: asyncio.Future[None],
@@ -262,14 +269,30 @@ class KafkaIngestionLog:
     async def _send(
         self, records: Sequence[ObservationsRecorded], headers: list[tuple[str, bytes]]
     ) -> None:
+        """One record per partition the request touches (version 2), not one per series:
+        the partition, not the record, is what keeps a series in order, and each record
+        costs the producer a future and a batch entry."""
         partitions = sorted(await self._producer.partitions_for(self._topic))
+        by_partition: dict[int, list[Observation]] = {}
+        for record in records:
+            for observation in record.observations:
+                partition = self._partition(observation.reference_data_id.encode(), partitions)
+                by_partition.setdefault(partition, []).append(observation)
         await asyncio.gather(
             *(
                 self._batcher.submit(
-                    self._partition(key, partitions), key, self._encoder.encode(record), headers
+                    partition,
+                    None,
+                    self._encoder.encode(
+                        ObservationsRecorded(
+                            schema_version=PARTITION_RECORD_SCHEMA_VERSION,
+                            observations=observations[start : start + MAX_OBSERVATIONS_PER_RECORD],
+                        )
+                    ),
+                    headers,
                 )
-                for record in records
-                for key in (record.reference_data_id.encode(),)
+                for partition, observations in by_partition.items()
+                for start in range(0, len(observations), MAX_OBSERVATIONS_PER_RECORD)
             )
         )
 

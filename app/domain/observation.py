@@ -148,15 +148,28 @@ def _utc_micros(ts: datetime) -> int:
 
 
 OBSERVATIONS_SCHEMA_VERSION = 1
+"""A record of one request's observations of one series, keyed by the series id."""
+
+PARTITION_RECORD_SCHEMA_VERSION = 2
+"""A record of one request's observations of every series of one partition, no key."""
 
 
-class ObservationsRecorded(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The ingestion log's record: one request's observations of one series, already accepted.
+MAX_OBSERVATIONS_PER_RECORD = 1000
+"""Keeps one record far below the broker's 1 MB message limit (about 250 bytes each)."""
 
-    Grouping a request by series keeps the record key the series id (so one series stays
-    on one partition, in order) while producing far fewer records than observations.
+
+class ObservationsRecorded(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """The ingestion log's record: observations of one request, already accepted.
+
+    Version 1 holds one series (`reference_data_id`, also the record key). Version 2, what
+    the api produces, holds the request's observations of all the series that map to one
+    partition (`reference_data_id` None, no key): a batch of 100 series is about 12
+    records instead of 100. Either way a series always lands on the partition its id
+    maps to, so its observations stay in order.
     """
 
     schema_version: int
-    reference_data_id: str
     observations: list[Observation]
+    reference_data_id: str | None = None

@@ -158,7 +158,9 @@ async def replay_dead_letters(
                         ReplayFailure(source=r.source, error=f"topic {r.topic} does not exist")
                     )
                     continue
-                future = await producer.send(r.topic, value=r.value, key=r.key, headers=r.headers)
+                future = await producer.send(
+                    r.topic, value=r.value, key=r.key, partition=r.partition, headers=r.headers
+                )
                 sends.append((r, future))
             outcomes = await asyncio.gather(*(f for _, f in sends), return_exceptions=True)
         finally:

@@ -32,7 +32,12 @@ import msgspec
 
 from app.domain.bounds import observation_problems
 from app.domain.dead_letter import DeadLetter, DeadLetterStage, error_text, storable_text
-from app.domain.observation import OBSERVATIONS_SCHEMA_VERSION, Observation, ObservationsRecorded
+from app.domain.observation import (
+    OBSERVATIONS_SCHEMA_VERSION,
+    PARTITION_RECORD_SCHEMA_VERSION,
+    Observation,
+    ObservationsRecorded,
+)
 from app.ports import (
     BatchStore,
     ConsumeTracing,
@@ -149,12 +154,18 @@ def decode_record(record: LogRecord) -> ObservationsRecorded:
     if record.value is None:
         raise ValueError("record has no value")
     decoded = _records.decode(record.value)
-    if decoded.schema_version != OBSERVATIONS_SCHEMA_VERSION:
+    if decoded.schema_version == OBSERVATIONS_SCHEMA_VERSION:
+        if decoded.reference_data_id is None:
+            raise ValueError("a version 1 record names its reference_data_id")
+        if record.key is not None and record.key.decode() != decoded.reference_data_id:
+            raise ValueError("record key does not match reference_data_id")
+    elif decoded.schema_version == PARTITION_RECORD_SCHEMA_VERSION:
+        if decoded.reference_data_id is not None:
+            raise ValueError("a version 2 record holds several series: no reference_data_id")
+    else:
         raise ValueError(f"unsupported schema_version {decoded.schema_version}")
-    if record.key is not None and record.key.decode() != decoded.reference_data_id:
-        raise ValueError("record key does not match reference_data_id")
     for observation in decoded.observations:
-        if observation.reference_data_id != decoded.reference_data_id:
+        if decoded.reference_data_id not in (None, observation.reference_data_id):
             raise ValueError("observation of another series inside the record")
         problems = observation_problems(observation)
         if problems:

@@ -296,6 +296,9 @@ class Resubmission(msgspec.Struct, frozen=True, kw_only=True):
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
+    # A record without a key (a version 2 ingestion record, holding the series of one
+    # partition) goes back to its origin partition; a keyed one goes where its key maps.
+    partition: int | None = None
 
 
 class Skipped(msgspec.Struct, frozen=True, kw_only=True):
@@ -331,6 +334,7 @@ def plan_replay(letters: Iterable[StoredLetter]) -> list[Resubmission | Skipped]
                     key=letter.key,
                     value=letter.value,
                     headers=headers,
+                    partition=letter.origin_partition if letter.key is None else None,
                 )
             )
     return plan

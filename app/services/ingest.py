@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from app.domain.observation import (
+    MAX_OBSERVATIONS_PER_RECORD,
     OBSERVATIONS_SCHEMA_VERSION,
     Observation,
     ObservationsRecorded,
@@ -13,9 +14,6 @@ from app.domain.observation import (
     derive_observation_id,
 )
 from app.ports import IngestionLog
-
-# Keeps one record far below the broker's 1 MB message limit (about 250 bytes each).
-MAX_OBSERVATIONS_PER_RECORD = 1000
 
 
 class IngestResult:
@@ -35,7 +33,9 @@ def to_records(
     """Observations grouped by series, ids in request order, and in-request duplicates."""
     by_series: dict[str, list[Observation]] = {}
     ids: list[str] = []
-    seen: set[str] = set()
+    # The store's key: an id is unique within its series and snap (a derived id covers
+    # both; a client's key names one observation of one series and snap).
+    seen: set[tuple[str, datetime, str]] = set()
     for item in items:
         observation_id = item.observation_id or derive_observation_id(
             item.reference_data_id,
@@ -46,9 +46,10 @@ def to_records(
             item.attributes,
         )
         ids.append(observation_id)
-        if observation_id in seen:
+        key = (item.reference_data_id, item.snap, observation_id)
+        if key in seen:
             continue  # a duplicate within the request is stored once: the first wins
-        seen.add(observation_id)
+        seen.add(key)
         by_series.setdefault(item.reference_data_id, []).append(
             Observation(
                 observation_id=observation_id,

@@ -266,3 +266,12 @@ def test_replay_plan_keeps_the_record_and_adds_one_replayed_from_header() -> Non
     assert second.reason == "the letter holds no record value"
     assert isinstance(third, Skipped)
     assert third.reason.startswith("not a dead letter")
+
+
+def test_a_keyless_record_is_replayed_to_its_origin_partition_a_keyed_one_by_its_key() -> None:
+    keyless, keyed = plan_replay([stored(1, key=None, series=None), stored(2)])
+    assert isinstance(keyless, Resubmission)
+    assert isinstance(keyed, Resubmission)
+    # a version 2 record holds the series of one partition: it goes back there
+    assert (keyless.key, keyless.partition) == (None, 3)
+    assert (keyed.key, keyed.partition) == (b"EURUSD", None)

@@ -55,6 +55,16 @@ async def test_ids_in_request_order_and_duplicates_counted() -> None:
     assert stored == [derived, "client-1"]
 
 
+async def test_a_client_key_is_unique_within_its_series_and_snap() -> None:
+    log = MemoryLog()
+    items = [obs("A", oid="k"), obs("B", oid="k"), obs("A", source="b", oid="k")]
+    result = await ingest(items, log, NOW)
+    # the same key in another series is another observation; in the same one, a duplicate
+    assert (result.accepted, result.duplicates) == (3, 1)
+    stored = [(o.reference_data_id, o.source) for r in log.records for o in r.observations]
+    assert sorted(stored) == [("A", "a"), ("B", "a")]
+
+
 async def test_records_are_grouped_by_series_and_stamped() -> None:
     log = MemoryLog()
     await ingest([obs("A", "x"), obs("B", "x"), obs("A", "y")], log, NOW)
