@@ -41,7 +41,6 @@ import asyncpg
 import httpx
 
 from app.adapters.postgres.publications import CHANNEL, parse_payload
-from app.settings import Settings
 from benchmarks.e2e.ingestion import bodies
 from benchmarks.e2e.processes import (
     VENV_BIN,
@@ -52,6 +51,7 @@ from benchmarks.e2e.processes import (
     own_database,
     own_topic_and_group,
     prepare_stack,
+    stack_settings,
     start_api,
     start_worker,
     telemetry_settings,
@@ -211,7 +211,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     processes: list[Process] = []
     isolated = {**settings, **own_topic_and_group(prefix)}
     try:
-        await probe.listen(settings.get("QIS_DB__WRITER_DSN", Settings().db.writer_dsn))
+        await probe.listen(settings.get("QIS_DB__WRITER_DSN", stack_settings().db.writer_dsn))
         processes.append(start_worker(**isolated))  # creates the topic
         processes.append(start_api(port, **isolated))
         if args.with_scheduler:  # readability does not depend on it (the relay publishes to Kafka)

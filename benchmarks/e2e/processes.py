@@ -11,11 +11,17 @@ import urllib.request
 from pathlib import Path
 
 from app.adapters.postgres.migrate import create_migrated_database
-from app.settings import Settings
+from app.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
 LOGS = REPO / ".local" / "bench-logs"
+
+
+def stack_settings() -> Settings:
+    """The settings of the environment (`QIS_*`: a stack on other ports, say), as the
+    `qis` processes the benchmarks start read them."""
+    return load_settings(os.environ)
 
 
 def free_port() -> int:
@@ -113,7 +119,7 @@ async def own_database(name: str, fresh: bool = False) -> str:
     advisory locks (the journal, the series locks) are per database, so concurrent tests
     on the shared `qis` database do not queue with the measured worker.
     """
-    return await create_migrated_database(Settings().db.writer_dsn, name, fresh=fresh)
+    return await create_migrated_database(stack_settings().db.writer_dsn, name, fresh=fresh)
 
 
 def own_topic_and_group(prefix: str) -> dict[str, str]:

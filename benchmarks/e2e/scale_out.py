@@ -45,7 +45,7 @@ import msgspec
 
 from app.adapters.kafka import read_topic
 from app.domain.observation import derive_observation_id
-from app.settings import KafkaSettings, Settings
+from app.settings import KafkaSettings
 from benchmarks.e2e.ingestion import bodies
 from benchmarks.e2e.processes import (
     VENV_BIN,
@@ -55,6 +55,7 @@ from benchmarks.e2e.processes import (
     env,
     free_port,
     own_database,
+    stack_settings,
     start_api,
     start_worker,
     telemetry_settings,
@@ -238,6 +239,7 @@ class Outcome:
     runs: list[WorkerRun]
     events: int
     problems: list[str]
+    records: int  # on the observations topic: the stored positions at the end, summed
 
 
 async def scale_out(seconds: float, rate: float, workers: int) -> Outcome:
@@ -306,7 +308,8 @@ async def scale_out(seconds: float, rate: float, workers: int) -> Outcome:
             problems.append(f"api answers {dict(result.statuses)}, errors {result.errors}")
         problems += await check_database(pool, prefix, expected)
         kafka = msgspec.structs.replace(
-            Settings().kafka, official_values_topic=isolation["QIS_KAFKA__OFFICIAL_VALUES_TOPIC"]
+            stack_settings().kafka,
+            official_values_topic=isolation["QIS_KAFKA__OFFICIAL_VALUES_TOPIC"],
         )
         event_problems, events = await check_events(kafka, pool, prefix)
         problems += event_problems
@@ -320,7 +323,15 @@ async def scale_out(seconds: float, rate: float, workers: int) -> Outcome:
     for worker in runs:
         worker.records = positions.by_pid.get(worker.process.popen.pid, 0)
     return Outcome(
-        rate, seconds, result.percentile(95), sent_at, drained_at, runs, events, problems
+        rate,
+        seconds,
+        result.percentile(95),
+        sent_at,
+        drained_at,
+        runs,
+        events,
+        problems,
+        sum(positions.last.values()),
     )
 
 
@@ -331,7 +342,8 @@ def _topic(isolation: dict[str, str]) -> str:
 def report(o: Outcome) -> None:
     print(
         f"\nload: {o.rate:,.0f} obs/s for {o.seconds:g} s (P95 {o.p95_ms:.0f} ms); sent by "
-        f"{o.sent_at:.1f} s, stored and relayed by {o.drained_at:.1f} s; {o.events:,} events"
+        f"{o.sent_at:.1f} s, stored and relayed by {o.drained_at:.1f} s; {o.records:,} "
+        f"records, {o.events:,} events"
     )
     print("| worker | ran (s) | ended by | records consumed | records/s while running |")
     print("|---|---|---|---|---|")
