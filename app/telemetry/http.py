@@ -23,21 +23,20 @@ Both paths add `X-Amzn-Trace-Id` to the response and record HttpRequests/HttpLat
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from typing import Any
 
+from litestar import Litestar
 from litestar.enums import ScopeType
-from litestar.middleware.base import DefineMiddleware
-from litestar.plugins.opentelemetry import OpenTelemetryInstrumentationMiddleware
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.instrumentation.asgi import asgi_getter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
-from opentelemetry.util.http import get_excluded_urls
 
 from app.telemetry.metrics import QisMetrics
 from app.telemetry.tracing import (
@@ -54,8 +53,35 @@ TRACE_HEADER = b"x-amzn-trace-id"
 # Request headers that may carry a parent context (ASGI header names are lower-case).
 _CONTEXT_HEADERS = frozenset((TRACE_HEADER, b"traceparent"))
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
-# `OTEL_PYTHON_LITESTAR_EXCLUDED_URLS` (or `OTEL_PYTHON_EXCLUDED_URLS`): never traced.
-EXCLUDED_URLS_KEY = "LITESTAR"
+# Comma-separated regular expressions of paths never traced (searched in the path), as
+# OpenTelemetry's instrumentations read them; the first one set wins.
+EXCLUDED_URLS_VARIABLES = ("OTEL_PYTHON_LITESTAR_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
+
+
+def excluded_paths() -> re.Pattern[str] | None:
+    """The paths excluded from tracing by environment, None when none are."""
+    for variable in EXCLUDED_URLS_VARIABLES:
+        patterns = [p.strip() for p in os.environ.get(variable, "").split(",") if p.strip()]
+        if patterns:
+            return re.compile("|".join(f"(?:{p})" for p in patterns))
+    return None
+
+
+# The propagation headers under the names the propagators look up (case-sensitively).
+_CARRIER_NAMES = {
+    TRACE_HEADER: "X-Amzn-Trace-Id",
+    b"traceparent": "traceparent",
+    b"tracestate": "tracestate",
+}
+
+
+def _context_carrier(headers: Any) -> dict[str, str]:
+    """The request's propagation headers, for the global propagator."""
+    return {
+        _CARRIER_NAMES[name]: value.decode("latin-1")
+        for name, value in headers
+        if name in _CARRIER_NAMES
+    }
 
 
 def _load_balancer_root(headers: Any) -> tuple[int, bool | None] | None:
@@ -111,8 +137,7 @@ class TracedRequests:
         self._ids = ids
         self._tracer = provider.get_tracer("qis.http")
         self._metrics = metrics
-        excluded = get_excluded_urls(EXCLUDED_URLS_KEY)
-        self._excluded = excluded.url_disabled if excluded is not None else None
+        self._excluded = excluded_paths()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -123,7 +148,7 @@ class TracedRequests:
         trace_state: TraceState | None = None
         for name, _ in scope["headers"]:
             if name in _CONTEXT_HEADERS:
-                parent_context = propagate.extract(scope, getter=asgi_getter)  # type: ignore[misc]
+                parent_context = propagate.extract(_context_carrier(scope["headers"]))
                 parent = trace.get_current_span(parent_context).get_span_context()
                 if parent.is_valid:
                     if parent.trace_flags.sampled and not self._is_excluded(scope):
@@ -178,8 +203,8 @@ class TracedRequests:
             )
 
     def _is_excluded(self, scope: Scope) -> bool:
-        """URLs excluded from tracing by environment (`EXCLUDED_URLS_KEY`)."""
-        return self._excluded is not None and bool(self._excluded(str(scope.get("path", ""))))
+        """Paths excluded from tracing by environment (`EXCLUDED_URLS_VARIABLES`)."""
+        return self._excluded is not None and bool(self._excluded.search(scope["path"]))
 
     async def _traced(
         self,
@@ -233,19 +258,10 @@ class TracedRequests:
                 )
 
 
-class _Outermost(OpenTelemetryInstrumentationMiddleware):
-    """What Litestar is given: it moves a subclass of its OpenTelemetry middleware found
-    in `middleware=[...]` to the outermost layer (outside routing and the exception
-    handlers, so 404s and 500s get the header and the metrics too). Instantiating it
-    makes a plain `TracedRequests`: neither Litestar's per-request middleware checks nor
-    the OpenTelemetry ASGI instrumentation run."""
-
-    def __new__(  # type: ignore[misc]
-        cls, app: ASGIApp, provider: TracerProvider, metrics: QisMetrics
-    ) -> TracedRequests:
-        return TracedRequests(app, provider, metrics)
-
-
-def http_telemetry_middleware(provider: TracerProvider, metrics: QisMetrics) -> DefineMiddleware:
-    """`TracedRequests` for `Litestar(middleware=[...])`, as the outermost layer."""
-    return DefineMiddleware(_Outermost, provider=provider, metrics=metrics)
+def instrument_http(app: Litestar, provider: TracerProvider | None, metrics: QisMetrics) -> None:
+    """Wrap `app`'s ASGI handler in `TracedRequests`, as Litestar's OpenTelemetry plugin
+    does with its middleware: outside routing and the exception handlers, so 404s and
+    500s get the header and the metrics too. Nothing without a tracer provider
+    (telemetry off)."""
+    if provider is not None:
+        app.asgi_handler = TracedRequests(app.asgi_handler, provider, metrics)
