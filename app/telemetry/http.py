@@ -53,6 +53,8 @@ TRACE_HEADER = b"x-amzn-trace-id"
 # Request headers that may carry a parent context (ASGI header names are lower-case).
 _CONTEXT_HEADERS = frozenset((TRACE_HEADER, b"traceparent"))
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_LOW_96_BITS = (1 << 96) - 1
+_EMPTY = Context()
 # Comma-separated regular expressions of paths never traced (searched in the path), as
 # OpenTelemetry's instrumentations read them; the first one set wins.
 EXCLUDED_URLS_VARIABLES = ("OTEL_PYTHON_LITESTAR_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
@@ -171,35 +173,47 @@ class TracedRequests:
                                 await self._traced(scope, receive, send, started, None)
                             return
                 break
-        if not trace_id:
-            trace_id = self._ids.new_trace_id()
-            if self._route_sampler.is_sampled(
-                route_class(scope["path"]), trace_id
-            ) and not self._is_excluded(scope):
+        if trace_id:
+            span_id = self._ids.generate_span_id()
+        else:
+            trace_id, span_id = self._ids.new_ids()
+            if self._route_sampler.path_sampled(scope["path"], trace_id) and not self._is_excluded(
+                scope
+            ):
                 with preset_trace_id(trace_id):
                     await self._traced(scope, receive, send, started, None)
                 return
 
-        # Not traced: the ids as the request's context, no span, no span processor.
-        span_id = self._ids.generate_span_id()
+        # Not traced: the ids as the request's context, no span, no span processor. The
+        # fewest calls: each costs several times its own time in a real request.
         status = 500
 
         async def send_with_trace_header(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                _add_header(message, xray_header_value(trace_id, span_id, False))
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (
+                        TRACE_HEADER,
+                        b"Root=1-%08x-%024x;Parent=%016x;Sampled=0"
+                        % (trace_id >> 96, trace_id & _LOW_96_BITS, span_id),
+                    ),
+                ]
             await send(message)
 
         token = otel_context.attach(
-            trace.set_span_in_context(_UntracedSpan(trace_id, span_id, trace_state))
+            trace.set_span_in_context(_UntracedSpan(trace_id, span_id, trace_state), _EMPTY)
         )
         try:
             await self.app(scope, receive, send_with_trace_header)
         finally:
             otel_context.detach(token)
+            template = scope.get("path_template")
             self._metrics.http_request(
-                route_label(scope), status, (time.perf_counter() - started) * 1000.0
+                f"{scope['method']} {template or 'unmatched'}",
+                status,
+                (time.perf_counter() - started) * 1000.0,
             )
 
     def _is_excluded(self, scope: Scope) -> bool:
