@@ -196,7 +196,7 @@ class EmfExporter(MetricExporter):
                 metrics_data = self._extra(metrics_data)
             for resource_metrics in metrics_data.resource_metrics:
                 for scope_metrics in resource_metrics.scope_metrics:
-                    for timestamp, document in self.documents(
+                    for timestamp, document in self._documents(
                         scope_metrics.metrics, resource_metrics.resource
                     ):
                         self._export(
@@ -207,7 +207,7 @@ class EmfExporter(MetricExporter):
             return MetricExportResult.FAILURE
         return MetricExportResult.SUCCESS
 
-    def documents(
+    def _documents(
         self, metrics: Sequence[Metric], resource: Resource | None
     ) -> list[tuple[int, dict[str, Any]]]:
         """(timestamp ms, document) per attribute set and timestamp of these metrics."""
