@@ -17,7 +17,7 @@ What it does, in one run:
    hit ratios over the measured run (from the process' own counters).
 
 `--telemetry both` is the telemetry-cost comparison: it starts a telemetry-off and a
-telemetry-on process (production setting: the seed's sampling rates, spans and EMF
+telemetry-on process (production setting: the default sampling rates, spans and EMF
 exported to files) side by side and alternates, round by round, the same wrk runs on
 each: cached latest reads, the bare route and batch ingestion (100-observation
 `POST /v1/observations`, 8 connections, broker ack awaited, to a topic of the run's own

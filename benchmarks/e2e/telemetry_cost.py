@@ -9,7 +9,7 @@ providers and the library instrumentations are per process), the modes alternate
 round by round, and each kind's figure is the median round:
 
 - `off`: `QIS_TELEMETRY__ENABLED=false`;
-- `on`: the seed's sampling rates, spans to a JSON-lines file, EMF metrics to a file
+- `on`: the default sampling rates, spans to a JSON-lines file, EMF metrics to a file
   (every 10 s, so exports happen during the run), as `benchmarks/e2e/ingestion.py` runs it;
 - `unsampled`: `on` with every sampling rate 0: the cost of an untraced request;
 - `sampled`: `on` with every sampling rate 1: the cost of a traced request.
