@@ -1,7 +1,7 @@
 """Write a synthetic EMF recording in exactly the services' format, for demos and tests.
 
 The lines come from the services' own instruments and exporter (`app.telemetry.metrics`:
-`QisMetrics` feeding ADOT's EMF exporter, DELTA temporality, exponential histograms); only
+`QisMetrics` feeding the EMF exporter, DELTA temporality, exponential histograms); only
 the clock is simulated, so thirty minutes take a second or two.
 
     python -m alarms.sample_metrics --scenario healthy --out healthy.emf.jsonl

@@ -2,7 +2,7 @@
 
 One EMF line can carry several metrics and several dimension sets; every (metric,
 dimension set) pair becomes one series. A value is a number, a list of numbers, or a
-distribution `{"Values", "Counts", "Count", "Sum", "Min", "Max"}` (what the ADOT exporter
+distribution `{"Values", "Counts", "Count", "Sum", "Min", "Max"}` (what `app.telemetry.emf`
 writes for histograms: bucket midpoints and their counts).
 """
 

@@ -6,7 +6,7 @@ records of a period are merged (same value -> counts added) before percentiles a
 
 Percentile rule (nearest rank, no interpolation): pNN is the smallest reported value
 whose cumulative count reaches NN % of the period's total count. It always returns a value
-that was reported - with the ADOT exporter, an exponential-histogram bucket midpoint, so
+that was reported - with the services' EMF exporter, an exponential-histogram bucket midpoint, so
 the answer carries the bucket's relative error (well under 1 % at the exporter's scales).
 """
 

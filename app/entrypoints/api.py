@@ -37,7 +37,7 @@ from app.ports import HealthCheck, IngestionLog
 from app.services.cache import CachePolicy, TwoLevelCache
 from app.services.query import QueryService
 from app.settings import CacheSettings, Settings
-from app.telemetry.http import http_telemetry_middleware
+from app.telemetry.http import instrument_http
 from app.telemetry.metrics import QisMetrics, noop_metrics
 from app.telemetry.setup import Telemetry, disabled
 
@@ -212,11 +212,6 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
             **EXCEPTION_HANDLERS,  # type: ignore[dict-item]
             Exception: _unavailable_or_unexpected(settings.api.retry_after_seconds),
         },
-        middleware=(
-            [http_telemetry_middleware(telemetry.tracer_provider, telemetry.metrics)]
-            if telemetry.tracer_provider is not None
-            else []
-        ),
         openapi_config=OpenAPIConfig(
             title="QIS Data Management API", version="1.0.0", path="/schema"
         ),
@@ -226,6 +221,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
         request_max_body_size=settings.api.max_body_bytes,
     )
     allow_every_method(app)
+    instrument_http(app, telemetry.tracer_provider, telemetry.metrics)
     document_request_body(
         app, "/v1/observations", "POST", ObservationSubmission, examples.SUBMISSION_EXAMPLES
     )

@@ -7,7 +7,7 @@ record that would let a caller batch it. A `Distribution` counts each value into
 base-2 exponential bucket under one lock (both measured: micro benchmark group
 `http-metrics-record`, benchmarks/results/telemetry-cost.md), and at collection turns each
 attribute set's counts into one delta `ExponentialHistogramDataPoint`: the OpenTelemetry
-data model that ADOT's EMF exporter already encodes as a CloudWatch `Values`/`Counts`
+data model that the EMF exporter (`app.telemetry.emf`) encodes as a CloudWatch `Values`/`Counts`
 distribution, next to the SDK's own metrics (see `app.telemetry.metrics`).
 
 Buckets follow the OpenTelemetry exponential histogram: at scale s, bucket i holds

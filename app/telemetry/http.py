@@ -1,18 +1,20 @@
-"""HTTP server telemetry: Litestar's OpenTelemetry middleware plus X-Ray response headers,
-route-template span names and per-route request metrics.
+"""HTTP server telemetry: one plain ASGI middleware for the X-Amzn-Trace-Id response
+header, the request's trace context, the server span of sampled requests and the
+per-route request metrics.
 
 Sampling is decided here, before any span exists, so that the 90-95 % of requests that
-are not traced skip the ASGI instrumentation entirely (see docs/tracing.md, "Cost"):
+are not traced cost as little as possible (see docs/tracing.md, "Cost"):
 
 - an incoming `X-Amzn-Trace-Id` or `traceparent` is extracted with the global propagator;
-  a valid sampled parent takes the full path (Litestar's middleware, a server span named
-  by route template); a valid parent that is not sampled takes the fast path, keeping
-  its trace id;
+  a valid sampled parent is traced (a server span named by route template, under that
+  parent); a valid parent that is not sampled keeps its trace id, untraced;
+- a `X-Amzn-Trace-Id` with a `Root` and no `Parent` (what a load balancer adds)
+  continues that Root: its `Sampled` decides, without one the route sampler does;
 - without a usable parent, the trace id is drawn from the provider's id generator and
-  the route sampler (deterministic on the trace id) is asked; "sampled" takes the full
-  path with that same trace id preset (`preset_trace_id`), so the SDK's own decision on
-  the root span is the same one, not a second draw;
-- the fast path makes the request's context a `NonRecordingSpan` (trace id kept, a new
+  the route sampler (deterministic on the trace id) is asked; "sampled" starts the
+  server span with that same trace id preset (`preset_trace_id`), so the SDK's own
+  decision on the root span is the same one, not a second draw;
+- an untraced request's context is a span that only holds its ids (trace id kept, a new
   span id, not sampled): logs carry the trace id, the Kafka headers carry the
   not-sampled decision downstream, the response carries `Sampled=0`.
 
@@ -22,26 +24,21 @@ Both paths add `X-Amzn-Trace-Id` to the response and record HttpRequests/HttpLat
 from __future__ import annotations
 
 import os
+import re
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
+from litestar import Litestar
 from litestar.enums import ScopeType
-from litestar.middleware.base import DefineMiddleware
-from litestar.plugins.opentelemetry import (
-    OpenTelemetryConfig,
-    OpenTelemetryInstrumentationMiddleware,
-)
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 from opentelemetry import context as otel_context
-from opentelemetry import metrics as otel_metrics
 from opentelemetry import propagate, trace
-from opentelemetry.instrumentation.asgi import asgi_getter
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace.status import Status, StatusCode
 
-from app.telemetry.metrics import QisMetrics, noop_metrics
+from app.telemetry.metrics import QisMetrics
 from app.telemetry.tracing import (
     ROUTE_CLASS,
     PresetTraceIds,
@@ -56,10 +53,40 @@ TRACE_HEADER = b"x-amzn-trace-id"
 # Request headers that may carry a parent context (ASGI header names are lower-case).
 _CONTEXT_HEADERS = frozenset((TRACE_HEADER, b"traceparent"))
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
-_EXCLUDED_URLS = "OTEL_PYTHON_EXCLUDED_URLS"
+_LOW_96_BITS = (1 << 96) - 1
+_EMPTY = Context()
+# Comma-separated regular expressions of paths never traced (searched in the path), as
+# OpenTelemetry's instrumentations read them; the first one set wins.
+EXCLUDED_URLS_VARIABLES = ("OTEL_PYTHON_LITESTAR_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
 
 
-def _load_balancer_root(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int, bool | None] | None:
+def excluded_paths() -> re.Pattern[str] | None:
+    """The paths excluded from tracing by environment, None when none are."""
+    for variable in EXCLUDED_URLS_VARIABLES:
+        patterns = [p.strip() for p in os.environ.get(variable, "").split(",") if p.strip()]
+        if patterns:
+            return re.compile("|".join(f"(?:{p})" for p in patterns))
+    return None
+
+
+# The propagation headers under the names the propagators look up (case-sensitively).
+_CARRIER_NAMES = {
+    TRACE_HEADER: "X-Amzn-Trace-Id",
+    b"traceparent": "traceparent",
+    b"tracestate": "tracestate",
+}
+
+
+def _context_carrier(headers: Any) -> dict[str, str]:
+    """The request's propagation headers, for the global propagator."""
+    return {
+        _CARRIER_NAMES[name]: value.decode("latin-1")
+        for name, value in headers
+        if name in _CARRIER_NAMES
+    }
+
+
+def _load_balancer_root(headers: Any) -> tuple[int, bool | None] | None:
     """`xray_root_only` of the request's `X-Amzn-Trace-Id`, if it has one."""
     for name, value in headers:
         if name == TRACE_HEADER:
@@ -67,23 +94,10 @@ def _load_balancer_root(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int, bo
     return None
 
 
-def _excluded_urls_configured(key: str) -> bool:
-    """Whether `OTEL_PYTHON_<key>_EXCLUDED_URLS` (or the generic variable) is set, as
-    `opentelemetry.util.http.get_excluded_urls` reads it."""
-    return bool(
-        os.environ.get(f"OTEL_PYTHON_{key}_EXCLUDED_URLS", os.environ.get(_EXCLUDED_URLS, ""))
-    )
-
-
-def span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
-    """Start attributes: the sampler reads the route class from them (routing has not run yet)."""
-    path = str(scope.get("path", ""))
-    return f"{scope.get('method', '')} {path}", {ROUTE_CLASS: route_class(path)}
-
-
-def _with_trace_header(message: HTTPResponseStartEvent, value: bytes) -> HTTPResponseStartEvent:
-    """The response start with `X-Amzn-Trace-Id: value` added to its headers."""
-    return {**message, "headers": [*message.get("headers", ()), (TRACE_HEADER, value)]}
+def _add_header(message: HTTPResponseStartEvent, value: bytes) -> None:
+    """Add `X-Amzn-Trace-Id: value` to a response start, in a new header list (the app's
+    list may be shared between responses, as a cached response's is)."""
+    message["headers"] = [*message.get("headers", ()), (TRACE_HEADER, value)]
 
 
 def route_label(scope: Scope) -> str:
@@ -92,53 +106,55 @@ def route_label(scope: Scope) -> str:
     return f"{scope.get('method', '')} {template or 'unmatched'}"
 
 
-@dataclass
-class TracedRequestsConfig(OpenTelemetryConfig):
-    """Litestar's OpenTelemetry configuration plus the metrics our middleware records."""
+class _UntracedSpan(NonRecordingSpan):
+    """An untraced request's current span: its ids, with the `SpanContext` built only
+    when something reads it (a log line, a Kafka header, an instrumented client)."""
 
-    metrics: QisMetrics = field(default_factory=lambda: noop_metrics("api"))
+    def __init__(self, trace_id: int, span_id: int, trace_state: TraceState | None) -> None:
+        self._ids = (trace_id, span_id, trace_state)
+        self._built: SpanContext | None = None
+
+    def get_span_context(self) -> SpanContext:
+        built = self._built
+        if built is None:
+            trace_id, span_id, trace_state = self._ids
+            built = self._built = SpanContext(trace_id, span_id, False, _NOT_SAMPLED, trace_state)
+        return built
+
+    def __repr__(self) -> str:
+        return f"_UntracedSpan({self.get_span_context()!r})"
 
 
-class TracedRequests(OpenTelemetryInstrumentationMiddleware):
-    """Decides sampling first; traced requests go through Litestar's OpenTelemetry
-    middleware (span renamed to the route template), the others through a fast path.
-    Every response gets `X-Amzn-Trace-Id`; HttpRequests/HttpLatency are recorded per route."""
+class TracedRequests:
+    """Decides sampling first; sampled requests get a SERVER span named by route template,
+    the others only their ids. Every response gets `X-Amzn-Trace-Id`; HttpRequests and
+    HttpLatency are recorded per route. Other scopes (lifespan, websocket) pass through."""
 
-    def __init__(self, app: ASGIApp, config: OpenTelemetryConfig) -> None:
-        super().__init__(app, config)
-        self.metrics = config.metrics if isinstance(config, TracedRequestsConfig) else None
-        provider = config.tracer_provider
-        self._ids: PresetTraceIds | None = None
-        self._sampler: QisSampler | None = None
-        if (
-            isinstance(provider, TracerProvider)
-            and isinstance(provider.id_generator, PresetTraceIds)
-            and isinstance(provider.sampler, QisSampler)
-            # URLs excluded from tracing by environment: the ASGI middleware handles those
-            and not _excluded_urls_configured(config.exclude_urls_env_key)
-        ):
-            self._ids = provider.id_generator
-            self._sampler = provider.sampler
+    def __init__(self, app: ASGIApp, provider: TracerProvider, metrics: QisMetrics) -> None:
+        self.app = app
+        sampler, ids = provider.sampler, provider.id_generator
+        if not isinstance(sampler, QisSampler) or not isinstance(ids, PresetTraceIds):
+            raise TypeError("the tracer provider of build_tracer_provider is expected")
+        self._route_sampler = sampler.route
+        self._ids = ids
+        self._tracer = provider.get_tracer("qis.http")
+        self._metrics = metrics
+        self._excluded = excluded_paths()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or self._ids is None or self._sampler is None:
-            if scope["type"] != ScopeType.HTTP:
-                await super().__call__(scope, receive, send)
-            else:
-                await self._traced(scope, receive, send, time.perf_counter())
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        ids = self._ids
         trace_id = 0
         trace_state: TraceState | None = None
         for name, _ in scope["headers"]:
             if name in _CONTEXT_HEADERS:
-                parent = trace.get_current_span(
-                    propagate.extract(scope, getter=asgi_getter)  # type: ignore[misc]
-                ).get_span_context()
+                parent_context = propagate.extract(_context_carrier(scope["headers"]))
+                parent = trace.get_current_span(parent_context).get_span_context()
                 if parent.is_valid:
-                    if parent.trace_flags.sampled:
-                        await self._traced(scope, receive, send, started)
+                    if parent.trace_flags.sampled and not self._is_excluded(scope):
+                        await self._traced(scope, receive, send, started, parent_context)
                         return
                     trace_id, trace_state = parent.trace_id, parent.trace_state
                 else:
@@ -149,87 +165,117 @@ class TracedRequests(OpenTelemetryInstrumentationMiddleware):
                         # on the trace id, as every service seeing that Root does.
                         trace_id, decided = root
                         if decided is None:
-                            decided = self._sampler.route.is_sampled(
+                            decided = self._route_sampler.is_sampled(
                                 route_class(scope["path"]), trace_id
                             )
-                        if decided:
+                        if decided and not self._is_excluded(scope):
                             with preset_trace_id(trace_id, sampled=True):
-                                await self._traced(scope, receive, send, started)
+                                await self._traced(scope, receive, send, started, None)
                             return
                 break
-        if not trace_id:
-            trace_id = ids.new_trace_id()
-            if self._sampler.route.is_sampled(route_class(scope["path"]), trace_id):
+        if trace_id:
+            span_id = self._ids.generate_span_id()
+        else:
+            trace_id, span_id = self._ids.new_ids()
+            if self._route_sampler.path_sampled(scope["path"], trace_id) and not self._is_excluded(
+                scope
+            ):
                 with preset_trace_id(trace_id):
-                    await self._traced(scope, receive, send, started)
+                    await self._traced(scope, receive, send, started, None)
                 return
 
-        # Not sampled: a non-recording span as the request's context, no ASGI instrumentation.
-        span_id = ids.generate_span_id()
-        span = NonRecordingSpan(SpanContext(trace_id, span_id, False, _NOT_SAMPLED, trace_state))
+        # Not traced: the ids as the request's context, no span, no span processor. The
+        # fewest calls: each costs several times its own time in a real request.
         status = 500
 
         async def send_with_trace_header(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = _with_trace_header(message, xray_header_value(trace_id, span_id, False))
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (
+                        TRACE_HEADER,
+                        b"Root=1-%08x-%024x;Parent=%016x;Sampled=0"
+                        % (trace_id >> 96, trace_id & _LOW_96_BITS, span_id),
+                    ),
+                ]
             await send(message)
 
-        token = otel_context.attach(trace.set_span_in_context(span))
+        token = otel_context.attach(
+            trace.set_span_in_context(_UntracedSpan(trace_id, span_id, trace_state), _EMPTY)
+        )
         try:
             await self.app(scope, receive, send_with_trace_header)
         finally:
             otel_context.detach(token)
-            self._record(scope, status, started)
-
-    async def _traced(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
-        """Litestar's OpenTelemetry middleware: the SDK starts the server span and decides
-        (the same way as above: a sampled parent, or the preset trace id)."""
-        status = 500
-
-        async def send_with_trace_header(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                span = trace.get_current_span()
-                label = route_label(scope)
-                span.update_name(label)
-                span.set_attribute("http.route", label.partition(" ")[2])
-                context = span.get_span_context()
-                if context.is_valid:
-                    header = xray_header_value(
-                        context.trace_id, context.span_id, context.trace_flags.sampled
-                    )
-                    message = _with_trace_header(message, header)
-            await send(message)
-
-        try:
-            await super().__call__(scope, receive, send_with_trace_header)
-        finally:
-            self._record(scope, status, started)
-
-    def _record(self, scope: Scope, status: int, started: float) -> None:
-        """HttpRequests and HttpLatency for one request, on either path."""
-        if self.metrics is not None:
-            self.metrics.http_request(
-                route_label(scope), status, (time.perf_counter() - started) * 1000.0
+            template = scope.get("path_template")
+            self._metrics.http_request(
+                f"{scope['method']} {template or 'unmatched'}",
+                status,
+                (time.perf_counter() - started) * 1000.0,
             )
 
+    def _is_excluded(self, scope: Scope) -> bool:
+        """Paths excluded from tracing by environment (`EXCLUDED_URLS_VARIABLES`)."""
+        return self._excluded is not None and bool(self._excluded.search(scope["path"]))
 
-def http_telemetry_middleware(provider: TracerProvider, metrics: QisMetrics) -> DefineMiddleware:
-    """Litestar's OpenTelemetry middleware, as our subclass, for `Litestar(middleware=[...])`.
+    async def _traced(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        started: float,
+        parent: Context | None,
+    ) -> None:
+        """A SERVER span under `parent` (or a root span with the preset trace id, which
+        the SDK's sampler decides the same way as above), renamed to the route template
+        once routing has run."""
+        status = 500
+        method = str(scope.get("method", ""))
+        path = str(scope.get("path", ""))
+        with self._tracer.start_as_current_span(
+            f"{method} {path}",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={
+                ROUTE_CLASS: route_class(path),
+                "http.method": method,
+                "http.scheme": str(scope.get("scheme", "http")),
+                "http.target": path,
+            },
+        ) as span:
 
-    Passed as middleware rather than as `OpenTelemetryPlugin(config)`: the plugin ignores
-    `config.middleware_class`, while Litestar turns an OpenTelemetry middleware found in
-    the middleware list into the outermost layer, keeping its class.
-    """
-    return TracedRequestsConfig(
-        tracer_provider=provider,
-        # The ASGI instrumentation's own http.server.* metrics would duplicate ours.
-        meter=otel_metrics.NoOpMeter("asgi"),
-        scope_span_details_extractor=span_details,
-        exclude_spans=["receive", "send"],
-        middleware_class=TracedRequests,
-        metrics=metrics,
-    ).middleware
+            async def send_with_trace_header(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    label = route_label(scope)
+                    span.update_name(label)
+                    span.set_attribute("http.route", label.partition(" ")[2])
+                    span.set_attribute("http.status_code", status)
+                    if status >= 500:
+                        span.set_status(Status(StatusCode.ERROR))
+                    context = span.get_span_context()
+                    if context.is_valid:
+                        header = xray_header_value(
+                            context.trace_id, context.span_id, context.trace_flags.sampled
+                        )
+                        _add_header(message, header)
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_with_trace_header)
+            finally:
+                self._metrics.http_request(
+                    route_label(scope), status, (time.perf_counter() - started) * 1000.0
+                )
+
+
+def instrument_http(app: Litestar, provider: TracerProvider | None, metrics: QisMetrics) -> None:
+    """Wrap `app`'s ASGI handler in `TracedRequests`, as Litestar's OpenTelemetry plugin
+    does with its middleware: outside routing and the exception handlers, so 404s and
+    500s get the header and the metrics too. Nothing without a tracer provider
+    (telemetry off)."""
+    if provider is not None:
+        app.asgi_handler = TracedRequests(app.asgi_handler, provider, metrics)

@@ -1,29 +1,24 @@
 """CloudWatch metrics in Embedded Metric Format through the OpenTelemetry metrics API.
 
-The EMF encoding is the ADOT Python distro's (`aws-opentelemetry-distro`): its exporter
-turns delta counters into numbers and exponential histograms into `Values`/`Counts`
-distributions, from which CloudWatch computes p50/p95/p99. We only add a destination
-(a file) beside its stdout one. Dimensions stay low-cardinality: Environment (the
-deployment, `QIS_TELEMETRY__ENVIRONMENT`), Service, Route, and Series only for a bounded,
-configured set.
+`app.telemetry.emf` encodes the documents (ADOT's EMF encoding: delta counters as
+numbers, exponential histograms as `Values`/`Counts` distributions, from which
+CloudWatch computes p50/p95/p99); this module names the instruments, adds the request
+distributions to each export and picks the destination (stdout or a file). Dimensions
+stay low-cardinality: Environment (the deployment, `QIS_TELEMETRY__ENVIRONMENT`),
+Service, Route, and Series only for a bounded, configured set.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from functools import partial
 
-from amazon.opentelemetry.distro.exporter.aws.metrics.console_emf_exporter import (
-    ConsoleEmfExporter,
-)
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import (
     Metric,
-    MetricExportResult,
     MetricReader,
     MetricsData,
     PeriodicExportingMetricReader,
@@ -36,9 +31,15 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from app.settings import TelemetrySettings
 from app.telemetry.catalogue import METRIC_NAMES, NAMESPACE
 from app.telemetry.distributions import Distributions
+from app.telemetry.emf import EmfExporter
 
 # The OpenTelemetry SDK lower-cases instrument names; CloudWatch names are case-sensitive.
 _CANONICAL = {name.lower(): name for name in METRIC_NAMES}
+
+
+def canonical_name(name: str) -> str:
+    """The catalogue's spelling of an instrument name the SDK lower-cased."""
+    return _CANONICAL.get(name, name)
 
 
 _DISTRIBUTIONS_SCOPE = InstrumentationScope("qis.distributions")
@@ -58,38 +59,30 @@ def with_distributions(data: MetricsData, extra: list[Metric]) -> MetricsData:
     return MetricsData(resource_metrics=[merged, *rest])
 
 
-class StdoutEmfExporter(ConsoleEmfExporter):  # type: ignore[misc]
-    """ADOT's EMF exporter with our metric names and exactly our dimensions, plus the
-    given `distributions`' counts since the previous export.
+def _drained(distributions: Distributions, data: MetricsData) -> MetricsData:
+    return with_distributions(data, distributions.collect())
 
-    ADOT adds Application Signals `Service`/`Environment` dimensions by default; the
-    dashboards and alarms are written against the dimensions we set, so that is off.
+
+class StdoutEmfExporter(EmfExporter):
+    """EMF on stdout with the catalogue's metric names, plus the given `distributions`'
+    counts since the previous export.
+
     The distributions are drained only into an export that has the SDK's metrics: every
     request that records one also counts HttpRequests, so none waits more than an interval.
     """
 
     def __init__(
-        self, namespace: str = NAMESPACE, distributions: Distributions | None = None
+        self,
+        namespace: str = NAMESPACE,
+        distributions: Distributions | None = None,
+        path: str | None = None,
     ) -> None:
-        super().__init__(namespace=namespace)
-        self._distributions = distributions
-
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float | None = None, **kwargs: Any
-    ) -> MetricExportResult:
-        if self._distributions is not None and metrics_data.resource_metrics:
-            metrics_data = with_distributions(metrics_data, self._distributions.collect())
-        result: MetricExportResult = super().export(metrics_data, timeout_millis, **kwargs)
-        return result
-
-    def _get_metric_name(self, record: Any) -> str | None:
-        name = super()._get_metric_name(record)
-        return None if name is None else _CANONICAL.get(name, name)
-
-    def _add_application_signals_dimensions(
-        self, dimension_names: list[str], emf_log: dict[str, Any], resource_attributes: Any
-    ) -> None:
-        return None
+        super().__init__(
+            namespace,
+            name_of=canonical_name,
+            extra=None if distributions is None else partial(_drained, distributions),
+            path=path,
+        )
 
 
 class FileEmfExporter(StdoutEmfExporter):
@@ -98,16 +91,7 @@ class FileEmfExporter(StdoutEmfExporter):
     def __init__(
         self, path: str, namespace: str = NAMESPACE, distributions: Distributions | None = None
     ) -> None:
-        super().__init__(namespace=namespace, distributions=distributions)
-        self._path = Path(path)
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-
-    def _export(self, log_event: dict[str, Any]) -> None:
-        message = log_event.get("message")
-        if message:
-            with self._lock, self._path.open("a", encoding="utf-8") as out:
-                out.write(message + "\n")
+        super().__init__(namespace, distributions, path)
 
 
 def emf_exporter(

@@ -13,7 +13,9 @@ Sampling, decided once at the root of a trace and inherited by every child:
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
@@ -130,6 +132,18 @@ class RouteSampler(Sampler):
         """`should_sample`'s decision for a root span of this route class, without a span."""
         return trace_id & _TRACE_ID_LIMIT < self._bounds.get(route, self._default_bound)
 
+    def path_sampled(self, path: str, trace_id: int) -> bool:
+        """`is_sampled(route_class(path), trace_id)` in one call (every request asks)."""
+        if path.startswith("/health"):
+            bound = self._bounds.get("health", self._default_bound)
+        elif path.startswith("/v1/observations"):
+            bound = self._bounds.get("ingestion", self._default_bound)
+        elif path.startswith("/v1/reference-data"):
+            bound = self._bounds.get("query", self._default_bound)
+        else:
+            bound = self._default_bound
+        return trace_id & _TRACE_ID_LIMIT < bound
+
     def get_description(self) -> str:
         return "RouteSampler"
 
@@ -182,6 +196,8 @@ def build_sampler(settings: TelemetrySettings) -> QisSampler:
     )
 
 
+_getrandbits = random.getrandbits
+_LOW_64_BITS = (1 << 64) - 1
 _PRESET_TRACE_ID: ContextVar[int] = ContextVar("qis_preset_trace_id", default=0)
 # A trace id whose root span must be sampled whatever its route's rate: an upstream (the
 # load balancer) already decided `Sampled=1` for it.
@@ -213,6 +229,14 @@ class PresetTraceIds(IdGenerator):
     def new_trace_id(self) -> int:
         """A fresh trace id, never a preset one."""
         return self._inner.generate_trace_id()
+
+    @staticmethod
+    def new_ids() -> tuple[int, int]:
+        """A fresh X-Ray trace id (epoch seconds in the high 32 bits, as
+        `AwsXRayIdGenerator` makes them) and a span id, from one random draw: the ids of
+        an untraced request, where every call counts."""
+        bits = _getrandbits(160)
+        return (int(time.time()) << 96) | (bits >> 64), (bits & _LOW_64_BITS) or 1
 
 
 @contextmanager

@@ -16,6 +16,15 @@ What it does, in one run:
 5. prints requests/s and P50/P95/P99 of each, the ratio to the ceiling, and the cache
    hit ratios over the measured run (from the process' own counters).
 
+`--telemetry both` is the telemetry-cost comparison: it starts a telemetry-off and a
+telemetry-on process (production setting: the default sampling rates, spans and EMF
+exported to files) side by side and alternates, round by round, the same wrk runs on
+each: cached latest reads, the bare route and batch ingestion (100-observation
+`POST /v1/observations`, 8 connections, broker ack awaited, to a topic of the run's own
+that no worker reads). Each round prints off / on / ratio; the summary keeps the best
+round of each process (noise on a shared machine only slows a round down) and the
+median round.
+
 wrk, not a Python client: on a 2-core machine a Python load generator needs more CPU
 per request than the server and would measure itself. wrk (C, epoll) takes one core,
 the API process the other.
@@ -28,9 +37,11 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,8 +55,10 @@ from app.settings import load_settings
 from benchmarks.e2e.processes import (
     LOGS,
     Process,
+    create_topics,
     env,
     free_port,
+    own_topic_and_group,
     prepare_stack,
     telemetry_settings,
     wait_live,
@@ -191,6 +204,23 @@ def _db_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(("QIS_DB__", "QIS_REDIS__"))}
 
 
+_WRK_POSTS = """
+local bodies, i = {%(bodies)s}, 0
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format("POST", "/v1/observations", {["Content-Type"] = "application/json"}, bodies[i])
+end
+"""
+
+
+def ingestion_script(prefix: str, per_request: int = 100, count: int = 200) -> str:
+    """The wrk script posting `count` distinct `per_request`-observation bodies in turn."""
+    from benchmarks.e2e.ingestion import bodies
+
+    literals = ",".join(f"[==[{body.decode()}]==]" for body in bodies(prefix, per_request, count))
+    return _WRK_POSTS % {"bodies": literals}
+
+
 def get_json(url: str) -> Any:
     import httpx
 
@@ -269,15 +299,87 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.telemetry == "both":
-        off = run_once(args, telemetry=False)
-        on = run_once(args, telemetry=True)
-        cost = (
-            1 - on["official_value_latest"]["req_per_s"] / off["official_value_latest"]["req_per_s"]
-        )
-        print(json.dumps({"telemetry_off": off, "telemetry_on": on}, indent=2))
-        print(f"telemetry cost on latest reads throughput: {100 * cost:.1f} %")
+        side_by_side(args)
         return
     print(json.dumps(run_once(args, telemetry=args.telemetry == "on"), indent=2))
+
+
+WORKLOADS = ("latest", "bare", "ingestion")
+
+
+def side_by_side(args: argparse.Namespace) -> dict[str, Any]:
+    """Telemetry off and on, two processes at once, the same wrk runs alternating between
+    them round by round (the first process of a round alternates too)."""
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
+    if not args.no_stack:
+        prepare_stack()
+    settings = load_settings(_db_env())
+    asyncio.run(seed(settings.db.writer_dsn))
+    tag = uuid.uuid4().hex[:6].upper()
+    # A topic of its own: the posted batches must not become the backlog of other
+    # `qis worker`s on this machine (tests, `make run`).
+    isolation = own_topic_and_group(f"TELCOST{tag}")
+    create_topics(isolation)
+    processes: dict[str, Process] = {}
+    bases: dict[str, str] = {}
+    try:
+        for mode in ("off", "on"):
+            port = free_port()
+            processes[mode] = start_api(
+                port, {**telemetry_settings(mode == "on", "query-bench"), **isolation}
+            )
+            bases[mode] = f"http://127.0.0.1:{port}"
+        scripts = {
+            "latest": ("", zipf_script(), args.connections),
+            "bare": ("/bench/bare", "", args.connections),
+            "ingestion": ("", ingestion_script(f"TELCOST{tag}"), 8),
+        }
+        for base in bases.values():
+            asyncio.run(warm(base))
+            for path, script, connections in scripts.values():
+                wrk(base + path, args.warmup_seconds, connections, script)
+        rounds: list[dict[str, dict[str, float]]] = []
+        for round_ in range(args.rounds):
+            order = ("off", "on") if round_ % 2 == 0 else ("on", "off")
+            figures: dict[str, dict[str, float]] = {w: {} for w in WORKLOADS}
+            for workload, (path, script, connections) in scripts.items():
+                for mode in order:
+                    run = wrk(bases[mode] + path, args.seconds, connections, script)
+                    if run["non_2xx"] or run["errors"]:
+                        sys.exit(f"{workload} telemetry {mode}: {run}")
+                    figures[workload][mode] = run["req_per_s"]
+            rounds.append(figures)
+            print(f"round {round_ + 1}: " + _row(figures), flush=True)
+    finally:
+        for process in processes.values():
+            process.stop()
+    summary = {
+        "best": {w: _best(rounds, w, max) for w in WORKLOADS},
+        "median": {w: _best(rounds, w, statistics.median) for w in WORKLOADS},
+    }
+    result = {
+        "machine": {"cpus": os.cpu_count(), "load": os.getloadavg()},
+        "unit": "req/s (ingestion: requests of 100 observations)",
+        "rounds": rounds,
+        **summary,
+    }
+    print(json.dumps(result, indent=1))
+    for name, figures in summary.items():
+        print(f"{name}: " + _row(figures))
+    return result
+
+
+def _best(rounds: list[dict[str, dict[str, float]]], workload: str, pick: Any) -> dict[str, float]:
+    off = float(pick([r[workload]["off"] for r in rounds]))
+    on = float(pick([r[workload]["on"] for r in rounds]))
+    return {"off": off, "on": on, "ratio": round(on / off, 3)}
+
+
+def _row(figures: dict[str, dict[str, float]]) -> str:
+    return "  ".join(
+        f"{w} {f['off']:.0f}/{f['on']:.0f} = {f['on'] / f['off']:.3f}" for w, f in figures.items()
+    )
 
 
 def run_once(args: argparse.Namespace, telemetry: bool) -> dict[str, Any]:

@@ -9,8 +9,12 @@ providers and the library instrumentations are per process), the modes alternate
 round by round, and each kind's figure is the median round:
 
 - `off`: `QIS_TELEMETRY__ENABLED=false`;
-- `on`: the seed's sampling rates, spans to a JSON-lines file, EMF metrics to a file
-  (every 10 s, so exports happen during the run), as `benchmarks/e2e/ingestion.py` runs it.
+- `on`: the default sampling rates, spans to a JSON-lines file, EMF metrics to a file
+  (every 10 s, so exports happen during the run), as `benchmarks/e2e/ingestion.py` runs it;
+- `unsampled`: `on` with every sampling rate 0: the cost of an untraced request;
+- `sampled`: `on` with every sampling rate 1: the cost of a traced request.
+
+The table gives each mode's µs per request and, for the last two, what they add to `off`.
 
 Request kinds: a cached latest read (L1 hit), `GET /health/live`, the bare framework
 route `GET /bench/bare`, a 1-observation and a 100-observation `POST /v1/observations`
@@ -37,6 +41,17 @@ from benchmarks.e2e.processes import env, telemetry_settings
 SERIES = 500
 CONCURRENCY = 8
 KINDS = ("latest_read", "health_live", "bare", "post_1", "post_100")
+MODES = ("off", "on", "unsampled", "sampled")
+_RATES = ("INGESTION", "QUERY", "HEALTH", "DEFAULT")
+
+
+def mode_settings(mode: str) -> dict[str, str]:
+    """The QIS_TELEMETRY__* settings of a mode (see the module docstring)."""
+    settings = telemetry_settings(mode != "off", "cost")
+    if mode in ("unsampled", "sampled"):
+        rate = "0" if mode == "unsampled" else "1"
+        settings |= {f"QIS_TELEMETRY__SAMPLE_RATE_{route}": rate for route in _RATES}
+    return settings
 
 
 def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
@@ -168,7 +183,7 @@ async def _child(requests: int) -> dict[str, float]:
 
 
 def _run_child(mode: str, requests: int, isolation: dict[str, str]) -> dict[str, float]:
-    environment = env(**telemetry_settings(mode == "on", "cost"), **isolation)
+    environment = env(**mode_settings(mode), **isolation)
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.e2e.telemetry_cost", "child", str(requests)],
         env=environment,
@@ -188,6 +203,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-stack", action="store_true", help="the stack is already up")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated, with off")
     args = parser.parse_args()
     from benchmarks.e2e.processes import (
         create_topics,
@@ -207,21 +223,27 @@ def main() -> None:
         **database_settings(dsn),
     }
     create_topics(isolation)
-    runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+    modes = [m for m in args.modes.split(",") if m]
+    if "off" not in modes or set(modes) - set(MODES):
+        raise SystemExit(f"--modes: 'off' and any of {MODES}")
+    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     for _ in range(args.rounds):
-        for mode in ("off", "on"):
+        for mode in modes:
             runs[mode].append(_run_child(mode, args.requests, isolation))
     table = {
-        kind: {
-            mode: round(statistics.median(r[kind] for r in runs[mode]), 1) for mode in ("off", "on")
-        }
+        kind: {mode: round(statistics.median(r[kind] for r in runs[mode]), 1) for mode in modes}
         for kind in KINDS
     }
     print(f"CPU µs per request, median of {args.rounds} rounds ({args.requests} requests each)")
-    print(f"{'request':<14}{'off':>10}{'on':>10}{'cost':>9}")
+    print(
+        f"{'request':<14}"
+        + "".join(f"{m:>11}" for m in modes)
+        + "  added: "
+        + ", ".join(m for m in modes if m != "off")
+    )
     for kind, row in table.items():
-        cost = 100 * (row["on"] / row["off"] - 1)
-        print(f"{kind:<14}{row['off']:>10.1f}{row['on']:>10.1f}{cost:>8.1f}%")
+        added = ", ".join(f"{row[m] - row['off']:+.1f}" for m in modes if m != "off")
+        print(f"{kind:<14}" + "".join(f"{row[m]:>11.1f}" for m in modes) + f"  {added}")
     print(json.dumps({"median": table, "rounds": runs}))
 
 

@@ -1,4 +1,4 @@
-"""EMF parsing: the contract's example line, the ADOT exporter's real output, bad input."""
+"""EMF parsing: the contract's example line, the services' exporter's real output, bad input."""
 
 from __future__ import annotations
 
@@ -105,8 +105,8 @@ def test_log_lines_are_skipped_and_broken_lines_named(tmp_path: Path) -> None:
         read_emf([path])
 
 
-def test_the_adot_exporters_output_parses_into_the_contract() -> None:
-    """The synthetic recording is produced by ADOT's ConsoleEmfExporter itself."""
+def test_the_exporters_output_parses_into_the_contract() -> None:
+    """The synthetic recording is produced by the services' EMF exporter itself."""
     lines = synthetic_recording("healthy", minutes=2, requests_per_minute=100)
     first = json.loads(lines[0])
     assert set(first) >= {"_aws", "Version", "otel.resource.service.name"}

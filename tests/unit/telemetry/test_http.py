@@ -1,6 +1,6 @@
 """The HTTP layer's sampling fast path: response header, incoming contexts, spans, metrics.
 
-A small Litestar app with the production middleware (`http_telemetry_middleware`), an
+A small Litestar app with the production middleware (`instrument_http`), an
 in-memory span exporter and an in-memory metric reader; requests go straight to the
 ASGI app (no server), so thousands of them measure the sampling rate end to end.
 """
@@ -26,7 +26,7 @@ from opentelemetry.trace import SpanKind
 
 from app.settings import TelemetrySettings
 from app.telemetry.distributions import Distributions
-from app.telemetry.http import http_telemetry_middleware
+from app.telemetry.http import instrument_http
 from app.telemetry.logging import JsonFormatter
 from app.telemetry.metrics import QisMetrics
 from app.telemetry.tracing import build_tracer_provider, install_propagators
@@ -144,11 +144,8 @@ def harness(**rates: float) -> Harness:
     metrics = QisMetrics(
         MeterProvider(metric_readers=[reader]).get_meter("qis"), "api", distributions=distributions
     )
-    app = Litestar(
-        route_handlers=[live, read, ingest],
-        middleware=[http_telemetry_middleware(provider, metrics)],
-        logging_config=None,
-    )
+    app = Litestar(route_handlers=[live, read, ingest], logging_config=None)
+    instrument_http(app, provider, metrics)
     return Harness(app, spans, reader, distributions, io.StringIO())
 
 
@@ -384,3 +381,42 @@ def test_end_to_end_sampling_rate_is_the_route_rate() -> None:
     assert abs(len(query) / (requests / 2) - 0.05) <= 0.015, len(query)
     # every span is announced as sampled, and only those
     assert sum(r.endswith(";Sampled=1") for r in responses) == len(spans)
+
+
+def test_sampled_span_carries_the_request_and_the_status() -> None:
+    h = harness(ingestion=1.0)
+    status, _ = h.request("POST", "/v1/observations")
+    assert status == 202
+    (span,) = h.spans.get_finished_spans()
+    assert span.attributes is not None
+    assert {k: span.attributes[k] for k in ("http.method", "http.target", "http.status_code")} == {
+        "http.method": "POST",
+        "http.target": "/v1/observations",
+        "http.status_code": 202,
+    }
+    assert span.attributes["qis.route_class"] == "ingestion"
+
+
+def test_excluded_paths_are_never_traced_but_keep_header_and_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_LITESTAR_EXCLUDED_URLS", "^/health, nothing-else")
+    h = harness(query=1.0, health=1.0)
+    incoming = {"X-Amzn-Trace-Id": f"Root={ROOT};Parent={PARENT};Sampled=1"}
+    _, excluded = h.request("GET", "/health/live", incoming)
+    _, traced = h.request("GET", QUERY_PATH)
+    assert header_fields(excluded["x-amzn-trace-id"])["Root"] == ROOT
+    assert header_fields(excluded["x-amzn-trace-id"])["Sampled"] == "0"
+    assert header_fields(traced["x-amzn-trace-id"])["Sampled"] == "1"
+    assert [s.name for s in h.spans.get_finished_spans()] == [QUERY_ROUTE]
+    requests, _ = h.http_metrics()
+    assert requests == {("GET /health/live", "2xx"): 1, (QUERY_ROUTE, "2xx"): 1}
+
+
+def test_a_w3c_parents_trace_state_is_kept() -> None:
+    h = harness()
+    incoming = {"traceparent": f"00-{ROOT_HEX}-{PARENT}-01", "tracestate": "vendor=opaque"}
+    h.request("GET", "/health/live", incoming)
+    (span,) = h.spans.get_finished_spans()
+    assert span.context is not None
+    assert span.context.trace_state.get("vendor") == "opaque"
