@@ -453,8 +453,16 @@ class Consumer:
             async with self._store.transaction() as tx:
                 await tx.lock_partitions(sorted(positions))
                 stage = "store"
-                stored_ids = set(await tx.insert_observations(merged.observations))
-                new = [o for o in merged.observations if o.observation_id in stored_ids]
+                # A batch may hold one observation several times (a record and its replay,
+                # a client's retry): it is stored, reconciled and counted once.
+                unique = list(
+                    {
+                        (o.reference_data_id, o.snap, o.observation_id): o
+                        for o in reversed(merged.observations)
+                    }.values()
+                )[::-1]
+                stored_ids = set(await tx.insert_observations(unique))
+                new = [o for o in unique if o.observation_id in stored_ids]
                 stage = "reconcile"
                 await self._after_store(tx.pipeline, new, merged.traced)
                 stage = "commit"

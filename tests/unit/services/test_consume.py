@@ -4,7 +4,7 @@ the isolation of records that fail (see app/services/consume.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 import pytest
 
@@ -27,6 +27,8 @@ def consumer(
     attempts: int = 3,
     max_batch_records: int = 5000,
     recorded: list[tuple[list[str], str]] | None = None,
+    hook: Callable[[PipelineStore, Sequence[Observation], Collection[str]], Awaitable[None]]
+    | None = None,
 ) -> Consumer:
     async def after_store(
         _: PipelineStore, new: Sequence[Observation], __: Collection[str]
@@ -47,7 +49,7 @@ def consumer(
         source=source,
         dead_letters=sink,
         transient=lambda exc: isinstance(exc, OSError),
-        after_store=after_store,
+        after_store=hook or after_store,
         on_set_aside=on_set_aside,
         retry=RetryPolicy(attempts=attempts, initial=0.001, longest=0.002),
         max_batch_records=max_batch_records,
@@ -76,6 +78,28 @@ def test_a_clean_batch_commits_once_with_its_positions() -> None:
     assert (store.position(0), store.position(1)) == (5, 1)
     assert c.counters.transactions == 1
     assert sink.letters == []
+
+
+def test_an_observation_repeated_in_a_batch_is_stored_reconciled_and_counted_once() -> None:
+    store, sink = FakeBatchStore(), FakeSink()
+    seen: list[list[str]] = []
+
+    async def after_store(
+        _: PipelineStore, new: Sequence[Observation], __: Collection[str]
+    ) -> None:
+        seen.append(sorted(o.source for o in new))
+
+    # a record, then the same record again (a replay, a retried request) in one batch
+    source = FakeSource({0: [record(0, 0, "A", "s0", "s1"), record(0, 1, "A", "s0", "s1")]})
+    c = consumer(store, source, sink, hook=after_store)
+    asyncio.run(c.assigned([0]))
+
+    asyncio.run(c.process(polled(source)))
+
+    assert seen == [["s0", "s1"]]
+    assert c.counters.stored == 2
+    assert sources(store) == ["s0", "s1"]
+    assert store.position(0) == 2
 
 
 @pytest.mark.parametrize("poisoned_at", [0, 7, 15, 31])
