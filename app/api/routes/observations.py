@@ -11,6 +11,7 @@ from litestar import Request, Response, post
 from litestar.di import NamedDependency
 from opentelemetry import trace
 
+from app.api.auth import INGEST, requires
 from app.api.examples import ACCEPTED
 from app.api.openapi import ok, problems
 from app.api.problems import (
@@ -158,6 +159,7 @@ def validated(body: bytes) -> ObservationSubmission:
     status_code=202,
     tags=["ingestion"],
     operation_id="postObservations",
+    **requires(INGEST),
     responses={
         202: ok(ObservationsAccepted, "every observation acknowledged", "3 accepted", ACCEPTED),
         **problems(
