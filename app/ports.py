@@ -29,8 +29,13 @@ class IngestionLogUnavailable(RuntimeError):
 class IngestionLog(Protocol):
     """Durable log of accepted observations (Kafka in production)."""
 
-    async def append(self, records: Sequence[ObservationsRecorded]) -> None:
-        """Return once every record is acknowledged; else raise IngestionLogUnavailable."""
+    async def append(
+        self, records: Sequence[ObservationsRecorded], actor: str | None = None
+    ) -> None:
+        """Return once every record is acknowledged; else raise IngestionLogUnavailable.
+
+        `actor` (who submitted them) travels with each record to the worker's audit trail.
+        """
         ...
 
 

@@ -77,12 +77,14 @@ class JwksCache:
     async def key(self, kid: str) -> jwt.PyJWK | None:
         """The key `kid`; None when the issuer does not have it (after at most one fetch)."""
         found = self._keys.get(kid)
-        if found is not None or not self._may_fetch():
-            return found
-        async with self._lock:
-            if kid not in self._keys and self._may_fetch():
-                await self.refresh()
-        return self._keys.get(kid)
+        if found is None and self._may_fetch():
+            async with self._lock:
+                if kid not in self._keys and self._may_fetch():
+                    await self.refresh()
+            found = self._keys.get(kid)
+        if found is None and not self._loaded:
+            raise VerifierUnavailable("the token issuer's keys are unavailable")
+        return found
 
     def _may_fetch(self) -> bool:
         return self._fetched_at is None or (

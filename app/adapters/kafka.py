@@ -19,7 +19,7 @@ from opentelemetry import propagate, trace
 
 from app.adapters.aws_auth import MskIamTokenProvider, shared_secret
 from app.domain.dead_letter import ERROR_HEADER, STAGE_HEADER, DeadLetter
-from app.domain.observation import ObservationsRecorded
+from app.domain.observation import ACTOR_HEADER, ObservationsRecorded
 from app.ports import IngestionLogUnavailable, LogRecord
 from app.settings import KafkaSettings
 from app.telemetry.tracing import traced_span
@@ -235,8 +235,12 @@ class KafkaIngestionLog:
         # murmur2 is pure Python in aiokafka; series ids repeat, so remember each answer.
         self._partition_of: dict[tuple[bytes, int], int] = {}
 
-    async def append(self, records: Sequence[ObservationsRecorded]) -> None:
-        """Send every record and wait for all acknowledgements within the ack timeout."""
+    async def append(
+        self, records: Sequence[ObservationsRecorded], actor: str | None = None
+    ) -> None:
+        """Send every record and wait for all acknowledgements within the ack timeout.
+
+        `actor` goes in each record's `qis-actor` header (ACTOR_HEADER)."""
         try:
             async with asyncio.timeout(self._timeout):
                 # No span under a request that is not sampled (it would not be recorded
@@ -255,7 +259,10 @@ class KafkaIngestionLog:
                         "messaging.batch.message_count": len(records),
                     },
                 ):
-                    await self._send(records, _context_headers())
+                    headers = _context_headers()
+                    if actor:
+                        headers.append((ACTOR_HEADER, actor.encode()))
+                    await self._send(records, headers)
         except (TimeoutError, KafkaError) as exc:
             raise IngestionLogUnavailable(f"ingestion log did not acknowledge: {exc!r}") from exc
 

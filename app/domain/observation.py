@@ -150,6 +150,11 @@ def _utc_micros(ts: datetime) -> int:
 OBSERVATIONS_SCHEMA_VERSION = 1
 
 
+# The ingestion log record header naming who submitted its observations (the token's
+# client id, `client/user` for a user): the worker's audit actor for what they change.
+ACTOR_HEADER = "qis-actor"
+
+
 class ObservationsRecorded(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The ingestion log's record: one request's observations of one series, already accepted.
 

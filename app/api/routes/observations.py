@@ -11,7 +11,7 @@ from litestar import Request, Response, post
 from litestar.di import NamedDependency
 from opentelemetry import trace
 
-from app.api.auth import INGEST, requires
+from app.api.auth import INGEST, principal_of, requires
 from app.api.examples import ACCEPTED
 from app.api.openapi import ok, problems
 from app.api.problems import (
@@ -189,7 +189,9 @@ async def post_observations(
     if not in_flight.try_enter():
         raise ApiProblem(503, "shedding load: too many requests in flight", headers=retry)
     try:
-        result = await ingest(submission.observations, ingestion_log, received_at)
+        result = await ingest(
+            submission.observations, ingestion_log, received_at, principal_of(request).actor
+        )
     except IngestionLogUnavailable:
         raise ApiProblem(
             503, "ingestion log unavailable; nothing from this request was accepted", headers=retry

@@ -38,7 +38,9 @@ class MemoryLog:
     def __init__(self) -> None:
         self.records: list[ObservationsRecorded] = []
 
-    async def append(self, records: Sequence[ObservationsRecorded]) -> None:
+    async def append(
+        self, records: Sequence[ObservationsRecorded], actor: str | None = None
+    ) -> None:
         self.records.extend(records)
 
 
