@@ -111,6 +111,13 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         QIS_DB__READER_DSN=settings.db.reader_dsn,
         QIS_KAFKA__BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,
         QIS_REDIS__URL=settings.redis.url,
+        # The topics and the consumer group of the tests' settings (a run may use its own).
+        QIS_KAFKA__OBSERVATIONS_TOPIC=settings.kafka.observations_topic,
+        QIS_KAFKA__DLQ_TOPIC=settings.kafka.dlq_topic,
+        QIS_KAFKA__OFFICIAL_VALUES_TOPIC=settings.kafka.official_values_topic,
+        QIS_KAFKA__QUALITY_ALERTS_TOPIC=settings.kafka.quality_alerts_topic,
+        QIS_KAFKA__AUDIT_TOPIC=settings.kafka.audit_topic,
+        QIS_WORKER__GROUP_ID=settings.worker.group_id,
         QIS_KAFKA__ACK_TIMEOUT_SECONDS="3",
         # Tests of other things send bursts (the fuzzer: hundreds of PUTs); the rate-limit
         # test sets its own limits.
