@@ -197,7 +197,9 @@ async def test_every_response_carries_the_trace_header(
         fresh = await client.get("/health/live")
         missing = await client.get("/no/such/route")
         bad = await client.post(
-            "/v1/observations", content=b"{", headers={"content-type": "application/json"}
+            "/v1/observations",
+            content=b"{",
+            headers={"content-type": "application/json", **bearer(INGEST)},
         )
     header = followed.headers["x-amzn-trace-id"]
     assert header.startswith("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=")
