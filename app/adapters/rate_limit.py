@@ -1,9 +1,15 @@
 """Token buckets per client and scope: shared in Redis, per process when Redis is down.
 
-One Lua script takes a token atomically (read, refill by elapsed time on Redis's own
-clock, take, write, expire), so every api replica draws from the same bucket with one
-round trip. A bucket holds `burst` tokens and refills at `per_second`; an idle bucket
-expires once it would be full again.
+One Lua script takes tokens atomically (read, refill by elapsed time on Redis's own
+clock, take, write, expire), so every api replica draws from the same bucket. A bucket
+holds `burst` tokens and refills at `per_second`; an idle bucket expires once it would
+be full again.
+
+A round trip per request would cost more than the request (a cached read): each process
+takes a small lease of tokens at once, `lease_of(limit)` (50 ms of the rate, at most a
+tenth of the burst, at least one), spends it locally and asks again when it is used up
+or a second old. So a client may exceed its limit by at most one lease per api replica;
+a limit of 20/s or less is exact (a lease of one token).
 
 When Redis does not answer, the request is limited by an in-process bucket with the same
 rates instead (so N replicas allow up to N times the limit while Redis is down), the
@@ -27,12 +33,15 @@ from app.telemetry.metrics import QisMetrics
 _log = logging.getLogger("qis.rate_limit")
 KEY_PREFIX = "qis:ratelimit:"
 
-# KEYS[1]: the bucket; ARGV: per_second, burst. Returns {allowed, seconds to wait}.
+# KEYS[1]: the bucket; ARGV: per_second, burst, wanted. Returns {granted, seconds to wait}:
+# granted is up to `wanted` whole tokens (at least one when any is there), else 0 and
+# the wait for one.
 TAKE = """
 local now = redis.call('TIME')
 now = tonumber(now[1]) + tonumber(now[2]) / 1000000
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[3])
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(state[1])
 local at = tonumber(state[2])
@@ -41,17 +50,17 @@ if tokens == nil or at == nil then
   at = now
 end
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local allowed = 0
+local granted = 0
 local wait = 0
 if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
+  granted = math.min(wanted, math.floor(tokens))
+  tokens = tokens - granted
 else
   wait = (1 - tokens) / rate
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
-return {allowed, tostring(wait)}
+return {granted, tostring(wait)}
 """
 
 
@@ -59,6 +68,15 @@ return {allowed, tostring(wait)}
 class Limit:
     per_second: float
     burst: int
+
+
+LEASE_SECONDS = 1.0
+
+
+def lease_of(limit: Limit) -> int:
+    """Tokens a process takes from Redis at once: 50 ms of the rate, at most a tenth of
+    the burst, at least one."""
+    return max(1, min(limit.burst // 10, int(limit.per_second / 20)))
 
 
 def limits_of(settings: RateLimitSettings) -> dict[str, Limit]:
@@ -112,13 +130,24 @@ class RedisRateLimiter:
         self._clock = clock
         self._skip_until = 0.0
         self.local = LocalBuckets(clock=clock)
+        # Leased tokens not yet spent, by bucket: (count, taken at).
+        self._held: dict[str, tuple[int, float]] = {}
+        self.round_trips = 0
 
     async def acquire(self, client_id: str, scope: str) -> float:
         limit = self._limits[scope]
         key = f"{KEY_PREFIX}{scope}:{client_id}"
-        if self._clock() >= self._skip_until:
+        now = self._clock()
+        held = self._held.get(key)
+        if held is not None and held[0] > 0 and now - held[1] < LEASE_SECONDS:
+            self._held[key] = (held[0] - 1, held[1])
+            return 0.0
+        if now >= self._skip_until:
             try:
-                allowed, wait = await self._script(keys=[key], args=[limit.per_second, limit.burst])
+                self.round_trips += 1
+                granted, wait = await self._script(
+                    keys=[key], args=[limit.per_second, limit.burst, lease_of(limit)]
+                )
             except (RedisError, OSError) as exc:
                 self._skip_until = self._clock() + self._retry_seconds
                 _log.warning(
@@ -126,6 +155,11 @@ class RedisRateLimiter:
                     extra={"error": repr(exc)[:300]},
                 )
             else:
-                return 0.0 if int(allowed) == 1 else float(wait)
+                if int(granted) < 1:
+                    return float(wait)
+                if len(self._held) >= 100_000:
+                    self._held.clear()
+                self._held[key] = (int(granted) - 1, now)
+                return 0.0
         self._metrics.rate_limit_fallback()
         return self.local.take(key, limit)

@@ -189,7 +189,8 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         async with open_resources(settings, telemetry.metrics) as resources:
             holder["resources"] = resources
-            if settings.rate_limit.enabled:
+            # Buckets are per client: without authentication there is no client to limit.
+            if settings.rate_limit.enabled and verifier is not None:
                 limiter = RedisRateLimiter(resources.redis, settings.rate_limit, telemetry.metrics)
                 gates["gate"] = Gate(verifier, limiter)
             if verifier is not None:

@@ -54,15 +54,17 @@ BENCH_ISSUER = "http://127.0.0.1:9/qis-bench-issuer"
 BENCH_AUTH = REPO / ".local" / "bench-auth"
 
 
-def auth_settings(on: bool) -> dict[str, str]:
+def auth_settings(on: bool, rate_limit: bool = True) -> dict[str, str]:
     """Authentication of a benchmark's api: off (the benchmarks of other things say so
     explicitly), or on as in production, checking `bench_token()`s, with rate limits so
-    high that they are taken (one Redis script per request) but never refuse."""
+    high that they are taken (one Redis script per request) but never refuse
+    (`rate_limit=False`: no rate limiting at all)."""
     if not on:
         return {"QIS_AUTH__ENABLED": "false"}
     _bench_issuer()
     return {
         "QIS_AUTH__ENABLED": "true",
+        "QIS_RATE_LIMIT__ENABLED": "true" if rate_limit else "false",
         "QIS_AUTH__ISSUER": BENCH_ISSUER,
         "QIS_AUTH__JWKS_URL": (BENCH_AUTH / "jwks.json").as_uri(),
         **{

@@ -184,13 +184,15 @@ async def seed(dsn: str) -> None:
         await conn.close()
 
 
-def start_api(port: int, telemetry: bool | dict[str, str] = False, auth: bool = False) -> Process:
+def start_api(
+    port: int, telemetry: bool | dict[str, str] = False, auth: bool = False, limit: bool = True
+) -> Process:
     """This module's `serve` mode; `telemetry` is on/off or the QIS_TELEMETRY__* settings."""
     settings = telemetry if isinstance(telemetry, dict) else telemetry_settings(telemetry, "query")
     process = Process(
         f"query-api-{port}",
         [sys.executable, "-m", "benchmarks.e2e.query_bench", "serve", str(port)],
-        env(**settings, **auth_settings(auth), **_db_env()),
+        env(**settings, **auth_settings(auth, limit), **_db_env()),
     )
     return wait_live(process, port, probe="/health/ready")
 
@@ -307,8 +309,9 @@ def main() -> None:
 
 
 def run_auth_both(args: argparse.Namespace) -> dict[str, Any]:
-    """Two processes, auth off and on (telemetry as `--telemetry`, off or on), warmed, then
-    rounds alternating off, on, bare: the same machine load for all three."""
+    """Three processes: auth off, auth on, auth on without rate limiting (telemetry as
+    `--telemetry`), warmed, then rounds alternating them and the bare route: the same
+    machine load for all four."""
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
     if not args.no_stack:
@@ -316,16 +319,19 @@ def run_auth_both(args: argparse.Namespace) -> dict[str, Any]:
     asyncio.run(seed(load_settings(_db_env()).db.writer_dsn))
     telemetry = args.telemetry == "on"
     headers = {"Authorization": f"Bearer {bench_token('qis/read')}"}
-    off_port, on_port = free_port(), free_port()
-    off = start_api(off_port, telemetry, auth=False)
+    variants = {"off": (False, False), "on": (True, True), "on_no_limit": (True, False)}
+    ports = {name: free_port() for name in variants}
+    processes: list[Process] = []
     try:
-        on = start_api(on_port, telemetry, auth=True)
+        for name, (auth, limit) in variants.items():
+            processes.append(start_api(ports[name], telemetry, auth=auth, limit=limit))
     except BaseException:
-        off.stop()
+        for process in processes:
+            process.stop()
         raise
-    bases = {"off": f"http://127.0.0.1:{off_port}", "on": f"http://127.0.0.1:{on_port}"}
-    sent = {"off": None, "on": headers}
-    rounds: dict[str, list[dict[str, Any]]] = {"off": [], "on": [], "bare": []}
+    bases = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    sent = {"off": None, "on": headers, "on_no_limit": headers}
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in [*variants, "bare"]}
     zipf = zipf_script()
     try:
         for name, base in bases.items():
@@ -339,8 +345,8 @@ def run_auth_both(args: argparse.Namespace) -> dict[str, Any]:
                 wrk(f"{bases['off']}/bench/bare", args.seconds, args.connections, "")
             )
     finally:
-        off.stop()
-        on.stop()
+        for process in processes:
+            process.stop()
     results = {name: median_run(runs) for name, runs in rounds.items()}
     return {
         "machine": {
@@ -352,8 +358,12 @@ def run_auth_both(args: argparse.Namespace) -> dict[str, Any]:
         "telemetry": "on" if telemetry else "off",
         "auth_off": results["off"],
         "auth_on": results["on"],
+        "auth_on_no_rate_limit": results["on_no_limit"],
         "bare_route": results["bare"],
         "auth_on_over_off": round(results["on"]["req_per_s"] / results["off"]["req_per_s"], 3),
+        "auth_on_no_rate_limit_over_off": round(
+            results["on_no_limit"]["req_per_s"] / results["off"]["req_per_s"], 3
+        ),
         "without_token_status": refused,
         "logs": str(LOGS),
     }

@@ -47,6 +47,20 @@ async def test_two_limiters_draw_from_one_bucket_that_refills(
     assert 0 < ttl <= 1000 + 5 * 50  # gone once it would be full again (+1 s)
 
 
+async def test_a_high_limit_takes_tokens_a_lease_at_a_time(
+    clients: list[redis.Redis],
+) -> None:
+    high = RateLimitSettings(read_per_second=2000.0, read_burst=4000)
+    one, two = (RedisRateLimiter(c, high, noop_metrics("api")) for c in clients)
+    client_id = f"it-{uuid.uuid4().hex[:8]}"
+    waits = [await one.acquire(client_id, "qis/read") for _ in range(250)]
+    await two.acquire(client_id, "qis/read")
+    assert waits == [0.0] * 250
+    assert (one.round_trips, two.round_trips) == (3, 1)  # leases of 100 tokens
+    tokens = float(await clients[0].hget(f"{KEY_PREFIX}qis/read:{client_id}", "tokens"))
+    assert 3600 <= tokens < 3700  # 4 leases taken, refilled at most by the test's duration
+
+
 async def test_without_redis_each_process_limits_and_counts_it() -> None:
     reader = InMemoryMetricReader()
     metrics = QisMetrics(MeterProvider(metric_readers=[reader]).get_meter("qis"), "api")
