@@ -31,7 +31,9 @@ trap 'kill -TERM "$supervisor" 2>/dev/null || true' INT TERM
 api="http://${QIS_API__HOST:-127.0.0.1}:${QIS_API__PORT:-8000}"
 echo "run: api on $api (supervisor pid $supervisor); Ctrl-C stops" >&2
 echo "run: tokens from the local issuer (clients in .local/auth/clients.json), e.g." >&2
-echo "run:   TOKEN=\$(.venv/bin/qis dev token --scope qis/read --scope qis/ingest --scope qis/admin)" >&2
+issuer_arg=""
+[[ "$QIS_AUTH__ISSUER" == "http://127.0.0.1:58080" ]] || issuer_arg=" --issuer $QIS_AUTH__ISSUER"
+echo "run:   TOKEN=\$(.venv/bin/qis dev token$issuer_arg --scope qis/read --scope qis/ingest --scope qis/admin)" >&2
 echo "run:   curl -H \"Authorization: Bearer \$TOKEN\" $api/v1/reference-data" >&2
 status=0
 # `wait` returns early when a trapped signal arrives; wait again until the supervisor is gone.
