@@ -77,7 +77,7 @@ async def test_an_id_token_and_another_pools_token_are_refused(
     moto_url: str, signed_in: dict[str, Any]
 ) -> None:
     # An ID token has `aud` instead of `client_id`, and `token_use: id`.
-    with pytest.raises(Unauthenticated, match="MissingRequiredClaimError|not an access token"):
+    with pytest.raises(Unauthenticated, match=r"MissingRequiredClaimError|not an access token"):
         await verifier(moto_url, signed_in["pool"]).verify(signed_in["IdToken"])
     other = verifier(moto_url, signed_in["pool"], issuer="https://cognito-idp.x/other")
     with pytest.raises(Unauthenticated, match="token rejected"):
