@@ -29,8 +29,13 @@ class IngestionLogUnavailable(RuntimeError):
 class IngestionLog(Protocol):
     """Durable log of accepted observations (Kafka in production)."""
 
-    async def append(self, records: Sequence[ObservationsRecorded]) -> None:
-        """Return once every record is acknowledged; else raise IngestionLogUnavailable."""
+    async def append(
+        self, records: Sequence[ObservationsRecorded], actor: str | None = None
+    ) -> None:
+        """Return once every record is acknowledged; else raise IngestionLogUnavailable.
+
+        `actor` (who submitted them) travels with each record to the worker's audit trail.
+        """
         ...
 
 
@@ -559,4 +564,50 @@ class Tracing(Protocol):
 
     def trace_headers(self) -> dict[str, str]:
         """The current trace context as text headers (empty when nothing is traced)."""
+        ...
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """Who sent a request: the app client of its access token, the user where there is one
+    (a user-pool sign-in), and the scopes the token grants."""
+
+    client_id: str
+    username: str | None = None
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def actor(self) -> str:
+        """The audit trail's actor: `client_id`, or `client_id/username` for a user."""
+        return self.client_id if self.username is None else f"{self.client_id}/{self.username}"
+
+
+class Unauthenticated(Exception):
+    """A bearer token that is missing, malformed, expired or not signed by the issuer.
+
+    `reason` is for the log only; the client is told only that the token is not valid.
+    """
+
+    def __init__(self, reason: str, *, expired: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.expired = expired
+
+
+class VerifierUnavailable(RuntimeError):
+    """The issuer's keys could not be fetched, so no token can be checked (a 503)."""
+
+
+class TokenVerifier(Protocol):
+    """Checks a bearer token (Cognito access token) and says who sent it."""
+
+    async def verify(self, token: str) -> Principal:
+        """The token's principal; else raise Unauthenticated (or VerifierUnavailable)."""
+        ...
+
+
+class RateLimiter(Protocol):
+    """Token buckets per client and scope, shared by every api process where possible."""
+
+    async def acquire(self, client_id: str, scope: str) -> float:
+        """Take one token: 0.0 when allowed, else the seconds until one is available."""
         ...

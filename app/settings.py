@@ -210,6 +210,50 @@ class ClientSettings(_Section, frozen=True):
     token_command: str = ""
 
 
+class AuthSettings(_Section, frozen=True):
+    """Bearer-token authentication of the `/v1` routes (docs/api.md, "Authentication")."""
+
+    # False: every /v1 route is open and the audit actor is "anonymous"; only for
+    # measuring something else. The api logs a warning at start when it is off.
+    enabled: bool = True
+    # The token issuer, exactly as in the tokens' `iss` claim: Cognito's
+    # https://cognito-idp.<region>.amazonaws.com/<user pool id>; locally `qis dev issuer`.
+    issuer: str = "http://127.0.0.1:58080"
+    # Where the signing keys are; empty: <issuer>/.well-known/jwks.json (Cognito's).
+    jwks_url: str = ""
+    # App client ids whose tokens are accepted, comma-separated; empty: every client of
+    # the issuer.
+    client_ids: str = ""
+    # Clock skew tolerated on exp, nbf and iat.
+    leeway_seconds: float = 5.0
+    # A token naming an unknown key id fetches the keys again, at most once this often.
+    jwks_refresh_seconds: float = 60.0
+    jwks_timeout_seconds: float = 3.0
+
+    @property
+    def jwks_location(self) -> str:
+        return self.jwks_url or f"{self.issuer.rstrip('/')}/.well-known/jwks.json"
+
+    @property
+    def allowed_clients(self) -> frozenset[str]:
+        return frozenset(c.strip() for c in self.client_ids.split(",") if c.strip())
+
+
+class RateLimitSettings(_Section, frozen=True):
+    """Token buckets per client id and scope, shared through Redis (docs/api.md)."""
+
+    enabled: bool = True
+    # Requests per second each client may make with each scope, and the burst above it.
+    ingest_per_second: float = 100.0
+    ingest_burst: int = 200
+    read_per_second: float = 2000.0
+    read_burst: int = 4000
+    admin_per_second: float = 10.0
+    admin_burst: int = 20
+    # After a Redis error, each process limits on its own (same rates) for this long.
+    redis_retry_seconds: float = 1.0
+
+
 class Settings(_Section, frozen=True):
     db: DbSettings = DbSettings()
     kafka: KafkaSettings = KafkaSettings()
@@ -220,6 +264,8 @@ class Settings(_Section, frozen=True):
     scheduler: SchedulerSettings = SchedulerSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     client: ClientSettings = ClientSettings()
+    auth: AuthSettings = AuthSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
 
 
 _SECRET_FIELDS = frozenset({"password", "sasl_password", "token"})
@@ -282,6 +328,10 @@ def _security_problems(settings: Settings) -> list[str]:
         problems.append("QIS_REDIS__SSL_CA_FILE needs a rediss:// QIS_REDIS__URL")
     if settings.client.token and settings.client.token_command:
         problems.append("QIS_CLIENT__TOKEN and QIS_CLIENT__TOKEN_COMMAND exclude each other")
+    limits = settings.rate_limit
+    rates = (limits.ingest_per_second, limits.read_per_second, limits.admin_per_second)
+    if min(rates) <= 0 or min(limits.ingest_burst, limits.read_burst, limits.admin_burst) < 1:
+        problems.append("QIS_RATE_LIMIT__*_PER_SECOND must be above 0 and *_BURST at least 1")
     if cache.password and cache.password_secret_id:
         problems.append("QIS_REDIS__PASSWORD and QIS_REDIS__PASSWORD_SECRET_ID exclude each other")
     return problems

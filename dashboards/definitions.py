@@ -187,12 +187,17 @@ GOLDEN_SIGNALS = Dashboard(
             y_max=1.0,
         ),
         MetricWidget(
-            title="Cache fallbacks: Redis errors served from PostgreSQL",
+            title="Redis fallbacks: reads served from PostgreSQL, rate limits per process",
             lines=(
                 MetricLine(
                     metric=_custom("CacheFallbackCount", Service="api"),
                     stat="Sum",
-                    label="fallbacks",
+                    label="cache fallbacks",
+                ),
+                MetricLine(
+                    metric=_custom("RateLimitFallbackCount", Service="api"),
+                    stat="Sum",
+                    label="rate-limit fallbacks",
                 ),
             ),
             period=60,

@@ -23,7 +23,16 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.e2e.processes import REPO, VENV_BIN, Process, env, free_port, prepare_stack
+from benchmarks.e2e.processes import (
+    REPO,
+    VENV_BIN,
+    Process,
+    auth_settings,
+    bench_token,
+    env,
+    free_port,
+    prepare_stack,
+)
 
 READY_SECONDS = 60.0
 
@@ -90,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         api = Process(
             f"smoke-api-{port}",
             [str(VENV_BIN / "qis"), "api"],
-            env(QIS_API__PORT=str(port), **telemetry),
+            # Authenticated, as in staging: the users send a token (LOADTEST_AUTH_TOKEN).
+            env(QIS_API__PORT=str(port), **telemetry, **auth_settings(True)),
         )
         processes.append(api)
         processes.append(
@@ -133,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print("smoke:", " ".join(command), flush=True)
         cpu_before = cpu_seconds(api.popen.pid)
         locust_env = {k: v for k, v in os.environ.items() if not k.startswith("QIS_")}
+        locust_env.setdefault("LOADTEST_AUTH_TOKEN", bench_token())
         done = subprocess.run(command, env=locust_env, cwd=REPO, timeout=args.seconds + 300)
         api_cpu = cpu_seconds(api.popen.pid) - cpu_before
         requests = _requests_in(Path(f"{prefix}_stats.csv"))

@@ -33,7 +33,7 @@ import msgspec
 from locust import User, constant_throughput, task
 from qis_client import NO_RETRY, QisClient, QisError, SubmittedObservation
 
-from loadtests.auth import auth_headers
+from loadtests.auth import auth_headers, bearer_auth
 from loadtests.context import current
 
 OFFICIAL = "/v1/reference-data/{id}/official-values/{snap}"
@@ -55,10 +55,14 @@ class QisUser(User):
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         # The auth hook, asked once per simulated user (a hook may hand out fresh tokens):
-        # its headers go with every request of this user.
+        # its headers go with every request of this user. With client credentials
+        # (LOADTEST_AUTH_TOKEN_URL) the client asks the shared provider for each request's
+        # token instead, so tokens are refreshed before they expire and after a 401.
+        shared = bearer_auth()
         self.qis = QisClient(
             self.host or "",
-            headers=auth_headers(),
+            token=shared,
+            headers={} if shared is not None else auth_headers(),
             retry=NO_RETRY,
             timeout=httpx.Timeout(10.0, connect=5.0),
         )

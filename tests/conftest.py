@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from app.settings import Settings, load_settings
+from tests.auth import auth_settings
 
 
 def unique_series(prefix: str = "T") -> str:
@@ -17,4 +18,5 @@ def unique_series(prefix: str = "T") -> str:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return load_settings(os.environ)
+    # Authentication stays on: the api under test checks the test issuer's tokens.
+    return auth_settings(load_settings(os.environ))

@@ -20,6 +20,7 @@ from opentelemetry import propagate, trace
 from app.adapters.aws_auth import MskIamTokenProvider, shared_secret
 from app.domain.dead_letter import ERROR_HEADER, STAGE_HEADER, DeadLetter
 from app.domain.observation import (
+    ACTOR_HEADER,
     MAX_OBSERVATIONS_PER_RECORD,
     PARTITION_RECORD_SCHEMA_VERSION,
     Observation,
@@ -224,10 +225,11 @@ def _context_headers() -> list[tuple[str, bytes]]:
 
 
 class KafkaIngestionLog:
-    """Produces `ObservationsRecorded` to the observations topic, keyed by series id.
+    """Produces `ObservationsRecorded` to the observations topic, one record per partition
+    a request touches.
 
-    Partitions come from the murmur2 partitioner the Java clients use, over all
-    partitions, so a series always lands on the same partition. The trace context is
+    Partitions come from the murmur2 partitioner the Java clients use on the series id,
+    over all partitions, so a series always lands on the same partition. The trace context is
     injected once per request into every record's headers, under one PRODUCER span when
     the request is sampled (unsampled requests propagate their own, unsampled, context).
     """
@@ -242,8 +244,12 @@ class KafkaIngestionLog:
         # murmur2 is pure Python in aiokafka; series ids repeat, so remember each answer.
         self._partition_of: dict[tuple[bytes, int], int] = {}
 
-    async def append(self, records: Sequence[ObservationsRecorded]) -> None:
-        """Send every record and wait for all acknowledgements within the ack timeout."""
+    async def append(
+        self, records: Sequence[ObservationsRecorded], actor: str | None = None
+    ) -> None:
+        """Send every record and wait for all acknowledgements within the ack timeout.
+
+        `actor` goes in each record's `qis-actor` header (ACTOR_HEADER)."""
         try:
             async with asyncio.timeout(self._timeout):
                 # No span under a request that is not sampled (it would not be recorded
@@ -262,7 +268,10 @@ class KafkaIngestionLog:
                         "messaging.batch.message_count": len(records),
                     },
                 ):
-                    await self._send(records, _context_headers())
+                    headers = _context_headers()
+                    if actor:
+                        headers.append((ACTOR_HEADER, actor.encode()))
+                    await self._send(records, headers)
         except (TimeoutError, KafkaError) as exc:
             raise IngestionLogUnavailable(f"ingestion log did not acknowledge: {exc!r}") from exc
 

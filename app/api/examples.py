@@ -141,6 +141,8 @@ PROBLEMS: dict[int, Problem] = {
         "version and as_of are mutually exclusive",
         ProblemItem(loc=["query", "as_of"], msg="not allowed with version"),
     ),
+    401: problem(401, "Unauthorized", "bearer token is not valid"),
+    403: problem(403, "Forbidden", "the token does not grant the scope qis/admin"),
     404: problem(404, "Not Found", f"no official value of {SERIES} at {SNAP_TEXT}"),
     413: problem(413, "Content Too Large", "Request Entity Too Large"),
     415: problem(415, "Unsupported Media Type", "expected application/json, got text/plain"),
@@ -150,6 +152,7 @@ PROBLEMS: dict[int, Problem] = {
         "1 invalid observation(s); nothing was accepted",
         ProblemItem(loc=["observations", 0, "snap"], msg="must carry a UTC offset (Z or +-hh:mm)"),
     ),
+    429: problem(429, "Too Many Requests", "rate limit of qis/read exceeded; retry later"),
     500: problem(500, "Internal Server Error", "internal error; see the trace id"),
     503: problem(
         503,

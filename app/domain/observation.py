@@ -157,6 +157,10 @@ PARTITION_RECORD_SCHEMA_VERSION = 2
 MAX_OBSERVATIONS_PER_RECORD = 1000
 """Keeps one record far below the broker's 1 MB message limit (about 250 bytes each)."""
 
+# The ingestion log record header naming who submitted its observations (the token's
+# client id, `client/user` for a user): the worker's audit actor for what they change.
+ACTOR_HEADER = "qis-actor"
+
 
 class ObservationsRecorded(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True

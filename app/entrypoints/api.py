@@ -18,14 +18,17 @@ from litestar.openapi import OpenAPIConfig
 from litestar.routes import HTTPRoute
 
 from app.adapters.failures import is_transient
+from app.adapters.jwt_verifier import JwtVerifier
 from app.adapters.kafka import KafkaHealth, KafkaIngestionLog, new_producer
 from app.adapters.memory_cache import MemoryCache
 from app.adapters.postgres.pipeline import PostgresDatabase, PostgresReadModel
 from app.adapters.postgres.pool import PostgresHealth, open_pool
 from app.adapters.postgres.publications import PublicationListener
 from app.adapters.postgres.queries import PostgresQueries
+from app.adapters.rate_limit import RedisRateLimiter
 from app.adapters.redis_cache import RedisCache, RedisHealth, new_redis
 from app.api import examples
+from app.api.auth import Gate, access_guard, document_security, unguarded_routes
 from app.api.examples import STORE_UNAVAILABLE
 from app.api.openapi import document_request_body
 from app.api.problems import EXCEPTION_HANDLERS, handle_unexpected, problem_response
@@ -33,7 +36,7 @@ from app.api.routes import health, observations, query, reference_data
 from app.domain.observation import ObservationSubmission
 from app.domain.series import SeriesConfig
 from app.entrypoints import unreachable
-from app.ports import HealthCheck, IngestionLog
+from app.ports import HealthCheck, IngestionLog, VerifierUnavailable
 from app.services.cache import CachePolicy, TwoLevelCache
 from app.services.query import QueryService
 from app.settings import CacheSettings, Settings
@@ -174,11 +177,27 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
     telemetry = telemetry or disabled("api")
     limit = observations.InFlightLimit(settings.api.max_in_flight_requests)
     holder: dict[str, Resources] = {}
+    verifier = JwtVerifier(settings.auth) if settings.auth.enabled else None
+    gates = {"gate": Gate(verifier, None)}
+    if verifier is None:
+        _log.warning(
+            "AUTHENTICATION IS OFF (QIS_AUTH__ENABLED=false): every /v1 route is open to "
+            "anyone who can reach this api"
+        )
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         async with open_resources(settings, telemetry.metrics) as resources:
             holder["resources"] = resources
+            # Buckets are per client: without authentication there is no client to limit.
+            if settings.rate_limit.enabled and verifier is not None:
+                limiter = RedisRateLimiter(resources.redis, settings.rate_limit, telemetry.metrics)
+                gates["gate"] = Gate(verifier, limiter)
+            if verifier is not None:
+                try:  # the first requests need no fetch; an issuer still down is retried
+                    await verifier.keys.refresh()
+                except VerifierUnavailable:
+                    _log.warning("token keys not fetched at start; retried on the first request")
             yield
 
     def resources() -> Resources:
@@ -208,6 +227,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
         ],
         lifespan=[lifespan],
         dependencies=dependencies,
+        guards=[access_guard(lambda: gates["gate"])],
         exception_handlers={
             **EXCEPTION_HANDLERS,  # type: ignore[dict-item]
             Exception: _unavailable_or_unexpected(settings.api.retry_after_seconds),
@@ -222,6 +242,9 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
     )
     allow_every_method(app)
     instrument_http(app, telemetry.tracer_provider, telemetry.metrics)
+    if unguarded := unguarded_routes(app):
+        raise RuntimeError(f"/v1 routes without a scope: {unguarded}")
+    document_security(app)
     document_request_body(
         app, "/v1/observations", "POST", ObservationSubmission, examples.SUBMISSION_EXAMPLES
     )

@@ -224,6 +224,75 @@ def cmd_kafka_topics(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dev_issuer(_: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app.entrypoints.dev_issuer import serve
+
+    serve(args.host, args.port, Path(args.dir), args.url or None)
+    return 0
+
+
+def cmd_dev_token(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    from pathlib import Path
+
+    from app.entrypoints.dev_issuer import request_token
+
+    secret = args.secret
+    if not secret:
+        clients_file = Path(args.dir) / "clients.json"
+        try:
+            clients = json.loads(clients_file.read_text())
+            secret = clients[args.client_id]["client_secret"]
+        except (OSError, ValueError, KeyError):
+            print(
+                f"qis: no secret of {args.client_id} in {clients_file} (start `qis dev issuer` "
+                "or `make run` first, or pass --secret)",
+                file=sys.stderr,
+            )
+            return 2
+    issuer = args.issuer or settings.auth.issuer
+    try:
+        document = request_token(issuer, args.client_id, secret, args.scope)
+    except urllib.error.HTTPError as exc:
+        print(f"qis: {issuer} refused: {exc.code} {exc.read()[:200].decode()}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"qis: cannot reach the issuer at {issuer} ({exc})", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    print(document["access_token"])
+    return 0
+
+
+def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from app.entrypoints.dev_issuer import DEFAULT_CLIENTS, DEFAULT_DIR, DEFAULT_PORT
+
+    dev = sub.add_parser("dev", help="local development: token issuer, tokens").add_subparsers(
+        dest="dev", required=True
+    )
+    issuer = dev.add_parser("issuer", help="serve the local OAuth2 issuer (Cognito's tokens)")
+    issuer.add_argument("--host", default="127.0.0.1")
+    issuer.add_argument("--port", type=int, default=DEFAULT_PORT)
+    issuer.add_argument("--dir", default=str(DEFAULT_DIR), help="key and app clients")
+    issuer.add_argument("--url", default="", help="the issuer URL (default http://HOST:PORT)")
+    issuer.set_defaults(run=cmd_dev_issuer)
+    token = dev.add_parser("token", help="print an access token (client credentials)")
+    token.add_argument(
+        "--scope", action="append", default=[], help="qis/ingest, qis/read, qis/admin (repeat)"
+    )
+    token.add_argument(
+        "--client-id", default="qis-local-admin", help=f"one of {', '.join(DEFAULT_CLIENTS)}"
+    )
+    token.add_argument("--secret", default="", help="default: from DIR/clients.json")
+    token.add_argument("--dir", default=str(DEFAULT_DIR))
+    token.add_argument(
+        "--issuer", default="", help="token endpoint base (default QIS_AUTH__ISSUER)"
+    )
+    token.set_defaults(run=cmd_dev_token)
+
+
 # The tools `qis` also runs, with their help line and the module whose `register(sub)`
 # adds their commands. Their code lives outside app/ and is imported only when one of
 # them is the command, so the service's commands never load it (nor its dependencies).
@@ -304,6 +373,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         "--table", default="audit_log", help="verify a copy instead (e.g. a restored backup)"
     )
     verify.set_defaults(run=cmd_audit_verify)
+    _add_dev(sub)
     _add_tools(sub, argv)
     from app.entrypoints import dlq, ingest
 

@@ -26,7 +26,7 @@ _LOG = "telemetry.log_level"
 
 # Command (its words after `qis`; a prefix covers the commands under it) -> what it reads.
 COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
-    "api": ("api", "db", "kafka", "redis", "cache", "telemetry"),
+    "api": ("api", "db", "kafka", "redis", "cache", "telemetry", "auth", "rate_limit"),
     "worker": ("worker", "db", "kafka", "telemetry"),
     "scheduler": ("scheduler", "db", "kafka", "telemetry"),
     "db migrate": ("db", _LOG),
@@ -36,6 +36,8 @@ COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "dlq replay": ("kafka", _LOG),
     "ingest": ("client", _LOG),
     "sizing": ("db", "kafka", "redis", _LOG),
+    "dev issuer": (_LOG,),
+    "dev token": ("auth.issuer", _LOG),
     "dashboards": (_LOG,),
     "alarms": (_LOG,),
 }

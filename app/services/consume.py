@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -33,6 +33,7 @@ import msgspec
 from app.domain.bounds import observation_problems
 from app.domain.dead_letter import DeadLetter, DeadLetterStage, error_text, storable_text
 from app.domain.observation import (
+    ACTOR_HEADER,
     OBSERVATIONS_SCHEMA_VERSION,
     PARTITION_RECORD_SCHEMA_VERSION,
     Observation,
@@ -56,13 +57,18 @@ _records = msgspec.json.Decoder(ObservationsRecorded)
 Batch = dict[int, list[LogRecord]]  # partition -> its records in offset order
 
 # Called inside the batch transaction with the newly stored observations (reconciliation
-# hooks in). `traced`: ids of the observations that arrived in sampled records.
-AfterStore = Callable[[PipelineStore, Sequence[Observation], Collection[str]], Awaitable[None]]
+# hooks in). `traced`: ids of the observations that arrived in sampled records; `actors`:
+# who submitted each observation (its record's `qis-actor` header), by observation id.
+AfterStore = Callable[
+    [PipelineStore, Sequence[Observation], Collection[str], Mapping[str, str]], Awaitable[None]
+]
 # Called in the transaction that moves past a record whose snap failed to reconcile.
 OnSetAside = Callable[[PipelineStore, Sequence[Observation], str], Awaitable[None]]
 
 
-async def _nothing_after_store(_: PipelineStore, __: Sequence[Observation], ___: object) -> None:
+async def _nothing_after_store(
+    _: PipelineStore, __: Sequence[Observation], ___: object, ____: object
+) -> None:
     return None
 
 
@@ -101,6 +107,7 @@ class Unit:
     observations: list[Observation]
     dead_letter: DeadLetter | None = None
     traced: bool = False
+    actor: str | None = None
     # The partition's ownership epoch when the batch was taken on: every transaction of
     # the batch (bisection included) is fenced with it, so once a rebalance hands the
     # partition over, not even a part of the batch commits.
@@ -115,6 +122,7 @@ class Decoded:
     dead_letters: list[DeadLetter]
     next_offsets: dict[int, int]
     traced: set[str] = field(default_factory=set)  # observation ids from sampled records
+    actors: dict[str, str] = field(default_factory=dict)  # observation id -> who submitted it
 
 
 class StageFailed(Exception):
@@ -173,6 +181,14 @@ def decode_record(record: LogRecord) -> ObservationsRecorded:
     return decoded
 
 
+def actor_of(headers: Sequence[tuple[str, bytes]]) -> str | None:
+    """The record's `qis-actor` header (bounded, printable), None without one."""
+    for name, value in headers:
+        if name == ACTOR_HEADER and value:
+            return storable_text(value.decode(errors="replace"), 256)
+    return None
+
+
 def decode_units(
     batch: Batch,
     epochs: dict[int, int] | None = None,
@@ -192,7 +208,16 @@ def decode_units(
                 letter = dead_letter(record, "decode", error_text(exc))
                 units.append(Unit(record, [], letter, epoch=epoch))
                 continue
-            units.append(Unit(record, observations, None, sampled(record.headers), epoch))
+            units.append(
+                Unit(
+                    record,
+                    observations,
+                    None,
+                    sampled(record.headers),
+                    actor_of(record.headers),
+                    epoch,
+                )
+            )
     return units
 
 
@@ -202,15 +227,18 @@ def merge(units: Sequence[Unit]) -> Decoded:
     dead: list[DeadLetter] = []
     next_offsets: dict[int, int] = {}
     traced: set[str] = set()
+    actors: dict[str, str] = {}
     for unit in units:
         if unit.dead_letter is not None:
             dead.append(unit.dead_letter)
         observations.extend(unit.observations)
         if unit.traced:
             traced.update(o.observation_id for o in unit.observations)
+        if unit.actor is not None:
+            actors.update((o.observation_id, unit.actor) for o in unit.observations)
         partition = unit.record.partition
         next_offsets[partition] = max(next_offsets.get(partition, 0), unit.record.offset + 1)
-    return Decoded(observations, dead, next_offsets, traced)
+    return Decoded(observations, dead, next_offsets, traced, actors)
 
 
 def split_lanes(batch: Batch, lanes: int) -> list[Batch]:
@@ -464,7 +492,7 @@ class Consumer:
                 stored_ids = set(await tx.insert_observations(unique))
                 new = [o for o in unique if o.observation_id in stored_ids]
                 stage = "reconcile"
-                await self._after_store(tx.pipeline, new, merged.traced)
+                await self._after_store(tx.pipeline, new, merged.traced, merged.actors)
                 stage = "commit"
                 await tx.advance(positions, self.owner)
         except PartitionFenced:

@@ -75,9 +75,15 @@ def to_records(
 
 
 async def ingest(
-    items: Sequence[SubmittedObservation], log: IngestionLog, received_at: datetime
+    items: Sequence[SubmittedObservation],
+    log: IngestionLog,
+    received_at: datetime,
+    actor: str | None = None,
 ) -> IngestResult:
-    """Make the observations durable; raises IngestionLogUnavailable when the log did not ack."""
+    """Make the observations durable; raises IngestionLogUnavailable when the log did not ack.
+
+    `actor`: who submitted them (the token's client), the audit actor of what they change.
+    """
     records, ids, duplicates = to_records(items, received_at)
-    await log.append(records)
+    await log.append(records, actor)
     return IngestResult(ids, duplicates)

@@ -109,37 +109,43 @@ def reconciliation_stage(
     topics: Topics,
     metrics: Metrics | None = None,
     tracing: Tracing | None = None,
-) -> Callable[[C, Sequence[Observation], Collection[str]], Awaitable[None]]:
+) -> Callable[[C, Sequence[Observation], Collection[str], Mapping[str, str]], Awaitable[None]]:
     """The worker's `after_store` hook: reconcile every snap the new observations touched."""
 
     async def after_store(
-        conn: C, observations: Sequence[Observation], traced: Collection[str] | None = None
+        conn: C,
+        observations: Sequence[Observation],
+        traced: Collection[str] | None = None,
+        actors: Mapping[str, str] | None = None,
     ) -> None:
         """`traced`: ids of observations whose request was sampled; their snaps get the
-        custom spans (None: every snap, when the current span is recorded)."""
+        custom spans (None: every snap, when the current span is recorded). `actors`: who
+        submitted each observation, by id; the audit actor of a snap's changes is who
+        submitted its new observations (several: comma-separated, sorted), else "worker"
+        (records from before the api named one)."""
         if not observations:
             return  # a redelivered batch: its effects committed with it the first time
-        accepted: dict[str, list[str]] = {}
-        for observation in observations:
-            accepted.setdefault(observation.reference_data_id, []).append(
-                observation.observation_id
+        for actor, group in _by_actor(observations, actors or {}).items():
+            accepted: dict[str, list[str]] = {}
+            for observation in group:
+                accepted.setdefault(observation.reference_data_id, []).append(
+                    observation.observation_id
+                )
+            traced_snaps = (
+                None
+                if traced is None
+                else {(o.reference_data_id, o.snap) for o in group if o.observation_id in traced}
             )
-        keys = [(o.reference_data_id, o.snap) for o in observations]
-        traced_snaps = (
-            None
-            if traced is None
-            else {(o.reference_data_id, o.snap) for o in observations if o.observation_id in traced}
-        )
-        await reconcile_snaps(
-            store_for(conn),
-            keys,
-            actor="worker",
-            topics=topics,
-            metrics=metrics,
-            tracing=tracing,
-            accepted=accepted,
-            traced_snaps=traced_snaps,
-        )
+            await reconcile_snaps(
+                store_for(conn),
+                [(o.reference_data_id, o.snap) for o in group],
+                actor=actor,
+                topics=topics,
+                metrics=metrics,
+                tracing=tracing,
+                accepted=accepted,
+                traced_snaps=traced_snaps,
+            )
 
     return after_store
 
@@ -282,6 +288,21 @@ async def record_reconciliation_failure(
         meter.reconciliation(succeeded=False)
     if set_aside:
         meter.dead_letters(len(unique), stage)
+
+
+def _by_actor(
+    observations: Sequence[Observation], actors: Mapping[str, str]
+) -> dict[str, list[Observation]]:
+    """The observations grouped by the audit actor of their snap (see `after_store`)."""
+    by_snap: dict[SnapKey, list[Observation]] = {}
+    for observation in observations:
+        key = (observation.reference_data_id, observation.snap.astimezone(UTC))
+        by_snap.setdefault(key, []).append(observation)
+    groups: dict[str, list[Observation]] = {}
+    for group in by_snap.values():
+        names = sorted({actors[o.observation_id] for o in group if o.observation_id in actors})
+        groups.setdefault(",".join(names) or "worker", []).extend(group)
+    return groups
 
 
 def failure_stage(

@@ -139,6 +139,17 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         meaning="Redis errors served from PostgreSQL instead",
     ),
     MetricSpec(
+        name="RateLimitFallbackCount",
+        unit="Count",
+        kind="counter",
+        dimensions=(
+            "Environment",
+            "Service",
+        ),
+        services=("api",),
+        meaning="requests rate-limited per process because Redis did not answer",
+    ),
+    MetricSpec(
         name="PublicationFreshness",
         unit="Seconds",
         kind="histogram",

@@ -225,6 +225,7 @@ class QisMetrics:
         self._dead_letters = meter.create_counter("DeadLetterCount", unit="Count")
         self._cache_lookups = _IntervalShare(1.0, lambda level: {**self._base, "Level": level})
         self._cache_fallbacks = meter.create_counter("CacheFallbackCount", unit="Count")
+        self._rate_limit_fallbacks = meter.create_counter("RateLimitFallbackCount", unit="Count")
         self._freshness = meter.create_histogram(
             "PublicationFreshness", unit="s", description="snap to published"
         )
@@ -270,6 +271,9 @@ class QisMetrics:
 
     def cache_fallback(self) -> None:
         self._cache_fallbacks.add(1, self._base)
+
+    def rate_limit_fallback(self) -> None:
+        self._rate_limit_fallbacks.add(1, self._base)
 
     def publication_freshness(self, seconds: float) -> None:
         self._freshness.record(seconds, self._base)

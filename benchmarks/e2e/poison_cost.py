@@ -23,7 +23,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -106,11 +106,14 @@ async def one_round(
     stage, _ = reconciling(own, None)
 
     async def after_store(
-        store: PipelineStore, new: Sequence[Observation], traced: Collection[str]
+        store: PipelineStore,
+        new: Sequence[Observation],
+        traced: Collection[str],
+        actors: Mapping[str, str],
     ) -> None:
         if any(o.source == "poison" for o in new):
             raise TypeError("simulated reconciliation bug")
-        await stage(store, new, traced)
+        await stage(store, new, traced, actors)
 
     consumer = new_consumer(kafka, own.worker.group_id, "bench-poison")
     dlq_producer = new_producer(kafka)

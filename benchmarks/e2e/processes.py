@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from app.adapters.postgres.migrate import create_migrated_database
 from app.settings import Settings, load_settings
@@ -54,10 +55,57 @@ def telemetry_settings(on: bool, name: str) -> dict[str, str]:
     }
 
 
+# A fixed issuer URL for benchmark tokens: the api reads the keys from BENCH_AUTH's file.
+BENCH_ISSUER = "http://127.0.0.1:9/qis-bench-issuer"
+BENCH_AUTH = REPO / ".local" / "bench-auth"
+
+
+def auth_settings(on: bool, rate_limit: bool = True) -> dict[str, str]:
+    """Authentication of a benchmark's api: off (the benchmarks of other things say so
+    explicitly), or on as in production, checking `bench_token()`s, with rate limits so
+    high that they are taken (one Redis script per request) but never refuse
+    (`rate_limit=False`: no rate limiting at all)."""
+    if not on:
+        return {"QIS_AUTH__ENABLED": "false"}
+    _bench_issuer()
+    return {
+        "QIS_AUTH__ENABLED": "true",
+        "QIS_RATE_LIMIT__ENABLED": "true" if rate_limit else "false",
+        "QIS_AUTH__ISSUER": BENCH_ISSUER,
+        "QIS_AUTH__JWKS_URL": (BENCH_AUTH / "jwks.json").as_uri(),
+        **{
+            f"QIS_RATE_LIMIT__{scope}_{what}": "1000000000"
+            for scope in ("INGEST", "READ", "ADMIN")
+            for what in ("PER_SECOND", "BURST")
+        },
+    }
+
+
+def _bench_issuer() -> Any:
+    import json
+
+    from app.entrypoints.dev_issuer import LocalIssuer
+
+    issuer = LocalIssuer(BENCH_AUTH, BENCH_ISSUER)
+    (BENCH_AUTH / "jwks.json").write_text(json.dumps(issuer.jwks()))
+    return issuer
+
+
+def bench_token(*scopes: str) -> str:
+    """An access token (1 h) the api of `auth_settings(True)` accepts."""
+    return str(_bench_issuer().mint("qis-bench", list(scopes or ("qis/ingest", "qis/read"))))
+
+
 def env(**settings: str) -> dict[str, str]:
     """The parent environment (its QIS_* settings, e.g. a stack on other ports, included)
-    plus the given settings, which win."""
-    return {"QIS_TELEMETRY__LOG_LEVEL": "WARNING", **os.environ, **settings}
+    plus the given settings, which win. Authentication is off unless `settings` turn it on
+    (`auth_settings(True)`): these benchmarks measure something else."""
+    return {
+        "QIS_TELEMETRY__LOG_LEVEL": "WARNING",
+        **auth_settings(False),
+        **os.environ,
+        **settings,
+    }
 
 
 class Process:

@@ -1,6 +1,7 @@
 """Query benchmark: latest official values, Zipf-skewed over 10,000 series, one API process.
 
     .venv/bin/python -m benchmarks.e2e.query_bench [--seconds 15] [--connections 16]
+        [--telemetry off|on|both] [--auth off|on|both]
 
 What it does, in one run:
 1. seeds version 1 of one snap for 10,000 series `BENCH-Q-00000..09999` (idempotent:
@@ -24,6 +25,12 @@ each: cached latest reads, the bare route and batch ingestion (100-observation
 that no worker reads). Each round prints off / on / ratio; the summary keeps the best
 round of each process (noise on a shared machine only slows a round down) and the
 median round.
+
+`--auth on` serves the reads authenticated as in production (a bearer token checked per
+request, qis/read, the client's Redis token bucket taken); `--auth both` starts an
+auth-off and an auth-on process side by side and alternates the same rounds between
+them, so the ratio is measured under the same machine load. Otherwise authentication
+is off: this benchmark measures the read path.
 
 wrk, not a Python client: on a 2-core machine a Python load generator needs more CPU
 per request than the server and would measure itself. wrk (C, epoll) takes one core,
@@ -55,6 +62,8 @@ from app.settings import load_settings
 from benchmarks.e2e.processes import (
     LOGS,
     Process,
+    auth_settings,
+    bench_token,
     create_topics,
     env,
     free_port,
@@ -188,13 +197,15 @@ async def seed(dsn: str) -> None:
         await conn.close()
 
 
-def start_api(port: int, telemetry: bool | dict[str, str] = False) -> Process:
+def start_api(
+    port: int, telemetry: bool | dict[str, str] = False, auth: bool = False, limit: bool = True
+) -> Process:
     """This module's `serve` mode; `telemetry` is on/off or the QIS_TELEMETRY__* settings."""
     settings = telemetry if isinstance(telemetry, dict) else telemetry_settings(telemetry, "query")
     process = Process(
         f"query-api-{port}",
         [sys.executable, "-m", "benchmarks.e2e.query_bench", "serve", str(port)],
-        env(**settings, **_db_env()),
+        env(**settings, **auth_settings(auth, limit), **_db_env()),
     )
     return wait_live(process, port, probe="/health/ready")
 
@@ -227,11 +238,11 @@ def get_json(url: str) -> Any:
     return httpx.get(url, timeout=5).raise_for_status().json()
 
 
-async def warm(base: str) -> None:
+async def warm(base: str, headers: dict[str, str] | None = None) -> None:
     """Read every series once (fills L1 and L2)."""
     import httpx
 
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=10, headers=headers) as client:
         queue = list(range(SERIES))
 
         async def reader() -> None:
@@ -244,8 +255,11 @@ async def warm(base: str) -> None:
         await asyncio.gather(*(reader() for _ in range(16)))
 
 
-def wrk(url: str, seconds: int, connections: int, script: str) -> dict[str, Any]:
+def wrk(
+    url: str, seconds: int, connections: int, script: str, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     """One wrk run; returns its RESULT line."""
+    header_args = [arg for k, v in (headers or {}).items() for arg in ("-H", f"{k}: {v}")]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
         lua.write(script + _WRK_REPORT)
     try:
@@ -259,6 +273,7 @@ def wrk(url: str, seconds: int, connections: int, script: str) -> dict[str, Any]
                 "5s",
                 "-s",
                 lua.name,
+                *header_args,
                 url,
             ],
             capture_output=True,
@@ -297,11 +312,24 @@ def main() -> None:
         default="off",
         help="both: the same rounds against a telemetry-off and a telemetry-on process",
     )
+    parser.add_argument(
+        "--auth",
+        choices=["off", "on", "both"],
+        default="off",
+        help="on: authenticated reads; both: auth-off and auth-on processes, rounds alternated",
+    )
     args = parser.parse_args()
+    if args.auth == "both":
+        print(json.dumps(run_auth_both(args), indent=2))
+        return
     if args.telemetry == "both":
         side_by_side(args)
         return
-    print(json.dumps(run_once(args, telemetry=args.telemetry == "on"), indent=2))
+    print(
+        json.dumps(
+            run_once(args, telemetry=args.telemetry == "on", auth=args.auth == "on"), indent=2
+        )
+    )
 
 
 WORKLOADS = ("latest", "bare", "ingestion")
@@ -382,7 +410,74 @@ def _row(figures: dict[str, dict[str, float]]) -> str:
     )
 
 
-def run_once(args: argparse.Namespace, telemetry: bool) -> dict[str, Any]:
+def run_auth_both(args: argparse.Namespace) -> dict[str, Any]:
+    """Three processes: auth off, auth on, auth on without rate limiting (telemetry as
+    `--telemetry`), warmed, then rounds alternating them and the bare route: the same
+    machine load for all four."""
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
+    if not args.no_stack:
+        prepare_stack()
+    asyncio.run(seed(load_settings(_db_env()).db.writer_dsn))
+    telemetry = args.telemetry == "on"
+    headers = {"Authorization": f"Bearer {bench_token('qis/read')}"}
+    variants = {"off": (False, False), "on": (True, True), "on_no_limit": (True, False)}
+    ports = {name: free_port() for name in variants}
+    processes: list[Process] = []
+    try:
+        for name, (auth, limit) in variants.items():
+            processes.append(start_api(ports[name], telemetry, auth=auth, limit=limit))
+    except BaseException:
+        for process in processes:
+            process.stop()
+        raise
+    bases = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    sent = {"off": None, "on": headers, "on_no_limit": headers}
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in [*variants, "bare"]}
+    zipf = zipf_script()
+    try:
+        for name, base in bases.items():
+            asyncio.run(warm(base, sent[name]))
+            wrk(base, args.warmup_seconds, args.connections, zipf, sent[name])
+        refused = httpx_status(f"{bases['on']}/v1/reference-data/{PREFIX}00000")
+        for _ in range(args.rounds):
+            for name, base in bases.items():
+                rounds[name].append(wrk(base, args.seconds, args.connections, zipf, sent[name]))
+            rounds["bare"].append(
+                wrk(f"{bases['off']}/bench/bare", args.seconds, args.connections, "")
+            )
+    finally:
+        for process in processes:
+            process.stop()
+    results = {name: median_run(runs) for name, runs in rounds.items()}
+    return {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "connections": args.connections,
+            "load": os.getloadavg(),
+        },
+        "workload": f"latest official value, Zipf(s={ZIPF_S}) over {SERIES} series",
+        "telemetry": "on" if telemetry else "off",
+        "auth_off": results["off"],
+        "auth_on": results["on"],
+        "auth_on_no_rate_limit": results["on_no_limit"],
+        "bare_route": results["bare"],
+        "auth_on_over_off": round(results["on"]["req_per_s"] / results["off"]["req_per_s"], 3),
+        "auth_on_no_rate_limit_over_off": round(
+            results["on_no_limit"]["req_per_s"] / results["off"]["req_per_s"], 3
+        ),
+        "without_token_status": refused,
+        "logs": str(LOGS),
+    }
+
+
+def httpx_status(url: str) -> int:
+    import httpx
+
+    return httpx.get(url, timeout=5).status_code
+
+
+def run_once(args: argparse.Namespace, telemetry: bool, auth: bool = False) -> dict[str, Any]:
     """Seed, start one API process, warm it, then alternate wrk rounds: latest vs bare."""
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
@@ -391,18 +486,19 @@ def run_once(args: argparse.Namespace, telemetry: bool) -> dict[str, Any]:
     settings = load_settings(_db_env())
     asyncio.run(seed(settings.db.writer_dsn))
     port = free_port()
-    api = start_api(port, telemetry)
+    api = start_api(port, telemetry, auth)
     base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {bench_token('qis/read')}"} if auth else None
     try:
-        asyncio.run(warm(base))
+        asyncio.run(warm(base, headers))
         zipf = zipf_script()
-        wrk(base, args.warmup_seconds, args.connections, zipf)
+        wrk(base, args.warmup_seconds, args.connections, zipf, headers)
         wrk(f"{base}/bench/bare", args.warmup_seconds, args.connections, "")
         before = get_json(f"{base}/bench/cache-stats")
         queries, bares = [], []
         # Alternating rounds: other load on the machine hits both routes alike.
         for _ in range(args.rounds):
-            queries.append(wrk(base, args.seconds, args.connections, zipf))
+            queries.append(wrk(base, args.seconds, args.connections, zipf, headers))
             bares.append(wrk(f"{base}/bench/bare", args.seconds, args.connections, ""))
         after = get_json(f"{base}/bench/cache-stats")
     finally:
@@ -427,6 +523,7 @@ def run_once(args: argparse.Namespace, telemetry: bool) -> dict[str, Any]:
         },
         "logs": str(LOGS),
         "telemetry": "on" if telemetry else "off",
+        "auth": "on" if auth else "off",
     }
 
 

@@ -297,7 +297,7 @@ async def _write_path(
 
             async def work(batch: list[Observation] = batch) -> None:
                 stored = set(await insert_observations(conn, batch))
-                await after_store(conn, [o for o in batch if o.observation_id in stored], ())
+                await after_store(conn, [o for o in batch if o.observation_id in stored], (), {})
 
             # Queue for the journal lock outside the timed work: other writers of a shared
             # stack may hold it, and waiting is not this batch's cost.

@@ -15,7 +15,14 @@ from qis_client._core import (
     batches,
 )
 from qis_client.aio import AsyncQisClient
-from qis_client.auth import AsyncTokenProvider, BearerAuth, Token, TokenProvider, static_token
+from qis_client.auth import (
+    AsyncTokenProvider,
+    BearerAuth,
+    Token,
+    TokenProvider,
+    client_credentials,
+    static_token,
+)
 from qis_client.client import QisClient
 from qis_client.errors import (
     InvalidRequest,
@@ -80,6 +87,7 @@ __all__ = [
     "UnexpectedResponse",
     "UnsupportedMediaType",
     "batches",
+    "client_credentials",
     "derive_observation_id",
     "observation_id",
     "static_token",

@@ -16,12 +16,19 @@ import asyncio
 import inspect
 import threading
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
 
 import httpx
 import msgspec
 
-__all__ = ["AsyncTokenProvider", "BearerAuth", "Token", "TokenProvider", "static_token"]
+__all__ = [
+    "AsyncTokenProvider",
+    "BearerAuth",
+    "Token",
+    "TokenProvider",
+    "client_credentials",
+    "static_token",
+]
 
 
 class Token(msgspec.Struct, frozen=True):
@@ -39,6 +46,37 @@ def static_token(access_token: str) -> TokenProvider:
     """A provider handing out one token that never expires."""
     token = Token(access_token)
     return lambda: token
+
+
+def client_credentials(
+    token_url: str,
+    client_id: str,
+    client_secret: str,
+    scopes: Sequence[str] = (),
+    *,
+    timeout: float = 10.0,
+    clock: Callable[[], float] = time.time,
+) -> TokenProvider:
+    """A provider asking an OAuth2 token endpoint (Amazon Cognito's
+    `https://<domain>.auth.<region>.amazoncognito.com/oauth2/token`, or `qis dev issuer`'s
+    `http://127.0.0.1:58080/oauth2/token`) for a client-credentials token.
+
+    `scopes` empty asks for every scope the app client may have. A refused request raises
+    `httpx.HTTPStatusError`.
+    """
+    form = {"grant_type": "client_credentials"}
+    if scopes:
+        form["scope"] = " ".join(scopes)
+
+    def fetch() -> Token:
+        response = httpx.post(
+            token_url, data=form, auth=(client_id, client_secret), timeout=timeout
+        )
+        response.raise_for_status()
+        body = response.json()
+        return Token(str(body["access_token"]), clock() + float(body["expires_in"]))
+
+    return fetch
 
 
 class BearerAuth(httpx.Auth):
@@ -70,6 +108,11 @@ class BearerAuth(httpx.Auth):
         self._token = fetched
         self.refreshes += 1
         return fetched
+
+    def current(self) -> Token:
+        """The token requests carry now (fetched when there is none or it is about to
+        expire); for callers that need the header outside the client."""
+        return self._sync_token()
 
     # --- sync ----------------------------------------------------------------------------
 

@@ -14,11 +14,14 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from qis_client import Token, TokenProvider, client_credentials
 
 from app.adapters.kafka import ensure_topics
 from app.adapters.postgres.migrate import bundled_migrations, migrate
 from app.adapters.postgres.pool import open_pool
+from app.entrypoints.dev_issuer import LocalIssuer
 from app.settings import Settings
+from tests import auth
 from tests.stack import REPO, stack
 
 QIS = str(REPO / ".venv" / "bin" / "qis")
@@ -77,19 +80,55 @@ class Service:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+# `qis dev issuer` on a port of its own for the session (started by `running_stack`);
+# every api process of the e2e tests checks its tokens, fetching its JWKS over HTTP.
+ISSUER_URL = f"http://127.0.0.1:{free_port()}"
+ADMIN_CLIENT = "qis-local-admin"
+
+
+def issuer() -> LocalIssuer:
+    """The e2e issuer's key and clients, to sign odd tokens with (tests/auth.py's state)."""
+    return auth.issuer(ISSUER_URL)
+
+
+def token_provider(client_id: str = ADMIN_CLIENT, *scopes: str) -> TokenProvider:
+    """qis-client's provider for the e2e issuer's token endpoint (client credentials)."""
+    secret = issuer().clients[client_id].secret
+    return client_credentials(f"{ISSUER_URL}/oauth2/token", client_id, secret, scopes)
+
+
+def bearer(client_id: str = ADMIN_CLIENT, *scopes: str) -> dict[str, str]:
+    """An Authorization header with a token of the e2e issuer's token endpoint."""
+    token: Token = token_provider(client_id, *scopes)()
+    return {"Authorization": f"Bearer {token.access_token}"}
+
+
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QIS_")}
     env.update(
+        QIS_AUTH__ISSUER=ISSUER_URL,
         QIS_DB__WRITER_DSN=settings.db.writer_dsn,
         QIS_DB__READER_DSN=settings.db.reader_dsn,
         QIS_KAFKA__BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,
         QIS_REDIS__URL=settings.redis.url,
+        # The topics and the consumer group of the tests' settings (a run may use its own).
+        QIS_KAFKA__OBSERVATIONS_TOPIC=settings.kafka.observations_topic,
+        QIS_KAFKA__DLQ_TOPIC=settings.kafka.dlq_topic,
+        QIS_KAFKA__OFFICIAL_VALUES_TOPIC=settings.kafka.official_values_topic,
+        QIS_KAFKA__QUALITY_ALERTS_TOPIC=settings.kafka.quality_alerts_topic,
+        QIS_KAFKA__AUDIT_TOPIC=settings.kafka.audit_topic,
+        QIS_WORKER__GROUP_ID=settings.worker.group_id,
         QIS_KAFKA__ACK_TIMEOUT_SECONDS="3",
         # The defaults unless the test run sets them: a run of its own (its database,
         # topic and consumer group) leaves other runs on the same stack alone.
         QIS_KAFKA__OBSERVATIONS_TOPIC=settings.kafka.observations_topic,
         QIS_KAFKA__DLQ_TOPIC=settings.kafka.dlq_topic,
         QIS_WORKER__GROUP_ID=settings.worker.group_id,
+        # Tests of other things send bursts (the fuzzer: hundreds of PUTs); the rate-limit
+        # test sets its own limits.
+        QIS_RATE_LIMIT__ADMIN_BURST="100000",
+        QIS_RATE_LIMIT__INGEST_BURST="100000",
+        QIS_RATE_LIMIT__READ_BURST="100000",
     )
     env.update(extra)
     return env
@@ -113,8 +152,40 @@ def wait_ready(base_url: str, service: Service, timeout: float = 45) -> None:
     raise AssertionError(f"{service.name} not ready in {timeout}s ({last}):\n{service.tail()}")
 
 
+def start_issuer() -> Service:
+    """`qis dev issuer` at ISSUER_URL on the tests' issuer state; waits for its JWKS."""
+    port = ISSUER_URL.rpartition(":")[2]
+    service = Service(
+        "issuer",
+        ["dev", "issuer", "--port", port, "--dir", str(auth.STATE), "--url", ISSUER_URL],
+        service_env(Settings()),
+    )
+    issuer()  # the state exists before the process reads it
+    service.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert service.process is not None
+        assert service.process.poll() is None, f"issuer exited:\n{service.tail()}"
+        try:
+            if httpx.get(f"{ISSUER_URL}/.well-known/jwks.json", timeout=2).status_code == 200:
+                return service
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"issuer not ready:\n{service.tail()}")
+
+
 @pytest.fixture(scope="session", autouse=True)
-async def running_stack(settings: Settings) -> None:
+async def running_stack(settings: Settings) -> AsyncIterator[None]:
+    issuer_process = start_issuer()
+    try:
+        await _stack_ready(settings)
+        yield
+    finally:
+        issuer_process.stop()
+
+
+async def _stack_ready(settings: Settings) -> None:
     stack("up")
     conn = await asyncpg.connect(settings.db.writer_dsn)
     try:
@@ -187,7 +258,7 @@ async def pool(settings: Settings, running_stack: None) -> AsyncIterator[asyncpg
 
 @pytest.fixture
 async def http(api: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=api, timeout=30, headers=bearer()) as client:
         yield client
 
 

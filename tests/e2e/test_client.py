@@ -20,7 +20,7 @@ from qis_client import (
 )
 
 from tests.conftest import unique_series
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import Service, token_provider
 from tests.e2e.reconciliation_helpers import current_snap
 
 SOURCES = ("a", "b", "c")
@@ -57,7 +57,7 @@ async def test_post_through_the_client_and_read_every_route_back(api: str, worke
     now = current_snap()
     snaps = [now - timedelta(seconds=s) for s in (5, 4, 3, 2, 1)]
     items = observations(series, snaps)
-    async with AsyncQisClient(api, max_batch=4) as qis:
+    async with AsyncQisClient(api, max_batch=4, token=token_provider()) as qis:
         configured = await qis.put_series(
             series, SeriesConfig(expected_sources=SOURCES, min_sources=2)
         )
@@ -120,7 +120,7 @@ def test_the_sync_client_pages_history_and_raises_typed_problems(api: str, worke
     series = unique_series("QS")
     now = current_snap()
     snaps = [now - timedelta(seconds=s) for s in range(7, 0, -1)]
-    with QisClient(api) as qis:
+    with QisClient(api, token=token_provider()) as qis:
         qis.put_series(series, SeriesConfig(expected_sources=SOURCES))
         assert qis.post_observations(observations(series, snaps)).accepted == 21
         for _ in range(300):

@@ -35,7 +35,7 @@ from app.domain.observation import (
 )
 from app.settings import Settings
 from tests.conftest import unique_series
-from tests.e2e.conftest import Service
+from tests.e2e.conftest import Service, bearer
 
 pytestmark = pytest.mark.e2e
 
@@ -232,7 +232,7 @@ _OBSERVATION = st.fixed_dictionaries(
 
 @contextlib.contextmanager
 def _client(api: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api, timeout=30) as client:
+    with httpx.Client(base_url=api, timeout=30, headers=bearer()) as client:
         yield client
 
 
@@ -266,7 +266,7 @@ def test_arbitrary_accepted_observations_never_stop_the_worker(
         """Post one ordinary observation on each series; return those not published."""
         snap = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
         series = sorted(accepted | set(_SERIES))
-        async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=api, timeout=30, headers=bearer()) as client:
             for series_id in series:
                 item = {
                     "reference_data_id": series_id,

@@ -15,7 +15,7 @@ import pytest
 
 from app.settings import Settings
 from tests.conftest import unique_series
-from tests.e2e.conftest import Service, running_api
+from tests.e2e.conftest import Service, bearer, running_api
 from tests.e2e.reconciliation_helpers import (
     configure,
     current_snap,
@@ -38,7 +38,7 @@ def second_api(settings: Settings, api: str) -> Iterator[str]:
 
 @pytest.fixture
 async def http2(second_api: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=second_api, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=second_api, timeout=30, headers=bearer()) as client:
         yield client
 
 

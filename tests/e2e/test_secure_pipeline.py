@@ -20,7 +20,7 @@ import pytest
 from app.adapters.kafka import new_consumer
 from app.settings import Settings, load_settings
 from tests.conftest import unique_series
-from tests.e2e.conftest import QIS, Service, free_port, wait_ready
+from tests.e2e.conftest import ISSUER_URL, QIS, Service, bearer, free_port, wait_ready
 from tests.e2e.reconciliation_helpers import configure, current_snap, item, official_value, post
 from tests.stack import REPO, stack
 
@@ -31,6 +31,7 @@ ABC = ["a", "b", "c"]
 
 def _secure_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QIS_")}
+    env["QIS_AUTH__ISSUER"] = ISSUER_URL
     for line in stack("env", "secure").splitlines():
         words = shlex.split(line)
         if len(words) == 2 and words[0] == "export":
@@ -97,7 +98,7 @@ async def test_a_snap_flows_through_the_secured_endpoints(
     base_url, env, services = secure_service
     settings: Settings = load_settings({k: v for k, v in env.items() if k.startswith("QIS_")})
     series, snap = unique_series("S"), current_snap()
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, headers=bearer()) as http:
         ready = (await http.get("/health/ready")).json()
         assert ready["checks"] == {"postgres": "ok", "kafka": "ok", "redis": "ok"}
         await configure(http, series, expected_sources=ABC)

@@ -62,7 +62,13 @@ async def test_openapi_document_lists_the_routes(client: AsyncTestClient) -> Non
     paths = response.json()["paths"]
     assert {"/health/live", "/health/ready", "/v1/observations"} <= set(paths)
     post = paths["/v1/observations"]["post"]
-    assert set(post["responses"]) == {"202", "400", "413", "415", "422", "500", "503"}
+    assert set(post["responses"]) == {
+        *("202", "400", "401", "403", "413", "415", "422", "429", "500", "503")
+    }
+    assert post["security"] == [{"cognito": ["qis/ingest"]}]
+    assert "security" not in paths["/health/ready"]["get"]
+    flows = response.json()["components"]["securitySchemes"]["cognito"]["flows"]
+    assert set(flows["clientCredentials"]["scopes"]) == {"qis/ingest", "qis/read", "qis/admin"}
     assert post["responses"]["422"]["content"]["application/problem+json"]["schema"] == {
         "$ref": "#/components/schemas/Problem"
     }

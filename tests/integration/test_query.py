@@ -20,9 +20,11 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from app.adapters.postgres.observations import insert_observations
+from app.api.auth import READ
 from app.domain.observation import Observation
 from app.entrypoints.api import create_app
 from app.settings import Settings
+from tests.auth import bearer
 from tests.conftest import unique_series
 
 Client = AsyncTestClient  # type: ignore[type-arg]
@@ -35,6 +37,7 @@ T2 = datetime(2026, 1, 15, 15, 30, tzinfo=UTC)
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[Client]:
     async with AsyncTestClient(app=create_app(settings)) as client:
+        client.headers.update(bearer(READ))
         yield client
 
 
@@ -431,7 +434,9 @@ async def test_openapi_documents_every_query_route(client: Client) -> None:
         "/v1/reference-data/{reference_data_id}/observations": {"200", "400", "500", "503"},
         "/v1/reference-data/{reference_data_id}/quality": {"200", "400", "500", "503"},
     }
-    for path, statuses in routes.items():
+    for path, own in routes.items():
+        statuses = own | {"401", "403", "429"}  # every route needs a token with qis/read
+        assert paths[path]["get"]["security"] == [{"cognito": ["qis/read"]}]
         responses = paths[path]["get"]["responses"]
         assert set(responses) == statuses, path
         schema = responses["200"]["content"]["application/json"]["schema"]

@@ -16,11 +16,13 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from app.adapters.postgres.publications import Publication, PublicationListener
 from app.adapters.redis_cache import RedisCache, new_redis
+from app.api.auth import READ
 from app.entrypoints.api import create_app
 from app.ports import CacheUnavailable
 from app.settings import RedisSettings, Settings
 from app.telemetry.metrics import QisMetrics
 from app.telemetry.setup import Telemetry
+from tests.auth import bearer
 from tests.conftest import unique_series
 from tests.e2e.conftest import free_port
 from tests.integration.test_query import SNAP, T1, insert_version, ts
@@ -157,6 +159,7 @@ async def test_reads_and_readiness_without_redis(settings: Settings, pool: async
     series = unique_series("R")
     await insert_version(pool, series, SNAP, 1, 7.0, T1)
     async with AsyncTestClient(app=create_app(no_redis, telemetry)) as client:
+        client.headers.update(bearer(READ))
         url = f"/v1/reference-data/{series}/official-values/{ts(SNAP)}"
         for _ in range(3):  # one miss (PostgreSQL), then L1 answers
             response = await client.get(url, params={"version": 1})

@@ -20,12 +20,14 @@ from opentelemetry.trace import SpanKind
 
 from app.adapters.kafka import ensure_topics, new_consumer, new_producer, read_topic
 from app.adapters.kafka_events import KafkaEventPublisher
+from app.api.auth import INGEST
 from app.entrypoints.api import create_app
 from app.entrypoints.worker import build_consumer
 from app.ports import PendingMessage
 from app.settings import Settings, TelemetrySettings, WorkerSettings
 from app.telemetry.setup import Telemetry, setup_telemetry
 from app.telemetry.tracing import XRAY_ANNOTATIONS
+from tests.auth import bearer
 from tests.conftest import unique_series
 
 
@@ -111,7 +113,9 @@ async def test_one_sampled_request_is_one_trace_across_processes_and_stores(
     }
     headers = incoming(trace_id)
     async with AsyncTestClient(app=create_app(settings, telemetry)) as client:
-        response = await client.post("/v1/observations", json=body, headers=headers)
+        response = await client.post(
+            "/v1/observations", json=body, headers={**headers, **bearer(INGEST)}
+        )
     assert response.status_code == 202
     root = f"Root=1-{trace_id[:8]}-{trace_id[8:]};"
     assert response.headers["x-amzn-trace-id"].startswith(root)
@@ -193,7 +197,9 @@ async def test_every_response_carries_the_trace_header(
         fresh = await client.get("/health/live")
         missing = await client.get("/no/such/route")
         bad = await client.post(
-            "/v1/observations", content=b"{", headers={"content-type": "application/json"}
+            "/v1/observations",
+            content=b"{",
+            headers={"content-type": "application/json", **bearer(INGEST)},
         )
     header = followed.headers["x-amzn-trace-id"]
     assert header.startswith("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -109,11 +109,14 @@ async def start_worker(
     stage, _ = reconciling(own, None)
 
     async def after_store(
-        store: PipelineStore, new: Sequence[Observation], traced: Collection[str]
+        store: PipelineStore,
+        new: Sequence[Observation],
+        traced: Collection[str],
+        actors: Mapping[str, str],
     ) -> None:
         if buggy and any(o.source == "poison" for o in new):
             raise DomainBug("can't compare offset-naive and offset-aware datetimes")
-        await stage(store, new, traced)
+        await stage(store, new, traced, actors)
 
     producer = new_producer(kafka)
     kafka_consumer = new_consumer(kafka, group, "poison-test")

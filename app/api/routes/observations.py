@@ -11,6 +11,7 @@ from litestar import Request, Response, post
 from litestar.di import NamedDependency
 from opentelemetry import trace
 
+from app.api.auth import INGEST, principal_of, requires
 from app.api.examples import ACCEPTED
 from app.api.openapi import ok, problems
 from app.api.problems import (
@@ -158,6 +159,7 @@ def validated(body: bytes) -> ObservationSubmission:
     status_code=202,
     tags=["ingestion"],
     operation_id="postObservations",
+    **requires(INGEST),
     responses={
         202: ok(ObservationsAccepted, "every observation acknowledged", "3 accepted", ACCEPTED),
         **problems(
@@ -187,7 +189,9 @@ async def post_observations(
     if not in_flight.try_enter():
         raise ApiProblem(503, "shedding load: too many requests in flight", headers=retry)
     try:
-        result = await ingest(submission.observations, ingestion_log, received_at)
+        result = await ingest(
+            submission.observations, ingestion_log, received_at, principal_of(request).actor
+        )
     except IngestionLogUnavailable:
         raise ApiProblem(
             503, "ingestion log unavailable; nothing from this request was accepted", headers=retry

@@ -19,6 +19,7 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.api import examples
+from app.api.auth import READ, requires
 from app.api.openapi import ok, problems
 from app.api.problems import ApiProblem, ProblemItem
 from app.domain.bounds import (
@@ -182,6 +183,7 @@ def _window(text: str) -> timedelta:
 @get(
     "/v1/reference-data/{reference_data_id:str}/official-values/{snap:str}",
     tags=["official values"],
+    **requires(READ),
     summary="Official value of a snap: latest, a version, or as of a time",
     operation_id="getOfficialValue",
     responses={
@@ -222,6 +224,7 @@ async def get_official_value(
 @get(
     "/v1/reference-data/{reference_data_id:str}/official-values/{snap:str}/versions",
     tags=["official values"],
+    **requires(READ),
     summary="Every version of a snap, oldest first",
     operation_id="getVersions",
     responses={
@@ -245,6 +248,7 @@ async def get_versions(
 @get(
     "/v1/reference-data/{reference_data_id:str}/official-values",
     tags=["official values"],
+    **requires(READ),
     summary="History of official values, optionally bucketed and as of a time",
     operation_id="getHistory",
     responses={
@@ -287,6 +291,7 @@ async def get_history(
 @get(
     "/v1/reference-data/{reference_data_id:str}/observations",
     tags=["official values"],
+    **requires(READ),
     summary="Lineage: the raw observations behind a snap",
     operation_id="getLineage",
     responses={
@@ -315,6 +320,7 @@ async def get_lineage(
 @get(
     "/v1/reference-data/{reference_data_id:str}/quality",
     tags=["quality"],
+    **requires(READ),
     summary="Quality summary over a window of snaps",
     operation_id="getQuality",
     responses={

@@ -22,6 +22,7 @@ from litestar.openapi.spec import Example
 from litestar.params import PathParameter, QueryParameter
 
 from app.api import examples
+from app.api.auth import ADMIN, READ, principal_of, requires
 from app.api.openapi import ok, problems
 from app.api.problems import (
     NOT_JSON,
@@ -116,6 +117,7 @@ class ReferenceDataRoutes(Controller):
         request_max_body_size=MAX_CONFIG_BYTES,
         tags=["reference-data"],
         operation_id="putSeries",
+        **requires(ADMIN),
         responses={
             200: ok(Series, "the stored configuration", "ETH-USD", examples.SERIES_EXAMPLE),
             **problems(
@@ -149,7 +151,9 @@ class ReferenceDataRoutes(Controller):
             )
         config = decode_config(await request.body())
         try:
-            return await configure_series(pipeline_db, reference_data_id, config, actor="api")
+            return await configure_series(
+                pipeline_db, reference_data_id, config, actor=principal_of(request).actor
+            )
         except InvalidSeriesConfig as exc:
             raise ApiProblem(
                 422, "invalid series configuration", errors=items_from_domain(exc.errors, [])
@@ -159,6 +163,7 @@ class ReferenceDataRoutes(Controller):
         "/{reference_data_id:str}",
         tags=["reference-data"],
         operation_id="getSeries",
+        **requires(READ),
         responses={
             200: ok(Series, "the configuration", "ETH-USD", examples.SERIES_EXAMPLE),
             **problems(s400="invalid parameter", s404="unknown series (or an invalid id)"),
@@ -183,6 +188,7 @@ class ReferenceDataRoutes(Controller):
         "/",
         tags=["reference-data"],
         operation_id="listSeries",
+        **requires(READ),
         responses={
             200: ok(SeriesPage, "one page of series", "the last page", examples.SERIES_PAGE),
             **problems(s400="invalid limit or cursor"),

@@ -38,7 +38,9 @@ class MemoryLog:
     def __init__(self) -> None:
         self.records: list[ObservationsRecorded] = []
 
-    async def append(self, records: Sequence[ObservationsRecorded]) -> None:
+    async def append(
+        self, records: Sequence[ObservationsRecorded], actor: str | None = None
+    ) -> None:
         self.records.extend(records)
 
 
@@ -59,10 +61,10 @@ def db() -> FakeDatabase:
     return FakeDatabase()
 
 
-@pytest.fixture
-async def client(log: MemoryLog, db: FakeDatabase) -> AsyncIterator[AsyncTestClient[Litestar]]:
+def edge_app(log: MemoryLog, db: FakeDatabase, guards: list[Any] | None = None) -> Litestar:
+    """The /v1 routes over in-memory ports (with `guards`, e.g. app/api/auth.py's)."""
     limit = observations.InFlightLimit(8)
-    app = Litestar(
+    return Litestar(
         route_handlers=[observations.post_observations, *query.ROUTES, *reference_data.ROUTES],
         dependencies={
             "ingestion_log": Provide(lambda: log, sync_to_thread=False),
@@ -76,9 +78,14 @@ async def client(log: MemoryLog, db: FakeDatabase) -> AsyncIterator[AsyncTestCli
             "pipeline_db": Provide(lambda: db, sync_to_thread=False),
             "reference_data_reader": Provide(lambda: FakeReader(db), sync_to_thread=False),
         },
+        guards=guards or [],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )
-    async with AsyncTestClient(app) as test_client:
+
+
+@pytest.fixture
+async def client(log: MemoryLog, db: FakeDatabase) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(edge_app(log, db)) as test_client:
         yield test_client
 
 

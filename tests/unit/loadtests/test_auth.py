@@ -33,7 +33,12 @@ def test_a_hook_callable_supplies_headers() -> None:
 
 @pytest.mark.parametrize(
     "env",
-    [{"LOADTEST_AUTH_HEADER": "no colon"}, {"LOADTEST_AUTH_HOOK": "module_without_function"}],
+    [
+        {"LOADTEST_AUTH_HEADER": "no colon"},
+        {"LOADTEST_AUTH_HOOK": "module_without_function"},
+        {"LOADTEST_AUTH_TOKEN_URL": "http://127.0.0.1:9/oauth2/token"},
+        {"LOADTEST_AUTH_TOKEN_URL": "http://x/oauth2/token", "LOADTEST_AUTH_CLIENT_ID": "c"},
+    ],
 )
 def test_malformed_configuration_is_an_error(env: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="LOADTEST_AUTH"):

@@ -31,7 +31,7 @@ def consumer(
     | None = None,
 ) -> Consumer:
     async def after_store(
-        _: PipelineStore, new: Sequence[Observation], __: Collection[str]
+        _: PipelineStore, new: Sequence[Observation], __: Collection[str], ___: object
     ) -> None:
         if any(o.source == poison_source for o in new):
             raise DomainBug("cannot compare")

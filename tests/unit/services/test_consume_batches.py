@@ -125,3 +125,26 @@ def test_an_unsampled_batch_has_no_parent_and_no_spans(monkeypatch: pytest.Monke
 
     assert receive_sampled(polled) == (None, [])
     assert exporter.get_finished_spans() == ()
+
+
+def test_each_observation_carries_the_actor_of_its_record() -> None:
+    from msgspec.structs import replace
+
+    from app.domain.observation import ACTOR_HEADER
+    from app.services.consume import decode_units, merge
+    from tests.unit.services.consume_fakes import record
+
+    feed = replace(record(0, 0, "ETH-USD", "a", "b"), headers=((ACTOR_HEADER, b"feed-eth"),))
+    odd = replace(record(0, 1, "ETH-USD", "c"), headers=((ACTOR_HEADER, b"x\x00" + b"y" * 400),))
+    plain = record(1, 0, "BTC-USD", "a")
+    merged = merge(decode_units({0: [feed, odd], 1: [plain]}))
+    by_source = {
+        (o.reference_data_id, o.source): merged.actors.get(o.observation_id)
+        for o in merged.observations
+    }
+    assert by_source[("ETH-USD", "a")] == by_source[("ETH-USD", "b")] == "feed-eth"
+    odd_actor = by_source[("ETH-USD", "c")]
+    assert odd_actor is not None
+    assert "\x00" not in odd_actor
+    assert len(odd_actor) <= 256
+    assert by_source[("BTC-USD", "a")] is None

@@ -24,7 +24,9 @@ class MemoryLog:
         self.records: list[ObservationsRecorded] = []
         self.fail = fail
 
-    async def append(self, records: Sequence[ObservationsRecorded]) -> None:
+    async def append(
+        self, records: Sequence[ObservationsRecorded], actor: str | None = None
+    ) -> None:
         if self.fail:
             raise IngestionLogUnavailable("down")
         self.records.extend(records)

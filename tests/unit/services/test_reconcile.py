@@ -311,3 +311,28 @@ async def test_reconciling_again_without_news_writes_nothing_and_skips_the_journ
     assert (outcome.reason, outcome.version, outcome.state) == ("unchanged", None, "published")
     assert journal_opened is False
     assert (len(db.state.audit), len(db.state.outbox)) == (audit_before, outbox_before)
+
+
+async def test_the_audit_actor_is_who_submitted_the_snaps_observations() -> None:
+    db = FakeDatabase()
+    configure(db, ABC)
+    configure(db, ABC, series="BTC-USD")
+    eth = [obs("a", 100.00), obs("b", 100.02), obs("c", 99.99)]
+    btc = [obs("a", 50.0, series="BTC-USD"), obs("b", 50.0, series="BTC-USD")]
+    unknown = obs("a", 7.0, series="NEW")
+    actors = {o.observation_id: "feed-eth" for o in eth}
+    actors[btc[0].observation_id] = "feed-btc/alice"
+    actors[btc[1].observation_id] = "feed-eth"
+    stage = reconciliation_stage(lambda store: store, topics=TOPICS)
+    async with db.transaction() as store:
+        new = db.store_observations([*eth, *btc, unknown])
+        await stage(store, new, None, actors)
+
+    def actors_of(series: str) -> set[str]:
+        return {r.actor for r in db.state.audit if r.entity_id.startswith(series)}
+
+    assert len(db.state.audit) >= 5  # accepted x3, a version of ETH-USD, NEW created
+    assert actors_of("ETH-USD") == {"feed-eth"}
+    assert actors_of("BTC-USD") == {"feed-btc/alice,feed-eth"}
+    assert actors_of("NEW") == {"worker"}  # a record without the header
+    assert verify_chain(db.state.audit) is None

@@ -59,6 +59,7 @@ def documents() -> list[dict[str, Any]]:
     metrics.dead_letters(1, "reconcile")
     metrics.cache_lookup("L1", True)
     metrics.cache_fallback()
+    metrics.rate_limit_fallback()
     metrics.publication_freshness(0.4)
     metrics.consumer_lag("qis.observations.v1", 7)
     data = reader.get_metrics_data()
