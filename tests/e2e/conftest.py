@@ -119,11 +119,6 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         QIS_KAFKA__AUDIT_TOPIC=settings.kafka.audit_topic,
         QIS_WORKER__GROUP_ID=settings.worker.group_id,
         QIS_KAFKA__ACK_TIMEOUT_SECONDS="3",
-        # The defaults unless the test run sets them: a run of its own (its database,
-        # topic and consumer group) leaves other runs on the same stack alone.
-        QIS_KAFKA__OBSERVATIONS_TOPIC=settings.kafka.observations_topic,
-        QIS_KAFKA__DLQ_TOPIC=settings.kafka.dlq_topic,
-        QIS_WORKER__GROUP_ID=settings.worker.group_id,
         # Tests of other things send bursts (the fuzzer: hundreds of PUTs); the rate-limit
         # test sets its own limits.
         QIS_RATE_LIMIT__ADMIN_BURST="100000",
