@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import unique_series
-from tests.e2e.conftest import QIS, Service
+from tests.e2e.conftest import ADMIN_CLIENT, QIS, Service, token_provider
 from tests.e2e.ingestion_helpers import wait_for_count
 
 pytestmark = pytest.mark.e2e
@@ -60,6 +60,8 @@ def write_csv(path: Path, series: str, count: int, bad: dict[int, str] | None = 
 def ingest(path: Path, api: str, *args: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QIS_")}
     env["QIS_CLIENT__URL"] = api
+    # a client-credentials token of the e2e issuer, as an operator would pass one
+    env["QIS_CLIENT__TOKEN"] = token_provider(ADMIN_CLIENT, "qis/ingest")().access_token
     return subprocess.Popen(
         [QIS, "ingest", str(path), "--output", "json", *args],
         env=env,

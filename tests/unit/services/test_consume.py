@@ -4,13 +4,13 @@ the isolation of records that fail (see app/services/consume.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 
 import pytest
 
 from app.domain.observation import Observation
 from app.ports import LogRecord, PartitionFenced, PipelineStore
-from app.services.consume import Consumer, RetryPolicy
+from app.services.consume import AfterStore, Consumer, RetryPolicy
 from tests.unit.services.consume_fakes import FakeBatchStore, FakeSink, FakeSource, record
 
 
@@ -27,8 +27,7 @@ def consumer(
     attempts: int = 3,
     max_batch_records: int = 5000,
     recorded: list[tuple[list[str], str]] | None = None,
-    hook: Callable[[PipelineStore, Sequence[Observation], Collection[str]], Awaitable[None]]
-    | None = None,
+    hook: AfterStore | None = None,
 ) -> Consumer:
     async def after_store(
         _: PipelineStore, new: Sequence[Observation], __: Collection[str], ___: object
@@ -85,7 +84,7 @@ def test_an_observation_repeated_in_a_batch_is_stored_reconciled_and_counted_onc
     seen: list[list[str]] = []
 
     async def after_store(
-        _: PipelineStore, new: Sequence[Observation], __: Collection[str]
+        _: PipelineStore, new: Sequence[Observation], __: Collection[str], ___: object
     ) -> None:
         seen.append(sorted(o.source for o in new))
 
