@@ -143,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         print("smoke:", " ".join(command), flush=True)
         cpu_before = cpu_seconds(api.popen.pid)
         locust_env = {k: v for k, v in os.environ.items() if not k.startswith("QIS_")}
-        locust_env.setdefault("LOADTEST_AUTH_TOKEN", bench_token())
+        # Every scope, as a staging load-test client has: the seed step configures the
+        # series (qis/admin) before the users ingest and read.
+        locust_env.setdefault(
+            "LOADTEST_AUTH_TOKEN", bench_token("qis/ingest", "qis/read", "qis/admin")
+        )
         done = subprocess.run(command, env=locust_env, cwd=REPO, timeout=args.seconds + 300)
         api_cpu = cpu_seconds(api.popen.pid) - cpu_before
         requests = _requests_in(Path(f"{prefix}_stats.csv"))
