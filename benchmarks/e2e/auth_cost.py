@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import subprocess
 import sys
 from typing import Any
 
 from benchmarks.e2e.processes import auth_settings, bench_token, env, telemetry_settings
-from benchmarks.e2e.telemetry_cost import _measure, _request
+from benchmarks.e2e.telemetry_cost import _measure, _request, median_table, run_child
 
 SERIES = 500
 MODES = {"off": (False, False), "verify": (True, False), "on": (True, True)}
@@ -78,18 +76,7 @@ async def _child(requests: int) -> dict[str, float]:
 def _run_child(mode: str, requests: int) -> dict[str, float]:
     auth, limit = MODES[mode]
     environment = env(**telemetry_settings(False, "auth-cost"), **auth_settings(auth, limit))
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.e2e.auth_cost", "child", str(requests)],
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"{mode} child failed:\n{done.stderr[-4000:]}")
-    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
-    result: dict[str, float] = json.loads(line.removeprefix("RESULT "))
-    return result
+    return run_child("benchmarks.e2e.auth_cost", mode, requests, environment)
 
 
 def main() -> None:
@@ -101,10 +88,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for mode in MODES:
             runs[mode].append(_run_child(mode, args.requests))
-    table = {
-        kind: {mode: round(statistics.median(r[kind] for r in runs[mode]), 1) for mode in MODES}
-        for kind in KINDS
-    }
+    table = median_table(runs, KINDS)
     print(f"CPU µs per request, median of {args.rounds} rounds ({args.requests} requests each)")
     print(f"{'request':<14}" + "".join(f"{mode:>10}" for mode in MODES))
     for kind, row in table.items():

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from benchmarks.e2e.processes import env, telemetry_settings
@@ -182,20 +182,36 @@ async def _child(requests: int) -> dict[str, float]:
     return results
 
 
-def _run_child(mode: str, requests: int, isolation: dict[str, str]) -> dict[str, float]:
-    environment = env(**mode_settings(mode), **isolation)
+def run_child(
+    module: str, label: str, requests: int, environment: dict[str, str]
+) -> dict[str, float]:
+    """`python -m <module> child <requests>` in `environment`: the figures of its RESULT
+    line (each mode measured in a process of its own)."""
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.e2e.telemetry_cost", "child", str(requests)],
+        [sys.executable, "-m", module, "child", str(requests)],
         env=environment,
         capture_output=True,
         text=True,
         check=False,
     )
     if done.returncode != 0:
-        raise SystemExit(f"{mode} child failed:\n{done.stderr[-4000:]}")
+        raise SystemExit(f"{label} child failed:\n{done.stderr[-4000:]}")
     line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
     result: dict[str, float] = json.loads(line.removeprefix("RESULT "))
     return result
+
+
+def median_table(
+    runs: dict[str, list[dict[str, float]]], kinds: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Per request kind and mode, the median of the rounds (µs, one decimal)."""
+    return {
+        kind: {
+            mode: round(statistics.median(r[kind] for r in rounds), 1)
+            for mode, rounds in runs.items()
+        }
+        for kind in kinds
+    }
 
 
 def main() -> None:
@@ -229,11 +245,11 @@ def main() -> None:
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     for _ in range(args.rounds):
         for mode in modes:
-            runs[mode].append(_run_child(mode, args.requests, isolation))
-    table = {
-        kind: {mode: round(statistics.median(r[kind] for r in runs[mode]), 1) for mode in modes}
-        for kind in KINDS
-    }
+            environment = env(**mode_settings(mode), **isolation)
+            runs[mode].append(
+                run_child("benchmarks.e2e.telemetry_cost", mode, args.requests, environment)
+            )
+    table = median_table(runs, KINDS)
     print(f"CPU µs per request, median of {args.rounds} rounds ({args.requests} requests each)")
     print(
         f"{'request':<14}"
