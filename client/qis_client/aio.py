@@ -23,7 +23,7 @@ from qis_client._core import (
     retryable,
 )
 from qis_client.auth import AsyncTokenProvider, BearerAuth, static_token
-from qis_client.client import DEFAULT_TIMEOUT, MAX_PAGES, _add
+from qis_client.client import DEFAULT_TIMEOUT, MAX_PAGES, Page, _add
 from qis_client.errors import QisConnectionError
 from qis_client.models import (
     Granularity,
@@ -42,6 +42,18 @@ from qis_client.models import (
 )
 
 T = TypeVar("T")
+
+
+async def walk(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> AsyncIterator[T]:
+    """Every item of the pages `await fetch(cursor)` returns, from the first (cursor None)."""
+    cursor: str | None = None
+    for _ in range(MAX_PAGES):
+        page = await fetch(cursor)
+        for item in page.items:
+            yield item
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
 
 
 def _auth(token: str | AsyncTokenProvider | BearerAuth | None) -> BearerAuth | None:
@@ -178,16 +190,9 @@ class AsyncQisClient:
         """One page of series, ordered by id."""
         return await self.call(_calls.list_series(limit, cursor))
 
-    async def list_series(self, page_size: int | None = None) -> AsyncIterator[Series]:
+    def list_series(self, page_size: int | None = None) -> AsyncIterator[Series]:
         """Every series, page after page."""
-        cursor: str | None = None
-        for _ in range(MAX_PAGES):
-            page = await self.list_series_page(page_size, cursor)
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        return walk(lambda cursor: self.list_series_page(page_size, cursor))
 
     # --- official values -----------------------------------------------------------------
 
@@ -222,7 +227,7 @@ class AsyncQisClient:
             _calls.history(reference_data_id, from_, to, granularity, as_of, limit, cursor)
         )
 
-    async def history(
+    def history(
         self,
         reference_data_id: str,
         from_: datetime,
@@ -233,9 +238,8 @@ class AsyncQisClient:
         page_size: int | None = None,
     ) -> AsyncIterator[HistoryItem]:
         """Every point of a history, fetching pages as the iteration goes."""
-        cursor: str | None = None
-        for _ in range(MAX_PAGES):
-            page = await self.history_page(
+        return walk(
+            lambda cursor: self.history_page(
                 reference_data_id,
                 from_,
                 to,
@@ -244,11 +248,7 @@ class AsyncQisClient:
                 limit=page_size,
                 cursor=cursor,
             )
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        )
 
     async def lineage_page(
         self,
@@ -261,18 +261,15 @@ class AsyncQisClient:
         """One page of the observations behind a snap."""
         return await self.call(_calls.lineage(reference_data_id, snap, limit, cursor))
 
-    async def lineage(
+    def lineage(
         self, reference_data_id: str, snap: datetime, *, page_size: int | None = None
     ) -> AsyncIterator[Observation]:
         """Every observation of a snap, in order of receipt."""
-        cursor: str | None = None
-        for _ in range(MAX_PAGES):
-            page = await self.lineage_page(reference_data_id, snap, limit=page_size, cursor=cursor)
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        return walk(
+            lambda cursor: self.lineage_page(
+                reference_data_id, snap, limit=page_size, cursor=cursor
+            )
+        )
 
     async def quality(
         self,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Protocol, Self, TypeVar
 
 import httpx
 
@@ -41,8 +41,30 @@ from qis_client.models import (
 )
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 MAX_PAGES = 1_000_000  # a bound on any iteration: a server repeating a cursor cannot loop us
+
+
+class Page(Protocol[T_co]):
+    """A paginated answer: its items and the cursor of the next page (None: the last)."""
+
+    @property
+    def items(self) -> Sequence[T_co]: ...
+
+    @property
+    def next_cursor(self) -> str | None: ...
+
+
+def walk(fetch: Callable[[str | None], Page[T]]) -> Iterator[T]:
+    """Every item of the pages `fetch(cursor)` returns, from the first (cursor None)."""
+    cursor: str | None = None
+    for _ in range(MAX_PAGES):
+        page = fetch(cursor)
+        yield from page.items
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
 
 
 def auth_for(token: str | TokenProvider | BearerAuth | None) -> BearerAuth | None:
@@ -160,13 +182,7 @@ class QisClient:
 
     def list_series(self, page_size: int | None = None) -> Iterator[Series]:
         """Every series, page after page."""
-        cursor: str | None = None
-        for _ in range(MAX_PAGES):
-            page = self.list_series_page(page_size, cursor)
-            yield from page.items
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        return walk(lambda cursor: self.list_series_page(page_size, cursor))
 
     # --- official values -----------------------------------------------------------------
 
@@ -212,9 +228,8 @@ class QisClient:
         page_size: int | None = None,
     ) -> Iterator[HistoryItem]:
         """Every point of a history, fetching pages as the iteration goes."""
-        cursor: str | None = None
-        for _ in range(MAX_PAGES):
-            page = self.history_page(
+        return walk(
+            lambda cursor: self.history_page(
                 reference_data_id,
                 from_,
                 to,
@@ -223,10 +238,7 @@ class QisClient:
                 limit=page_size,
                 cursor=cursor,
             )
-            yield from page.items
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        )
 
     def lineage_page(
         self,
@@ -243,13 +255,11 @@ class QisClient:
         self, reference_data_id: str, snap: datetime, *, page_size: int | None = None
     ) -> Iterator[Observation]:
         """Every observation of a snap, in order of receipt."""
-        cursor: str | None = None
-        for _ in range(MAX_PAGES):
-            page = self.lineage_page(reference_data_id, snap, limit=page_size, cursor=cursor)
-            yield from page.items
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        return walk(
+            lambda cursor: self.lineage_page(
+                reference_data_id, snap, limit=page_size, cursor=cursor
+            )
+        )
 
     def quality(
         self,
