@@ -189,6 +189,19 @@ def actor_of(headers: Sequence[tuple[str, bytes]]) -> str | None:
     return None
 
 
+def _first_of_each(observations: Sequence[Observation]) -> list[Observation]:
+    """The observations without repeats of a (series, snap, id) key, the store's key: the
+    first of each, in their order (so a series keeps its log order)."""
+    seen: set[tuple[str, datetime, str]] = set()
+    first: list[Observation] = []
+    for observation in observations:
+        key = (observation.reference_data_id, observation.snap, observation.observation_id)
+        if key not in seen:
+            seen.add(key)
+            first.append(observation)
+    return first
+
+
 def decode_units(
     batch: Batch,
     epochs: dict[int, int] | None = None,
@@ -483,12 +496,7 @@ class Consumer:
                 stage = "store"
                 # A batch may hold one observation several times (a record and its replay,
                 # a client's retry): it is stored, reconciled and counted once.
-                unique = list(
-                    {
-                        (o.reference_data_id, o.snap, o.observation_id): o
-                        for o in reversed(merged.observations)
-                    }.values()
-                )[::-1]
+                unique = _first_of_each(merged.observations)
                 stored_ids = set(await tx.insert_observations(unique))
                 new = [o for o in unique if o.observation_id in stored_ids]
                 stage = "reconcile"
