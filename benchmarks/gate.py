@@ -6,9 +6,9 @@ Why this shape: on a shared, noisy CI machine two pytest-benchmark runs taken at
 times differ by more than the regressions we want to catch, so comparing against a stored
 result is noise. Instead the gate exports the base revision into a temporary directory
 (`git archive`, which leaves the repository untouched: no worktree metadata, nothing to
-clean up on a crash) and runs the micro suite alternately in base and head, A B A B A B,
-with the head's Python environment for both. Slow phases of the machine then hit both
-sides alike.
+clean up on a crash) and runs the micro suite alternately in base and head, A B B A A B
+..., with the head's Python environment for both. Slow phases of the machine then hit
+both sides alike.
 
 - Timing is the benchmark process' CPU time (`--timer`), not wall-clock time: CPU taken
   by other processes of a shared machine does not count. Some machines update the CPU
@@ -37,8 +37,10 @@ sides alike.
   for a pull-request comment or a CI step summary) and as JSON (`--json`, default
   `.local/bench-gate/gate.json`): per group its base and head figures (geometric means of
   its benchmarks' fastest rounds), ratio and verdict, then its benchmarks.
-- Base, unless given: the merge base of HEAD and origin/main when that differs from
-  HEAD; else the commit in `benchmarks/BASELINE`; else HEAD~1.
+- Base, unless given: the commit in `benchmarks/BASELINE` (slowdowns up to it were
+  accepted when it moved) when it is newer than the merge base of HEAD and origin/main;
+  else that merge base when it differs from HEAD; else the `BASELINE` commit; else
+  HEAD~1. The last lines repeat the base and name the groups over the limit.
 - Head: the working tree of `--repo` as it is (in CI, the checked-out commit), or
   `--head REV` exported like the base.
 """
@@ -227,7 +229,11 @@ def format_table(comparison: Comparison) -> str:
     worst = max((g.ratio for g in comparison.groups if g.ratio is not None), default=None)
     summary = "FAILED" if comparison.failed else "passed"
     worst_text = "n/a" if worst is None else f"{worst:.2f}"
-    lines.append(f"gate {summary}: limit {limit:.2f} x base per group, worst group {worst_text}")
+    over = [f"{g.group} {g.ratio:.2f}" for g in comparison.groups if g.failed and g.ratio]
+    failing = f" (over the limit: {', '.join(over)})" if over else ""
+    lines.append(
+        f"gate {summary}: limit {limit:.2f} x base per group, worst group {worst_text}{failing}"
+    )
     return "\n".join(lines)
 
 
@@ -408,6 +414,14 @@ def _commit(repo: Path, rev: str) -> str | None:
         return None
 
 
+def _is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
+    done = subprocess.run(
+        ["git", "-C", str(repo), "merge-base", "--is-ancestor", ancestor, descendant],
+        capture_output=True,
+    )
+    return done.returncode == 0
+
+
 def resolve_base(repo: Path, explicit: str | None) -> tuple[str, str]:
     """The base commit and why it was chosen."""
     if explicit:
@@ -416,17 +430,27 @@ def resolve_base(repo: Path, explicit: str | None) -> tuple[str, str]:
             raise SystemExit(f"gate: base {explicit!r} is not a commit")
         return commit, f"--base {explicit}"
     head = _commit(repo, "HEAD")
+    merge_base: str | None = None
     upstream = _commit(repo, "origin/main")
     if upstream is not None:
         merge_base = _git(repo, "merge-base", "HEAD", upstream)
-        if merge_base != head:
-            return merge_base, "merge base of HEAD and origin/main"
-    baseline = repo / BASELINE_FILE
-    if baseline.is_file():
-        text = baseline.read_text().split("#", 1)[0].strip()
-        commit = _commit(repo, text) if text else None
-        if commit is not None and commit != head:
-            return commit, f"committed baseline ({BASELINE_FILE})"
+        if merge_base == head:
+            merge_base = None
+    baseline: str | None = None
+    baseline_file = repo / BASELINE_FILE
+    if baseline_file.is_file():
+        text = baseline_file.read_text().split("#", 1)[0].strip()
+        baseline = _commit(repo, text) if text else None
+        if baseline == head:
+            baseline = None
+    if merge_base is not None and baseline is not None and _is_ancestor(repo, merge_base, baseline):
+        # The committed baseline is newer than the branch point: slowdowns between the two
+        # were accepted when it moved there, so they are not this change's regressions.
+        return baseline, f"committed baseline ({BASELINE_FILE}), newer than the merge base"
+    if merge_base is not None:
+        return merge_base, "merge base of HEAD and origin/main"
+    if baseline is not None:
+        return baseline, f"committed baseline ({BASELINE_FILE})"
     parent = _commit(repo, "HEAD~1")
     if parent is None:
         raise SystemExit("gate: no base: no origin/main, no benchmarks/BASELINE, no HEAD~1")
@@ -542,7 +566,7 @@ def run_gate(
     log: Any = print,
     confirm: Callable[[list[dict[str, Any]], list[dict[str, Any]]], int] = lambda b, h: 0,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
-    """Interleaved runs, base first in each round; returns both sides' reports and errors.
+    """Interleaved runs, base and head first in alternate rounds; both sides' reports, errors.
 
     After the `rounds`, `confirm(base_reports, head_reports)` says how many more rounds
     to run (0: none): a group that failed on a burst of noise is measured again, a real
@@ -563,10 +587,10 @@ def run_gate(
             export_tree(repo, head_rev, head_tree)
 
         def one_round(n: int, total: int) -> None:
-            for side, tree, reports in (
-                ("base", base_tree, base_reports),
-                ("head", head_tree, head_reports),
-            ):
+            sides = [("base", base_tree, base_reports), ("head", head_tree, head_reports)]
+            # A B, B A, A B, ...: a machine that slows down over a run (a turbo budget
+            # running out, a cache filling) does not always hit the same side second.
+            for side, tree, reports in sides if n % 2 == 0 else sides[::-1]:
                 out = work / f"{side}-{n}.json"
                 rc, report, output = run_suite(tree, out, options)
                 if report is None and rc == 0:
@@ -665,6 +689,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             comparison.groups, comparison.threshold, (*comparison.notes, "base has no suite")
         )
     print(format_table(comparison))
+    print(f"gate: base {base[:12]} ({reason})")
     write_reports(comparison, run, markdown, json_path)
     for error in errors:
         print(f"gate: {error}", file=sys.stderr)

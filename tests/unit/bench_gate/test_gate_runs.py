@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.gate import main
+from benchmarks.gate import main, resolve_base
 
 WORK = """
 def work() -> int:
@@ -78,6 +78,12 @@ def test_the_gate_fails_on_a_deliberately_slowed_function_after_confirming_it(
 
     printed = capsys.readouterr().out
     assert "1 more interleaved round(s) to confirm" in printed
+    # The last lines name the group over the limit and the base (CI may show only the tail).
+    verdict, base_line, reports = printed.splitlines()[-3:]
+    assert verdict.startswith("gate FAILED")
+    assert "(over the limit: work " in verdict
+    assert base_line == f"gate: base {_sha(repo, 'HEAD~1')[:12]} (--base HEAD~1)"
+    assert reports.startswith("gate: wrote ")
     assert "round 3/3 head: 1 benchmarks" in printed
 
 
@@ -100,3 +106,50 @@ def test_the_gate_passes_when_the_measured_code_is_unchanged(
     assert (result["verdict"], [g["group"] for g in result["groups"]]) == ("pass", ["work"])
     markdown = (repo / ".local" / "bench-gate" / "gate.md").read_text()
     assert markdown.startswith("### Benchmark gate: passed")
+
+
+def _sha(repo: Path, rev: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", rev], check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+def test_a_committed_baseline_newer_than_the_merge_base_is_the_base(repo: Path) -> None:
+    # origin/main at the first commit; BASELINE moved past it to an accepted slowdown.
+    git(repo, "branch", "upstream")
+    (repo / "slowpoke.py").write_text(WORK.format(repeat=5))
+    git(repo, "commit", "-q", "-am", "an accepted slowdown")
+    accepted = _sha(repo, "HEAD")
+    (repo / "benchmarks" / "BASELINE").write_text(f"{accepted}  # accepted\n")
+    git(repo, "add", "benchmarks/BASELINE")
+    git(repo, "commit", "-q", "-m", "baseline moves")
+    git(repo, "update-ref", "refs/remotes/origin/main", _sha(repo, "upstream"))
+
+    assert resolve_base(repo, None) == (
+        accepted,
+        "committed baseline (benchmarks/BASELINE), newer than the merge base",
+    )
+    # A baseline older than the merge base does not win over it.
+    git(repo, "update-ref", "refs/remotes/origin/main", _sha(repo, "HEAD"))
+    (repo / "README").write_text("a later change\n")
+    git(repo, "add", "README")
+    git(repo, "commit", "-q", "-m", "a later change")
+    assert resolve_base(repo, None) == (_sha(repo, "HEAD~1"), "merge base of HEAD and origin/main")
+
+
+def test_rounds_alternate_which_side_runs_first(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (repo / "README").write_text("nothing measured changes\n")
+    git(repo, "add", "README")
+    git(repo, "commit", "-q", "-m", "docs only")
+
+    main(["--repo", str(repo), "--base", "HEAD~1", *FAST_GATE, "--confirm-rounds", "0"])
+
+    order = [
+        line.split(":")[0]
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("round ")
+    ]
+    assert order == ["round 1/2 base", "round 1/2 head", "round 2/2 head", "round 2/2 base"]
