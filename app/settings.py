@@ -254,6 +254,22 @@ class RateLimitSettings(_Section, frozen=True):
     redis_retry_seconds: float = 1.0
 
 
+class LakeSettings(_Section, frozen=True):
+    """The S3 data lake and the backup bucket (docs/lake.md). Locally the stack's moto
+    server; in AWS `endpoint_url` is empty (the SDK's default endpoint) and the buckets
+    are the deployment's."""
+
+    enabled: bool = True
+    # Empty: the AWS default endpoint for the region. Locally the stack's S3 (moto server).
+    endpoint_url: str = "http://127.0.0.1:59000"
+    region: str = "us-east-1"
+    bucket: str = "qis-local-data-lake"
+    backup_bucket: str = "qis-local-backups"
+    # Static credentials for the local endpoint only; empty in AWS (the pod's IAM role).
+    access_key_id: str = ""
+    secret_access_key: str = ""
+
+
 class Settings(_Section, frozen=True):
     db: DbSettings = DbSettings()
     kafka: KafkaSettings = KafkaSettings()
@@ -266,9 +282,10 @@ class Settings(_Section, frozen=True):
     client: ClientSettings = ClientSettings()
     auth: AuthSettings = AuthSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    lake: LakeSettings = LakeSettings()
 
 
-_SECRET_FIELDS = frozenset({"password", "sasl_password", "token"})
+_SECRET_FIELDS = frozenset({"password", "sasl_password", "token", "secret_access_key"})
 _URL_FIELDS = frozenset({"writer_dsn", "reader_dsn", "url"})
 
 
