@@ -3,7 +3,10 @@ endpoint (a bucket of its own on the moto server)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +20,9 @@ from app.adapters.postgres.archive import PostgresArchiveSource
 from app.adapters.s3_lake import S3Lake
 from app.domain.lake import AUDIT, OBSERVATIONS, OFFICIAL_VALUES, Manifest, hour_of
 from app.services.archive import ArchivePolicy, Archiver
+from app.settings import Settings
 from tests.integration.lake_helpers import own_lake
+from tests.stack import REPO
 
 pytestmark = pytest.mark.integration
 __all__ = ["own_lake"]
@@ -286,3 +291,58 @@ async def test_only_closed_hours_are_due(db: asyncpg.Pool, own_lake: S3Lake) -> 
     )
     job = archiver(db, own_lake, now=H2 + timedelta(hours=1, minutes=10))
     assert await job.due_hours() == [hour_of(H1)]
+
+
+async def test_qis_lake_archive_command(
+    db: asyncpg.Pool, own_lake: S3Lake, settings: Settings
+) -> None:
+    await seed(db)
+    name = await db.fetchval("SELECT current_database()")
+    env = {
+        **os.environ,
+        "QIS_DB__WRITER_DSN": settings.db.writer_dsn.rsplit("/", 1)[0] + "/" + name,
+        "QIS_LAKE__BUCKET": own_lake.bucket,
+        "QIS_LAKE__ACCESS_KEY_ID": "testing",
+        "QIS_LAKE__SECRET_ACCESS_KEY": "testing",
+    }
+
+    async def qis(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            str(REPO / ".venv" / "bin" / "qis"),
+            "lake",
+            "archive",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), 120)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    code, out, err = await qis("--from", "2026-01-15T14:20", "--to", "2026-01-15T14:00")
+    assert code == 0, err
+    lines = [line.split("\t") for line in out.splitlines()]
+    assert lines == [["2026-01-15T14:00Z", "g1", "archived", "28 rows", lines[0][4]]]
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert events[0]["command"] == "lake archive"
+    assert events[-1]["state"] == "done"
+    assert own_lake.generations(H1) == [1]
+
+    # Again, with the next hour: H1 is in the lake already, H2 is new.
+    code, out, err = await qis("--from", "2026-01-15T14:00Z", "--to", "2026-01-15T15:59+00:00")
+    assert code == 0, err
+    states = [line.split("\t")[:3] for line in out.splitlines()]
+    assert states == [
+        ["2026-01-15T14:00Z", "g1", "unchanged"],
+        ["2026-01-15T15:00Z", "g1", "archived"],
+    ]
+    assert own_lake.generations(H2) == [1]
+
+    code, _, err = await qis("--from", "yesterday")
+    assert code == 2
+    assert "not an ISO 8601 time" in err
