@@ -185,6 +185,9 @@ class CrashAfter:
         self.left -= 1
         return self.lake.create(key, data)
 
+    def check(self) -> None:
+        self.lake.check()
+
     def newest_manifest(self, hour: datetime) -> Manifest | None:
         return self.lake.newest_manifest(hour)
 

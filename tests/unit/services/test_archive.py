@@ -82,6 +82,10 @@ class FakeLake:
         self.log: list[str] = []
         self.fail: Exception | None = None
 
+    def check(self) -> None:
+        if self.fail is not None:
+            raise self.fail
+
     def create(self, key: str, data: bytes) -> bool:
         if self.fail is not None:
             raise self.fail
