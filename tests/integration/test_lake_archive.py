@@ -7,8 +7,7 @@ import asyncio
 import hashlib
 import json
 import os
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -21,80 +20,25 @@ from app.adapters.s3_lake import S3Lake
 from app.domain.lake import AUDIT, OBSERVATIONS, OFFICIAL_VALUES, Manifest, hour_of
 from app.services.archive import ArchivePolicy, Archiver
 from app.settings import Settings
-from tests.integration.lake_helpers import own_lake
+from tests.integration.lake_helpers import (
+    H1,
+    H2,
+    add_observations,
+    add_version,
+    own_lake,
+    seed,
+)
 from tests.stack import REPO
 
 pytestmark = pytest.mark.integration
 __all__ = ["own_lake"]
 
-H1 = datetime(2026, 1, 15, 14, tzinfo=UTC)
-H2 = H1 + timedelta(hours=1)
 NOW = H2 + timedelta(hours=1, minutes=30)  # H1 and H2 closed, the next hour not
 
 
 @pytest.fixture
 def db(empty_pool: asyncpg.Pool) -> asyncpg.Pool:
     return empty_pool
-
-
-async def add_observations(pool: asyncpg.Pool, series: str, snap: datetime, n: int) -> None:
-    await pool.executemany(
-        """INSERT INTO observations (observation_id, reference_data_id, source, snap, value,
-                                     observed_at, received_at, attributes)
-           VALUES ($1, $2, $3, $4, $5, $4, $4, $6::jsonb)""",
-        [
-            (
-                f"{series}-{snap:%H%M}-{i}-{uuid.uuid4().hex[:6]}",
-                series,
-                f"SRC{i}",
-                snap,
-                100.0 + i,
-                '{"venue": "X"}' if i == 0 else None,
-            )
-            for i in range(n)
-        ],
-    )
-
-
-async def add_version(
-    pool: asyncpg.Pool, series: str, snap: datetime, version: int, value: float
-) -> None:
-    await pool.execute(
-        """INSERT INTO official_values (reference_data_id, snap, version, value, status, method,
-               sources_used, sources_excluded, quality, quality_score, completeness,
-               timeliness, consistency, validity, supersedes, recorded_at)
-           VALUES ($1, $2, $3, $4, 'official', 'median', ARRAY['SRC0','SRC1'],
-                   '[]'::jsonb, NULL, 0.9, 1.0, 1.0, 0.8, 1.0, $5, clock_timestamp())""",
-        series,
-        snap,
-        version,
-        value,
-        version - 1 or None,
-    )
-
-
-async def add_audit(pool: asyncpg.Pool, at: datetime, n: int) -> None:
-    for i in range(n):
-        await pool.execute(
-            """INSERT INTO audit_log (actor, action, entity_type, entity_id, before, after, at,
-                                      prev_hash, hash)
-               VALUES ('tester', 'x.created', 'x', $1, NULL, '{"v": 1e20}'::json, $2, $3, $4)""",
-            str(i),
-            at + timedelta(seconds=i),
-            "p" * 64,
-            uuid.uuid4().hex * 2,
-        )
-
-
-async def seed(pool: asyncpg.Pool) -> None:
-    for series in ("AAA", "BBB", "CCC"):
-        for minute in (0, 30):
-            snap = H1 + timedelta(minutes=minute)
-            await add_observations(pool, series, snap, 3)
-            await add_version(pool, series, snap, 1, 100.0)
-    await add_observations(pool, "AAA", H2, 2)
-    await add_version(pool, "AAA", H2, 1, 101.0)
-    await add_audit(pool, H1 + timedelta(minutes=5), 4)
 
 
 def archiver(pool: asyncpg.Pool, lake: Any, now: datetime = NOW) -> Archiver:
