@@ -71,9 +71,13 @@ BATCH_ROWS = 5000
 DEFAULT_WINDOW_SECONDS: int = SeriesConfig().window_seconds
 
 
-async def _rows(conn: Connection, dataset: str, hour: datetime) -> AsyncIterator[tuple[Any, ...]]:
-    async for record in conn.cursor(_QUERIES[dataset], hour, hour + HOUR, prefetch=BATCH_ROWS):
-        yield tuple(record.values())
+async def _batches(
+    conn: Connection, dataset: str, hour: datetime
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """The hour's rows of `dataset` in their fixed order, `BATCH_ROWS` at a time."""
+    cursor = await conn.cursor(_QUERIES[dataset], hour, hour + HOUR)
+    while batch := await cursor.fetch(BATCH_ROWS):
+        yield [tuple(r.values()) for r in batch]
 
 
 async def _export(
@@ -85,27 +89,24 @@ async def _export(
     data: bytes | None = None
     if dataset == AUDIT:
         records: list[dict[str, Any]] = []
-        async for row in _rows(conn, dataset, hour):
-            fingerprint.add(row)
+        async for batch in _batches(conn, dataset, hour):
+            for row in batch:
+                fingerprint.add(row)
             if encode:
-                records.append(dict(zip(_AUDIT_FIELDS, row, strict=True)))
+                records.extend(dict(zip(_AUDIT_FIELDS, row, strict=True)) for row in batch)
         if encode and records:
             data = audit_avro(records)
     else:
         schema = OFFICIAL_VALUES_SCHEMA if dataset == OFFICIAL_VALUES else OBSERVATIONS_SCHEMA
         builder = ParquetBuilder(schema, row_group_rows) if encode else None
-        batch: list[tuple[Any, ...]] = []
-        async for row in _rows(conn, dataset, hour):
-            fingerprint.add(row)
-            first = first or row[0]
-            last = row[0]
+        async for batch in _batches(conn, dataset, hour):
+            for row in batch:
+                fingerprint.add(row)
+            first = first or batch[0][0]
+            last = batch[-1][0]
             if builder is not None:
-                batch.append(row)
-                if len(batch) >= BATCH_ROWS:
-                    builder.add(batch)
-                    batch = []
+                builder.add(batch)
         if builder is not None and fingerprint.rows:
-            builder.add(batch)
             data = builder.finish()
     summary = DatasetSummary(rows=fingerprint.rows, fingerprint=fingerprint.hexdigest())
     return DatasetExport(
