@@ -20,6 +20,7 @@ never writes a second copy of a row.
 
 Archived hours are re-checked for late corrections: an hour of the last
 `recheck_hours` with a version or an observation stored at or after its `archived_at`
+(one query for the whole span)
 (the start of the oldest transaction open when its export's snapshot was taken, so a
 row the export could not see is never missed) is exported again and, when its
 fingerprints changed, written as a new generation; unchanged, its `archived_at` moves
@@ -77,9 +78,7 @@ class ArchiveSource(Protocol):
 
     async def archived(self, hour: datetime) -> tuple[int, datetime] | None: ...
 
-    async def archived_since(self, since: datetime) -> list[tuple[datetime, datetime]]: ...
-
-    async def changed_since(self, hour: datetime, since: datetime) -> bool: ...
+    async def changed_hours(self, since: datetime) -> list[datetime]: ...
 
     async def record_archived(self, hour: datetime, generation: int, as_of: datetime) -> None: ...
 
@@ -184,12 +183,7 @@ class Archiver:
         newest = await self.source.newest_archived()
         if newest is None:
             return []
-        since = newest - HOUR * (self.policy.recheck_hours - 1)
-        changed = []
-        for hour, archived_at in await self.source.archived_since(since):
-            if await self.source.changed_since(hour, archived_at):
-                changed.append(hour)
-        return changed
+        return await self.source.changed_hours(newest - HOUR * (self.policy.recheck_hours - 1))
 
     async def run_round(self, halt: asyncio.Event | None = None) -> list[HourResult]:
         """One scheduler round: late corrections first, then due hours, at most

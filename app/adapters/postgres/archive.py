@@ -9,7 +9,7 @@ into the lake's formats and fingerprints, so the same rows always give the same 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from app.adapters.lake_formats import (
@@ -67,6 +67,7 @@ _AUDIT_FIELDS = (
     "hash",
 )
 BATCH_ROWS = 5000
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # date_bin's origin: whole UTC hours
 # A configuration stored without the field has the struct's default window.
 DEFAULT_WINDOW_SECONDS: int = SeriesConfig().window_seconds
 
@@ -164,27 +165,30 @@ class PostgresArchiveSource:
             )
             return None if row is None else (row["generation"], row["archived_at"])
 
-    async def archived_since(self, since: datetime) -> list[tuple[datetime, datetime]]:
-        """(hour, archived_at) of the archived hours from `since` on, oldest first."""
+    async def changed_hours(self, since: datetime) -> list[datetime]:
+        """Archived hours from `since` on with a version (`recorded_at`) or an observation
+        (`stored_at`) at or after their `archived_at`, oldest first. One pass over each
+        table's rows from `since` on (with time partitions, only those partitions)."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT hour, archived_at FROM lake_hours WHERE hour >= $1 ORDER BY hour", since
-            )
-            return [(r["hour"], r["archived_at"]) for r in rows]
-
-    async def changed_since(self, hour: datetime, since: datetime) -> bool:
-        """Whether a version or an observation of the hour was stored at or after `since`."""
-        async with self._pool.acquire() as conn:
-            changed: bool = await conn.fetchval(
-                """SELECT EXISTS (SELECT 1 FROM official_values
-                                   WHERE snap >= $1 AND snap < $2 AND recorded_at >= $3)
-                       OR EXISTS (SELECT 1 FROM observations
-                                   WHERE snap >= $1 AND snap < $2 AND stored_at >= $3)""",
-                hour,
-                hour + HOUR,
+                """WITH archived AS (
+                       SELECT hour, archived_at FROM lake_hours WHERE hour >= $1),
+                   oldest AS (SELECT min(archived_at) AS t FROM archived),
+                   stored AS (
+                       SELECT date_bin('1 hour', snap, $2) AS hour, max(recorded_at) AS t
+                         FROM official_values, oldest
+                        WHERE snap >= $1 AND recorded_at >= oldest.t GROUP BY 1
+                       UNION ALL
+                       SELECT date_bin('1 hour', snap, $2), max(stored_at)
+                         FROM observations, oldest
+                        WHERE snap >= $1 AND stored_at >= oldest.t GROUP BY 1)
+                   SELECT DISTINCT a.hour FROM archived a
+                     JOIN stored s ON s.hour = a.hour AND s.t >= a.archived_at
+                    ORDER BY a.hour""",
                 since,
+                _EPOCH,
             )
-            return changed
+            return [r["hour"] for r in rows]
 
     async def record_archived(self, hour: datetime, generation: int, as_of: datetime) -> None:
         """The hour's newest generation, holding every row stored before `as_of`

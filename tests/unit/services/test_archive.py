@@ -59,11 +59,8 @@ class FakeSource:
     async def archived(self, hour: datetime) -> tuple[int, datetime] | None:
         return self.hours.get(hour)
 
-    async def archived_since(self, since: datetime) -> list[tuple[datetime, datetime]]:
-        return sorted((h, v[1]) for h, v in self.hours.items() if h >= since)
-
-    async def changed_since(self, hour: datetime, since: datetime) -> bool:
-        return hour in self.changed
+    async def changed_hours(self, since: datetime) -> list[datetime]:
+        return sorted(h for h in self.hours if h >= since and h in self.changed)
 
     async def record_archived(self, hour: datetime, generation: int, as_of: datetime) -> None:
         self.hours[hour] = (generation, as_of)
