@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import msgspec
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from app.adapters.postgres.audit import stream_records
 from app.adapters.postgres.backup import (
@@ -73,7 +74,7 @@ from app.domain.backup import (
     newest_backup_id,
 )
 from app.entrypoints.progress import Progress
-from app.entrypoints.unreachable import postgres
+from app.entrypoints.unreachable import Unreachable, postgres
 from app.services.audit import verify_audit_trail
 
 if TYPE_CHECKING:
@@ -91,10 +92,17 @@ class BackupError(RuntimeError):
 
 
 def _s3_errors(what: str) -> contextlib.AbstractContextManager[None]:
+    """S3's errors as one line: Unreachable (exit 2) when no connection could be made,
+    BackupError otherwise."""
+
     @contextlib.contextmanager
     def wrap() -> Any:
         try:
             yield
+        except EndpointConnectionError as exc:
+            url = urlsplit(str(exc.kwargs.get("endpoint_url", "")))
+            where = f"{url.scheme}://{url.netloc}" if url.netloc else "its endpoint"
+            raise Unreachable("S3", where, "could not connect") from exc
         except (ClientError, BotoCoreError) as exc:
             raise BackupError(f"{what}: {exc}") from exc
 
