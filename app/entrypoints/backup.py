@@ -53,13 +53,8 @@ from app.adapters.postgres.backup import (
 )
 from app.adapters.postgres.migrate import bundled_migrations, migration_problems
 from app.adapters.postgres.pool import connect
-from app.adapters.s3_client import (
-    download_stream,
-    is_missing,
-    list_keys,
-    s3_client,
-    upload_stream,
-)
+from app.adapters.s3_lake import S3Lake, s3_client
+from app.adapters.s3_transfer import download_stream, is_missing, upload_stream
 from app.domain import lake
 from app.domain.backup import (
     BackupManifest,
@@ -171,7 +166,7 @@ async def run_backup(settings: Settings, progress: Progress) -> BackupManifest:
             name = backup_id(snapshot.taken_at)
             key = dump_key(database, name)
             with _s3_errors(f"s3://{bucket}"):
-                if list_keys(client, bucket, key.rsplit("/", 1)[0] + "/"):
+                if S3Lake(client, bucket).keys(key.rsplit("/", 1)[0] + "/"):
                     raise BackupError(f"s3://{bucket}/{key}: a backup with this id exists")
             argv = [
                 str(pg_bin / "pg_dump"),
@@ -253,7 +248,7 @@ class DrillReport:
 def _find_backup(client: Any, bucket: str, database: str, wanted: str | None) -> BackupManifest:
     prefix = database_prefix(database)
     with _s3_errors(f"s3://{bucket}/{prefix}"):
-        keys = list_keys(client, bucket, prefix)
+        keys = S3Lake(client, bucket).keys(prefix)
     name = wanted or newest_backup_id(database, keys)
     if name is None:
         raise BackupError(f"no backup of database {database!r} in s3://{bucket}/{prefix}")
@@ -285,13 +280,12 @@ async def _lake_problems(settings: Settings, conn: Any, report: DrillReport) -> 
         )
         return
     horizon = await retained_from(conn)
-    client, bucket = s3_client(settings.lake), settings.lake.bucket
+    store, bucket = S3Lake.from_settings(settings.lake), settings.lake.bucket
     checked, problems, ahead = hours[-LAKE_HOURS:], [], []
     for hour, generation in checked:
         key = lake.manifest_key(hour, generation)
         try:
-            body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-            manifest = msgspec.json.decode(body, type=lake.Manifest)
+            manifest = store.manifest(hour, generation)
         except (ClientError, BotoCoreError, msgspec.DecodeError) as exc:
             problems.append(f"s3://{bucket}/{key}: {exc}")
             continue

@@ -31,7 +31,7 @@ import msgspec
 
 from app.adapters.postgres import audit
 from app.adapters.postgres.migrate import create_migrated_database
-from app.adapters.s3_client import list_keys, s3_client
+from app.adapters.s3_lake import S3Lake, s3_client
 from app.entrypoints.backup import run_backup, run_restore_drill
 from app.entrypoints.progress import Progress
 from app.ports import AuditEntry
@@ -67,11 +67,11 @@ async def fill(dsn: str, observations: int, audit_records: int) -> None:
         )
         await conn.execute(
             """INSERT INTO official_values (reference_data_id, snap, version, value, status,
-                   method, sources_used, sources_excluded, quality, observation_ids,
-                   recorded_at)
+                   method, sources_used, sources_excluded, quality_score, completeness,
+                   timeliness, consistency, validity, recorded_at)
                SELECT 'BENCH.' || s, $1::timestamptz + k * interval '1 minute', 1,
                       100 + random(), 'official', 'median', '{src1,src2,src3}', '[]',
-                      '{"score": 1.0}', '{}', $1::timestamptz + k * interval '61 seconds'
+                      1, 1, 1, 1, 1, $1::timestamptz + k * interval '61 seconds'
                  FROM generate_series(1, $2) s, generate_series(0, $3 - 1) k""",
             START,
             SERIES,
@@ -167,7 +167,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
-        for key in list_keys(client, bucket, ""):
+        for key in S3Lake(client, bucket).keys(""):
             client.delete_object(Bucket=bucket, Key=key)
         client.delete_bucket(Bucket=bucket)
 

@@ -15,20 +15,23 @@ import msgspec
 import pytest
 
 from app.adapters.postgres import audit
+from app.adapters.postgres.archive import PostgresArchiveSource
 from app.adapters.postgres.backup import table_counts
 from app.adapters.postgres.migrate import (
     bundled_migrations,
     create_migrated_database,
     migration_problems,
 )
-from app.adapters.s3_client import list_keys, s3_client
+from app.adapters.s3_lake import S3Lake, s3_client
 from app.domain import lake
 from app.domain.backup import database_prefix, manifest_key
 from app.entrypoints.backup import BackupError, run_backup, run_restore_drill
 from app.entrypoints.cli import main
 from app.entrypoints.progress import SILENT
 from app.ports import AuditEntry
+from app.services.archive import ArchivePolicy, Archiver
 from app.settings import Settings
+from tests.integration.lake_helpers import empty_bucket
 
 pytestmark = pytest.mark.integration
 
@@ -58,8 +61,7 @@ def buckets(settings: Settings) -> Iterator[tuple[str, str]]:
         client.create_bucket(Bucket=name)
     yield names[0], names[1]
     for name in names:
-        for key in list_keys(client, name, ""):
-            client.delete_object(Bucket=name, Key=key)
+        empty_bucket(client, name)
         client.delete_bucket(Bucket=name)
 
 
@@ -82,10 +84,11 @@ async def _fill(conn: asyncpg.Connection) -> None:
         )
         await conn.execute(
             """INSERT INTO official_values (reference_data_id, snap, version, value, status,
-                   method, sources_used, sources_excluded, quality, observation_ids,
-                   recorded_at)
-               SELECT $1, $2::timestamptz + g * interval '10 minutes', 1, g, 'official', 'median',
-                      '{src}', '[]', '{}', '{}', $2::timestamptz + g * interval '10 minutes'
+                   method, sources_used, sources_excluded, quality_score, completeness,
+                   timeliness, consistency, validity, recorded_at)
+               SELECT $1, $2::timestamptz + g * interval '10 minutes', 1, g, 'official',
+                      'median', '{src}', '[]', 1, 1, 1, 1, 1,
+                      $2::timestamptz + g * interval '10 minutes'
                  FROM generate_series(0, 11) g""",
             series,
             HOUR,
@@ -359,3 +362,36 @@ async def test_migration_problems_names_what_is_missing(
         f"{newest.version:04d}_{newest.name} is not applied",
         "0999_future is applied but unknown to this code (a newer schema)",
     ]
+
+
+async def test_hours_archived_by_the_archive_job_match_the_restored_database(
+    source: tuple[Settings, str],
+) -> None:
+    settings, dsn = source
+    lake_store = S3Lake.from_settings(settings.lake)
+    # The archive job, not the fixture, writes the lake and lake_hours this time.
+    lake_store.client.delete_object(Bucket=lake_store.bucket, Key=lake.manifest_key(HOUR, 1))
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=3)
+    try:
+        await pool.execute("DELETE FROM lake_hours")
+        job = Archiver(
+            PostgresArchiveSource(pool, row_group_rows=1000),
+            lake_store,
+            ArchivePolicy(late_grace=timedelta(minutes=10)),
+            clock=lambda: HOUR + timedelta(hours=3),
+        )
+        # With nothing archived yet, the job starts at the first hour with data.
+        results = await job.run_round()
+        archived = await pool.fetch("SELECT hour, generation FROM lake_hours ORDER BY hour")
+    finally:
+        await pool.close()
+    assert [(r.hour, r.generation) for r in results] == [(HOUR, 1), (HOUR + lake.HOUR, 1)]
+    assert [tuple(r) for r in archived] == [(HOUR, 1), (HOUR + lake.HOUR, 1)]
+    await run_backup(settings, SILENT)
+
+    report = await run_restore_drill(settings, SILENT)
+
+    assert report.failures == []
+    assert "check lake: OK, the newest 2 of 2 archived hour(s) match their manifests" in (
+        report.lines
+    )

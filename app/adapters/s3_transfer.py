@@ -1,31 +1,19 @@
-"""An S3 client for the lake's and the backups' buckets (QIS_LAKE__*), and streaming
-transfers that hash what they move.
+"""Streaming transfers to and from S3 that hash what they move (the database backups).
 
-Locally the endpoint is the stack's S3 (moto server) with static keys; in AWS the endpoint
-is empty (the region's) and the credentials are the default chain's (the pod's IAM role).
-Transfers go through boto3's managed transfer (multipart above `PART_BYTES`), reading and
-writing file objects chunk by chunk, so memory stays bounded by the part size times the
-transfer's concurrency whatever the object's size.
+boto3's managed transfer (multipart above `PART_BYTES`) reads and writes file objects
+chunk by chunk, so memory stays bounded by the part size times the transfer's
+concurrency whatever the object's size. The client is the lake's
+(`app.adapters.s3_lake.s3_client`: QIS_LAKE__* endpoint, region, credentials).
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
-import boto3
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import ClientError
-
-if TYPE_CHECKING:
-    from app.settings import LakeSettings
-
-# At DEBUG botocore logs request signatures.
-for _name in ("botocore", "boto3", "s3transfer"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
 
 PART_BYTES = 16 * 1024 * 1024
 TRANSFER = TransferConfig(
@@ -34,26 +22,6 @@ TRANSFER = TransferConfig(
     max_concurrency=4,
     io_chunksize=1024 * 1024,
 )
-
-
-def s3_client(lake: LakeSettings) -> Any:
-    """A boto3 S3 client for the lake settings' endpoint, region and credentials."""
-    options: dict[str, Any] = {
-        "region_name": lake.region,
-        "config": Config(
-            retries={"max_attempts": 5, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=60,
-            # Path-style on a custom endpoint (moto, MinIO): no bucket DNS names needed.
-            s3={"addressing_style": "path" if lake.endpoint_url else "auto"},
-        ),
-    }
-    if lake.endpoint_url:
-        options["endpoint_url"] = lake.endpoint_url
-    if lake.access_key_id:
-        options["aws_access_key_id"] = lake.access_key_id
-        options["aws_secret_access_key"] = lake.secret_access_key
-    return boto3.client("s3", **options)
 
 
 def is_missing(exc: ClientError) -> bool:
@@ -98,14 +66,6 @@ class HashingWriter:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
-
-
-def list_keys(client: Any, bucket: str, prefix: str) -> list[str]:
-    """Every key under `prefix` (all pages)."""
-    keys: list[str] = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys += [item["Key"] for item in page.get("Contents", ())]
-    return keys
 
 
 def upload_stream(
