@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import msgspec
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
@@ -273,6 +274,11 @@ def _find_backup(client: Any, bucket: str, database: str, wanted: str | None) ->
 
 async def _lake_problems(settings: Settings, conn: Any, report: DrillReport) -> None:
     """The restored database's archived hours against the lake's manifests."""
+    if not await conn.fetchval("SELECT to_regclass('lake_hours') IS NOT NULL"):
+        report.lines.append(
+            "check lake: no lake_hours table (a schema before 0008), nothing to compare"
+        )
+        return
     hours = await archived_hours(conn)
     if not hours:
         report.lines.append(
@@ -309,8 +315,6 @@ async def _lake_problems(settings: Settings, conn: Any, report: DrillReport) -> 
 
 
 async def _check_restored(settings: Settings, dsn: str, report: DrillReport) -> None:
-    import asyncpg
-
     backup = report.backup
     assert backup is not None
     conn = await asyncpg.connect(dsn, timeout=30)
@@ -464,7 +468,7 @@ def _summary(report: DrillReport) -> list[str]:
 def cmd_backup(settings: Settings, _: argparse.Namespace) -> int:
     try:
         manifest = asyncio.run(run_backup(settings, Progress("backup", steps=3, stream=sys.stderr)))
-    except (BackupError, ToolError, ValueError) as exc:
+    except (BackupError, ToolError, ValueError, asyncpg.PostgresError) as exc:
         sys.stderr.write(f"qis backup: {exc}\n")
         return EXIT_FAILED
     bucket = settings.lake.backup_bucket
@@ -486,7 +490,7 @@ def cmd_restore_drill(settings: Settings, args: argparse.Namespace) -> int:
         report = asyncio.run(
             run_restore_drill(settings, progress, backup=args.backup, database=args.database)
         )
-    except (BackupError, ToolError, ValueError) as exc:
+    except (BackupError, ToolError, ValueError, asyncpg.PostgresError) as exc:
         sys.stderr.write(f"qis restore-drill: FAILED: {exc}\n")
         return EXIT_FAILED
     sys.stdout.write("".join(f"{line}\n" for line in _summary(report)))

@@ -126,13 +126,16 @@ def stream_tool(
         try:
             assert proc.stdout is not None
             result = consume(proc.stdout)
-            code = proc.wait(timeout=deadline.remaining(what))
+            code = None if timed_out.is_set() else proc.wait(timeout=deadline.remaining(what))
+        except (subprocess.TimeoutExpired, ToolError):
+            timed_out.set()
         except BaseException:
             proc.kill()
             raise
         finally:
             timer.cancel()
         if timed_out.is_set():
+            proc.kill()
             raise ToolError(f"{what}: timed out after {deadline.seconds:g} s")
         if code != 0:
             stderr.seek(0)
