@@ -19,7 +19,6 @@ from app.adapters.postgres.archive import PostgresArchiveSource
 from app.adapters.postgres.backup import table_counts
 from app.adapters.postgres.migrate import (
     bundled_migrations,
-    create_migrated_database,
     migration_problems,
 )
 from app.adapters.s3_lake import S3Lake, s3_client
@@ -31,6 +30,7 @@ from app.entrypoints.progress import SILENT
 from app.ports import AuditEntry
 from app.services.archive import ArchivePolicy, Archiver
 from app.settings import Settings
+from tests.integration.conftest import _fresh_database
 from tests.integration.lake_helpers import empty_bucket
 
 pytestmark = pytest.mark.integration
@@ -135,30 +135,24 @@ async def source(
 ) -> AsyncIterator[tuple[Settings, str]]:
     """Settings pointing at a filled database and the test's buckets, and the database's
     DSN; the lake bucket holds the manifest of the archived hour, matching the rows."""
-    name = f"qis_test_backup_{uuid.uuid4().hex[:10]}"
-    dsn = await create_migrated_database(settings.db.writer_dsn, name, fresh=True)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await _fill(conn)
-    finally:
-        await conn.close()
-    mine = msgspec.structs.replace(
-        settings,
-        db=msgspec.structs.replace(settings.db, writer_dsn=dsn, reader_dsn=dsn),
-        lake=_lake_settings(settings, *buckets),
-    )
-    per_series_hour = (OBSERVATIONS_PER_SERIES // 2) * len(SERIES)
-    s3_client(mine.lake).put_object(
-        Bucket=buckets[1],
-        Key=lake.manifest_key(HOUR, 1),
-        Body=_hour_manifest(per_series_hour, 6 * len(SERIES)),
-    )
-    yield mine, dsn
-    admin = await asyncpg.connect(settings.db.writer_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with _fresh_database(settings) as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await _fill(conn)
+        finally:
+            await conn.close()
+        mine = msgspec.structs.replace(
+            settings,
+            db=msgspec.structs.replace(settings.db, writer_dsn=dsn, reader_dsn=dsn),
+            lake=_lake_settings(settings, *buckets),
+        )
+        per_series_hour = (OBSERVATIONS_PER_SERIES // 2) * len(SERIES)
+        s3_client(mine.lake).put_object(
+            Bucket=buckets[1],
+            Key=lake.manifest_key(HOUR, 1),
+            Body=_hour_manifest(per_series_hour, 6 * len(SERIES)),
+        )
+        yield mine, dsn
 
 
 async def _counts(dsn: str) -> dict[str, int]:
@@ -334,29 +328,18 @@ async def test_a_broken_audit_chain_fails_the_drill(source: tuple[Settings, str]
     assert report.restored_tables["public.audit_log"] == 9
 
 
-async def test_migration_problems_names_what_is_missing(
-    settings: Settings, running_stack: None
-) -> None:
-    name = f"qis_test_backup_{uuid.uuid4().hex[:10]}"
-    dsn = await create_migrated_database(settings.db.writer_dsn, name, fresh=True)
-    conn = await asyncpg.connect(dsn)
-    try:
-        assert await migration_problems(conn, bundled_migrations()) == []
-        newest = bundled_migrations()[-1]
-        await conn.execute("DELETE FROM schema_migrations WHERE version = $1", newest.version)
-        await conn.execute("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1")
-        await conn.execute(
-            "INSERT INTO schema_migrations (version, name, checksum) VALUES (999, 'future', 'y')"
-        )
-        problems = await migration_problems(conn, bundled_migrations())
-        await conn.execute("DELETE FROM schema_migrations WHERE version = 999")
-    finally:
-        await conn.close()
-        admin = await asyncpg.connect(settings.db.writer_dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+async def test_migration_problems_names_what_is_missing(empty_db: asyncpg.Connection) -> None:
+    conn = empty_db
+    assert await migration_problems(conn, bundled_migrations()) == []
+    newest = bundled_migrations()[-1]
+    await conn.execute("DELETE FROM schema_migrations WHERE version = $1", newest.version)
+    await conn.execute("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1")
+    await conn.execute(
+        "INSERT INTO schema_migrations (version, name, checksum) VALUES (999, 'future', 'y')"
+    )
+
+    problems = await migration_problems(conn, bundled_migrations())
+
     assert problems == [
         f"0001_{bundled_migrations()[0].name} was applied from a different file (checksum differs)",
         f"{newest.version:04d}_{newest.name} is not applied",
