@@ -282,6 +282,19 @@ class LakeSettings(_Section, frozen=True):
     row_group_rows: int = 16_384
 
 
+class BackupSettings(_Section, frozen=True):
+    """`qis backup` and `qis restore-drill` (docs/backup.md); the bucket is
+    QIS_LAKE__BACKUP_BUCKET."""
+
+    # Directory of pg_dump, pg_restore, initdb, pg_ctl (their major version must be at
+    # least the server's). Empty: the newest /usr/lib/postgresql/<major>/bin, else PATH.
+    pg_bin: str = ""
+    # Parallel jobs of pg_restore in the drill.
+    restore_jobs: int = 2
+    # Bound on a whole backup or drill; every subprocess gets what is left of it.
+    timeout_seconds: float = 3600.0
+
+
 class Settings(_Section, frozen=True):
     db: DbSettings = DbSettings()
     kafka: KafkaSettings = KafkaSettings()
@@ -295,6 +308,7 @@ class Settings(_Section, frozen=True):
     auth: AuthSettings = AuthSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     lake: LakeSettings = LakeSettings()
+    backup: BackupSettings = BackupSettings()
 
 
 _SECRET_FIELDS = frozenset({"password", "sasl_password", "token", "secret_access_key"})
@@ -361,6 +375,8 @@ def _security_problems(settings: Settings) -> list[str]:
     rates = (limits.ingest_per_second, limits.read_per_second, limits.admin_per_second)
     if min(rates) <= 0 or min(limits.ingest_burst, limits.read_burst, limits.admin_burst) < 1:
         problems.append("QIS_RATE_LIMIT__*_PER_SECOND must be above 0 and *_BURST at least 1")
+    if settings.backup.restore_jobs < 1 or settings.backup.timeout_seconds <= 0:
+        problems.append("QIS_BACKUP__RESTORE_JOBS must be at least 1, *_TIMEOUT_SECONDS above 0")
     if cache.password and cache.password_secret_id:
         problems.append("QIS_REDIS__PASSWORD and QIS_REDIS__PASSWORD_SECRET_ID exclude each other")
     return problems

@@ -375,11 +375,12 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     verify.set_defaults(run=cmd_audit_verify)
     _add_dev(sub)
     _add_tools(sub, argv)
-    from app.entrypoints import dlq, ingest, lake
+    from app.entrypoints import backup, dlq, ingest, lake
 
     dlq.register(sub)
     ingest.register(sub)
     lake.register(sub)
+    backup.register(sub)
     annotate(parser)  # each command's --help: the QIS_* settings it reads
     return parser
 

@@ -37,6 +37,8 @@ COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "dlq list": ("kafka", _LOG),
     "dlq replay": ("kafka", _LOG),
     "ingest": ("client", _LOG),
+    "backup": ("db", "lake", "backup", _LOG),
+    "restore-drill": ("db", "lake", "backup", _LOG),
     "sizing": ("db", "kafka", "redis", _LOG),
     "dev issuer": (_LOG,),
     "dev token": ("auth.issuer", _LOG),

@@ -59,6 +59,7 @@ def last_line(done: subprocess.CompletedProcess[str]) -> str:
     [
         (("db", "migrate"), "PostgreSQL"),
         (("audit", "verify"), "PostgreSQL"),
+        (("backup",), "PostgreSQL"),
         (("kafka", "topics"), "Kafka"),
         # the api, the worker and the scheduler open their pools first (they create no
         # topics: `qis kafka topics`, the migrations job, does)
@@ -81,6 +82,23 @@ def test_a_command_whose_services_are_down_says_so_in_one_line(
 
     assert done.returncode == 2, done.stderr
     assert last_line(done) == f"qis: cannot reach {service} at {address} ({reason})"
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("argv", [("backup",), ("restore-drill",)])
+def test_backups_with_s3_down(
+    settings: Settings, running_stack: None, argv: tuple[str, ...]
+) -> None:
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    done = qis(
+        *argv,
+        QIS_DB__WRITER_DSN=settings.db.writer_dsn,
+        QIS_LAKE__ENDPOINT_URL=endpoint,
+        QIS_LAKE__ACCESS_KEY_ID="testing",
+        QIS_LAKE__SECRET_ACCESS_KEY="testing",
+    )
+    assert done.returncode == 2, done.stderr
+    assert last_line(done) == f"qis: cannot reach S3 at {endpoint} (could not connect)"
     assert done.stdout == ""
 
 

@@ -111,3 +111,25 @@ async def create_migrated_database(server_dsn: str, name: str, *, fresh: bool = 
     finally:
         await conn.close()
     return dsn
+
+
+async def migration_problems(conn: Connection, migrations: list[Migration]) -> list[str]:
+    """Why the database is not at the schema of `migrations`, one line each (empty: every
+    migration applied, none edited since, none unknown). Reads only."""
+    if not await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+        return ["no schema_migrations table: no migration was ever applied"]
+    rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
+    applied = {r["version"]: r for r in rows}
+    problems = []
+    for migration in migrations:
+        row = applied.pop(migration.version, None)
+        label = f"{migration.version:04d}_{migration.name}"
+        if row is None:
+            problems.append(f"{label} is not applied")
+        elif row["checksum"] != migration.checksum:
+            problems.append(f"{label} was applied from a different file (checksum differs)")
+    problems += [
+        f"{version:04d}_{row['name']} is applied but unknown to this code (a newer schema)"
+        for version, row in sorted(applied.items())
+    ]
+    return problems
