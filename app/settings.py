@@ -270,6 +270,22 @@ class LakeSettings(_Section, frozen=True):
     secret_access_key: str = ""
 
 
+class RetentionSettings(_Section, frozen=True):
+    """Day partitions of observations and audit records, and how long PostgreSQL keeps
+    them (docs/lake.md, "Retention")."""
+
+    # Days of observations and audit records kept in PostgreSQL; older day partitions are
+    # dropped once the lake holds every hour of them, verified. 0: keep everything.
+    db_days: int = 0
+    # Day partitions created ahead of today (by `qis db migrate` and the scheduler).
+    partitions_ahead_days: int = 7
+    # How often the scheduler's leader creates partitions ahead and applies retention.
+    interval_seconds: float = 3600.0
+    # The wait for the lock of a DETACH (writers queue behind it), and how many tries.
+    lock_timeout_seconds: float = 2.0
+    lock_attempts: int = 3
+
+
 class Settings(_Section, frozen=True):
     db: DbSettings = DbSettings()
     kafka: KafkaSettings = KafkaSettings()
@@ -283,6 +299,7 @@ class Settings(_Section, frozen=True):
     auth: AuthSettings = AuthSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     lake: LakeSettings = LakeSettings()
+    retention: RetentionSettings = RetentionSettings()
 
 
 _SECRET_FIELDS = frozenset({"password", "sasl_password", "token", "secret_access_key"})

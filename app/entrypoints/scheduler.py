@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
@@ -12,23 +15,54 @@ from app.adapters.postgres.leadership import (
     AdvisoryLockElection,
     PostgresOutboxRetention,
 )
+from app.adapters.postgres.partitions import PostgresRetentionStore, ensure_partitions
 from app.adapters.postgres.pipeline import PostgresDatabase
 from app.adapters.postgres.pool import connector
 from app.services.journal import Topics
+from app.services.retention import RetentionPolicy, Verifier, apply_retention
 from app.services.schedule import SchedulePolicy, Scheduler
-from app.settings import SchedulerSettings, Settings
+from app.settings import RetentionSettings, SchedulerSettings, Settings
 from app.telemetry.metrics import QisMetrics
 from app.telemetry.pipeline_tracing import PipelineTracing
 
 
-def policy(settings: SchedulerSettings) -> SchedulePolicy:
+def policy(settings: SchedulerSettings, retention: RetentionSettings) -> SchedulePolicy:
     return SchedulePolicy(
         interval_seconds=settings.interval_seconds,
         relay_batch_size=settings.relay_batch_size,
         window_batch_size=settings.window_batch_size,
         outbox_retention_seconds=settings.outbox_retention_seconds,
         purge_interval_seconds=settings.purge_interval_seconds,
+        maintenance_interval_seconds=retention.interval_seconds,
     )
+
+
+def partition_maintenance(
+    settings: RetentionSettings, pool: asyncpg.Pool, verify: Verifier | None = None
+) -> Callable[[], Awaitable[None]]:
+    """The leader's round: day partitions ahead, then retention (when configured).
+
+    `verify`: the archive's verification of one hour against its lake manifest; without
+    it retention relies on `lake_hours.verified_at` as the archive left it.
+    """
+    retention = RetentionPolicy(
+        days=settings.db_days,
+        lock_timeout_seconds=settings.lock_timeout_seconds,
+        lock_attempts=settings.lock_attempts,
+    )
+
+    async def round_() -> None:
+        async with pool.acquire() as conn:
+            now = datetime.now(UTC)
+            await ensure_partitions(
+                conn,
+                now.date(),
+                settings.partitions_ahead_days,
+                lock_timeout_seconds=settings.lock_timeout_seconds,
+            )
+            await apply_retention(PostgresRetentionStore(conn), retention, now, verify=verify)
+
+    return round_
 
 
 def build_scheduler(
@@ -45,7 +79,7 @@ def build_scheduler(
         settings.db.writer_dsn, settings.db, command_timeout=settings.db.command_timeout_seconds
     )
     return Scheduler(
-        policy(settings.scheduler),
+        policy(settings.scheduler, settings.retention),
         AdvisoryLockElection(connect, leader_key),
         PostgresDatabase(pool),
         PostgresOutboxRetention(pool),
@@ -54,4 +88,5 @@ def build_scheduler(
         transient=is_transient,
         metrics=metrics,
         tracing=PipelineTracing(),
+        maintenance=partition_maintenance(settings.retention, pool),
     )

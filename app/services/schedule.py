@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app.ports import (
@@ -56,6 +56,8 @@ class SchedulePolicy:
     window_batch_size: int = 1000
     outbox_retention_seconds: float = 86_400.0
     purge_interval_seconds: float = 300.0
+    # Day partitions ahead and retention in PostgreSQL (`maintenance`), this often.
+    maintenance_interval_seconds: float = 3600.0
 
 
 class Scheduler:
@@ -73,8 +75,10 @@ class Scheduler:
         transient: Callable[[BaseException], bool],
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
+        maintenance: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._policy = policy
+        self._maintenance = maintenance
         self._tracing = tracing
         self._election = election
         self._db = db
@@ -111,6 +115,8 @@ class Scheduler:
             group.create_task(self._holding(leadership, stop, halt))
             group.create_task(self._closing_windows(halt))
             group.create_task(self._relaying(halt, leadership.wake))
+            if self._maintenance is not None:
+                group.create_task(self._maintaining(halt, self._maintenance))
 
     async def _holding(
         self, leadership: Leadership, stop: asyncio.Event, halt: asyncio.Event
@@ -135,6 +141,18 @@ class Scheduler:
                 self._purged_at = time.monotonic()
                 await self.purge()
             await wait_any(halt, self._policy.interval_seconds)
+
+    async def _maintaining(
+        self, halt: asyncio.Event, maintenance: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Partitions ahead and retention (app/services/retention.py), at once on taking
+        the lead, then every maintenance interval; a failed round is retried next time."""
+        while not halt.is_set():
+            try:
+                await maintenance()
+            except Exception as exc:
+                _log.error("partition maintenance failed", extra={"error": repr(exc)})
+            await wait_any(halt, self._policy.maintenance_interval_seconds)
 
     async def _relaying(self, halt: asyncio.Event, wake: asyncio.Event) -> None:
         while not halt.is_set():

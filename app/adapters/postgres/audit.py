@@ -115,24 +115,26 @@ def _record(row: asyncpg.Record) -> AuditRecord:
 
 
 async def stream_records(
-    conn: Connection, *, table: str = "audit_log", batch: int = 2000
+    conn: Connection, *, table: str = "audit_log", batch: int = 2000, after_seq: int = 0
 ) -> AsyncIterator[AuditRecord]:
-    """Every record in seq order, from one consistent snapshot, read in batches.
+    """Every record with a seq above `after_seq` in seq order, from one consistent
+    snapshot, read in batches.
 
     `table` lets a verifier read a copy (e.g. a restored backup or a scratch table); it
-    must be a plain lower-case identifier.
+    must be a plain lower-case identifier. `after_seq`: the last record dropped by
+    retention (its checkpoint, `audit_checkpoints`), where the retained chain starts.
     """
     if not _TABLE.match(table):
         raise ValueError(f"not a table name: {table!r}")
     query = f"""SELECT seq, actor, action, entity_type, entity_id, before::text AS before,
                        after::text AS after, at, prev_hash, hash
-                  FROM {table} ORDER BY seq"""
+                  FROM {table} WHERE seq > $1 ORDER BY seq"""
     if conn.is_in_transaction():  # the caller's snapshot, e.g. a scratch table of its own
-        async for row in conn.cursor(query, prefetch=batch):
+        async for row in conn.cursor(query, after_seq, prefetch=batch):
             yield _record(row)
         return
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        async for row in conn.cursor(query, prefetch=batch):
+        async for row in conn.cursor(query, after_seq, prefetch=batch):
             yield _record(row)
 
 
