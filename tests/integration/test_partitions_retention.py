@@ -4,6 +4,7 @@ real PostgreSQL, each test in a database of its own."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -18,6 +19,7 @@ from app.adapters.postgres.partitions import (
     day_partitions,
     ensure_partitions,
 )
+from app.domain.audit import GENESIS_HASH, audit_record
 from app.domain.lake import AUDIT, OBSERVATIONS, manifest_key
 from app.domain.observation import Observation
 from app.domain.retention import day_start
@@ -274,8 +276,34 @@ async def test_the_migration_moves_existing_rows(settings: Settings) -> None:
         ]
         snaps.append(datetime(2999, 1, 1, tzinfo=UTC))
         await insert_observations(conn, [observation("S", s, n) for s in snaps for n in range(3)])
-        for d in (20, 2, 0):
-            await append_at(conn, day_start(TODAY - timedelta(days=d)) + timedelta(hours=1), 5)
+        prev = GENESIS_HASH
+        for d in (20, 2, 0):  # as the code of migration 8 appended them
+            at = day_start(TODAY - timedelta(days=d)) + timedelta(hours=1)
+            for i in range(5):
+                record = audit_record(
+                    prev,
+                    actor="t",
+                    action="a",
+                    entity_type="series",
+                    entity_id=f"S{i}",
+                    before=None,
+                    after={"i": i},
+                    at=at,
+                )
+                await conn.execute(
+                    """INSERT INTO audit_log (actor, action, entity_type, entity_id, before,
+                                              after, at, prev_hash, hash)
+                       VALUES ($1, $2, $3, $4, NULL, $5::json, $6, $7, $8)""",
+                    record.actor,
+                    record.action,
+                    record.entity_type,
+                    record.entity_id,
+                    json.dumps(record.after, separators=(",", ":")),
+                    at,
+                    record.prev_hash,
+                    record.hash,
+                )
+                prev = record.hash
         before_obs = await conn.fetch("SELECT * FROM observations ORDER BY observation_id")
         before_audit = await conn.fetch("SELECT * FROM audit_log ORDER BY seq")
 

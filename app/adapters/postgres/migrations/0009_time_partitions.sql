@@ -154,6 +154,31 @@ SELECT seq, actor, action, entity_type, entity_id, before, after, at, prev_hash,
 DROP TABLE observations_unpartitioned;
 DROP TABLE audit_log_unpartitioned;
 
+-- The hash of the last audit record (the chain's head), for a writer holding the journal
+-- lock whose clock says `near`: the newest record of that day's partition when the
+-- sequence's last value is its seq (under the journal lock no one else draws from it),
+-- a one-table query; otherwise (no partition or no record of that day yet, a rolled back
+-- append, a clock stepped back) the newest of the whole table, which probes every day
+-- partition. NULL: an empty trail.
+CREATE FUNCTION qis_audit_head(near timestamptz) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    part regclass := to_regclass(qis_day_partition('audit_log', (near AT TIME ZONE 'UTC')::date));
+    head_seq bigint;
+    head_hash text;
+BEGIN
+    IF part IS NOT NULL THEN
+        EXECUTE format('SELECT seq, hash FROM %s ORDER BY seq DESC LIMIT 1', part)
+            INTO head_seq, head_hash;
+        IF head_seq IS NOT NULL
+           AND head_seq = (SELECT last_value FROM audit_log_seq_seq) THEN
+            RETURN head_hash;
+        END IF;
+    END IF;
+    SELECT hash INTO head_hash FROM audit_log ORDER BY seq DESC LIMIT 1;
+    RETURN head_hash;
+END $$;
+
 -- Where `qis audit verify` starts once audit partitions were dropped: the last dropped
 -- record (its seq and hash) and the lake manifest holding it. The newest checkpoint is
 -- the chain's anchor; the first retained record must link to its hash.
