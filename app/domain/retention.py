@@ -31,7 +31,7 @@ class DayPartition:
 @dataclass(frozen=True)
 class Dropped:
     partition: DayPartition
-    rows: int
+    rows: int  # counted just before the DETACH
     checkpoint_seq: int | None  # audit: the last dropped record
 
 

@@ -59,9 +59,10 @@ async def latest_hash(conn: Connection, near: datetime | None = None) -> str:
 
     `near` (the journal's clock, which stamped the records' `at`): the database function
     `qis_audit_head` (migration 0009) looks in that day's partition first, a one-table
-    query; a query over the partitioned table probes every day partition (about 0.5 ms
-    with 40 of them, against 0.15 ms for one; benchmarks/results/partitions.md), under
-    the lock that serialises every writer's tail.
+    query, about 0.22 ms whatever the partition count; a query over the partitioned
+    table probes every day partition (0.3 ms with 41 of them, 0.7 ms with 101, more on a
+    busy machine; benchmarks/results/partitions.md), under the lock that serialises
+    every writer's tail.
     """
     if near is None:
         value = await conn.fetchval("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")

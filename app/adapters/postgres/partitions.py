@@ -121,9 +121,12 @@ async def drop_day(
     DETACH ... CONCURRENTLY is not possible: PostgreSQL refuses it while the table has a
     default partition. The plain DETACH takes an ACCESS EXCLUSIVE lock on the parent
     until commit; `lock_timeout` bounds the wait for it (writers queue behind a waiting
-    DETACH), and the transaction after it reads only small tables and indexes.
+    DETACH), and the transaction after it reads only small tables and indexes. The row
+    count reported is taken just before, without that lock.
     """
     table, _ = PARTITIONED[partition.dataset]
+    # Counted before the lock (for the report): a scan of the day must not hold writers.
+    rows: int = await conn.fetchval(f"SELECT count(*) FROM {partition.table}")
     async with conn.transaction():
         await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_seconds * 1000)}ms'")
         try:
@@ -138,7 +141,6 @@ async def drop_day(
                 f"{partition.table}: {len(missing)} hour(s) not verified in the lake,"
                 f" first {missing[0].isoformat()}"
             )
-        rows: int = await conn.fetchval(f"SELECT count(*) FROM {partition.table}")
         checkpoint = None
         if partition.dataset == AUDIT:
             checkpoint = await _checkpoint(conn, partition)
