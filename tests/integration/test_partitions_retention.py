@@ -24,10 +24,11 @@ from app.domain.lake import AUDIT, OBSERVATIONS, manifest_key
 from app.domain.observation import Observation
 from app.domain.retention import day_start
 from app.entrypoints.cli import main
+from app.entrypoints.scheduler import partition_maintenance
 from app.ports import AuditEntry
 from app.services.audit import verify_audit_trail
 from app.services.retention import RetentionPolicy, apply_retention
-from app.settings import Settings
+from app.settings import RetentionSettings, Settings
 
 NOW = datetime.now(UTC)
 TODAY = NOW.date()
@@ -328,3 +329,32 @@ async def test_the_migration_moves_existing_rows(settings: Settings) -> None:
         await conn.close()
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_the_leaders_round_creates_days_ahead_and_applies_retention(
+    empty_db: asyncpg.Connection, settings: Settings
+) -> None:
+    await ensure_day(empty_db, OLD)
+    await verify_hours(empty_db, OLD)
+    await insert_observations(empty_db, [observation("S", day_start(OLD) + timedelta(hours=2))])
+    name = await empty_db.fetchval("SELECT current_database()")
+    pool = await asyncpg.create_pool(
+        settings.db.writer_dsn.rsplit("/", 1)[0] + "/" + name, min_size=1, max_size=1
+    )
+    try:
+        leader_round = partition_maintenance(
+            RetentionSettings(db_days=5, partitions_ahead_days=9), pool
+        )
+        await leader_round()
+    finally:
+        await pool.close()
+
+    days = [p.day for p in await day_partitions(empty_db, OBSERVATIONS)]
+    assert days[-1] == TODAY + timedelta(days=9)
+    assert OLD not in days
+    assert OLD not in [p.day for p in await day_partitions(empty_db, AUDIT)]
+    horizon = await empty_db.fetch("SELECT dataset, retained_from FROM lake_horizon ORDER BY 1")
+    assert [(r["dataset"], r["retained_from"]) for r in horizon] == [
+        (AUDIT, day_start(OLD + timedelta(days=1))),
+        (OBSERVATIONS, day_start(OLD + timedelta(days=1))),
+    ]
