@@ -399,11 +399,12 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     verify.set_defaults(run=cmd_audit_verify)
     _add_dev(sub)
     _add_tools(sub, argv)
-    from app.entrypoints import dlq, ingest, retention
+    from app.entrypoints import dlq, ingest, lake, retention
 
     dlq.register(sub)
     ingest.register(sub)
-    retention.register(sub)
+    lake.register(sub)
+    retention.register(sub)  # joins `lake`
     annotate(parser)  # each command's --help: the QIS_* settings it reads
     return parser
 

@@ -28,9 +28,11 @@ _LOG = "telemetry.log_level"
 COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "api": ("api", "db", "kafka", "redis", "cache", "telemetry", "auth", "rate_limit"),
     "worker": ("worker", "db", "kafka", "telemetry"),
-    "scheduler": ("scheduler", "db", "kafka", "telemetry"),
+    "scheduler": ("scheduler", "db", "kafka", "telemetry", "lake"),
     "db migrate": ("db", _LOG),
     "kafka topics": ("kafka", _LOG),
+    "lake buckets": ("lake", _LOG),
+    "lake archive": ("lake", "db", _LOG),
     "audit verify": ("db", _LOG),
     "dlq list": ("kafka", _LOG),
     "dlq replay": ("kafka", _LOG),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from app.adapters.failures import is_transient
 from app.adapters.kafka_events import KafkaEventPublisher
+from app.adapters.postgres.archive import PostgresArchiveSource
 from app.adapters.postgres.leadership import (
     LEADER_LOCK_KEY,
     AdvisoryLockElection,
@@ -18,22 +19,51 @@ from app.adapters.postgres.leadership import (
 from app.adapters.postgres.partitions import PostgresRetentionStore, ensure_partitions
 from app.adapters.postgres.pipeline import PostgresDatabase
 from app.adapters.postgres.pool import connector
+from app.adapters.s3_lake import S3Lake
+from app.services.archive import ArchivePolicy, Archiver
 from app.services.journal import Topics
 from app.services.retention import RetentionPolicy, Verifier, apply_retention
 from app.services.schedule import SchedulePolicy, Scheduler
-from app.settings import RetentionSettings, SchedulerSettings, Settings
+from app.settings import LakeSettings, RetentionSettings, SchedulerSettings, Settings
+from app.telemetry.lake import archive_span
 from app.telemetry.metrics import QisMetrics
 from app.telemetry.pipeline_tracing import PipelineTracing
 
 
-def policy(settings: SchedulerSettings, retention: RetentionSettings) -> SchedulePolicy:
+def archive_policy(settings: LakeSettings) -> ArchivePolicy:
+    return ArchivePolicy(
+        late_grace=timedelta(seconds=settings.archive_late_grace_seconds),
+        max_hours_per_round=settings.archive_max_hours_per_round,
+        recheck_hours=settings.archive_recheck_hours,
+    )
+
+
+def build_archiver(
+    settings: LakeSettings, pool: asyncpg.Pool, metrics: QisMetrics | None = None
+) -> Archiver:
+    """The lake archive over the database pool and the lake bucket."""
+    return Archiver(
+        PostgresArchiveSource(pool, settings.row_group_rows),
+        S3Lake.from_settings(settings),
+        archive_policy(settings),
+        metrics=metrics,
+        span=archive_span,
+    )
+
+
+def policy(
+    settings: SchedulerSettings,
+    lake: LakeSettings | None = None,
+    retention: RetentionSettings | None = None,
+) -> SchedulePolicy:
     return SchedulePolicy(
         interval_seconds=settings.interval_seconds,
         relay_batch_size=settings.relay_batch_size,
         window_batch_size=settings.window_batch_size,
         outbox_retention_seconds=settings.outbox_retention_seconds,
         purge_interval_seconds=settings.purge_interval_seconds,
-        maintenance_interval_seconds=retention.interval_seconds,
+        maintenance_interval_seconds=(retention or RetentionSettings()).interval_seconds,
+        archive_interval_seconds=(lake or LakeSettings()).archive_interval_seconds,
     )
 
 
@@ -78,8 +108,9 @@ def build_scheduler(
     connect = connector(
         settings.db.writer_dsn, settings.db, command_timeout=settings.db.command_timeout_seconds
     )
+    archiver = build_archiver(settings.lake, pool, metrics) if settings.lake.enabled else None
     return Scheduler(
-        policy(settings.scheduler, settings.retention),
+        policy(settings.scheduler, settings.lake, settings.retention),
         AdvisoryLockElection(connect, leader_key),
         PostgresDatabase(pool),
         PostgresOutboxRetention(pool),
@@ -88,5 +119,8 @@ def build_scheduler(
         transient=is_transient,
         metrics=metrics,
         tracing=PipelineTracing(),
-        maintenance=partition_maintenance(settings.retention, pool),
+        archiver=archiver,
+        maintenance=partition_maintenance(
+            settings.retention, pool, archiver.verify if archiver is not None else None
+        ),
     )

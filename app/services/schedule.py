@@ -38,6 +38,7 @@ from app.ports import (
     PipelineDatabase,
     Tracing,
 )
+from app.services.archive import Archiver
 from app.services.instrumentation import NullMetrics
 from app.services.journal import Topics
 from app.services.publish import relay_audit, relay_outbox
@@ -56,6 +57,8 @@ class SchedulePolicy:
     window_batch_size: int = 1000
     outbox_retention_seconds: float = 86_400.0
     purge_interval_seconds: float = 300.0
+    # The lake archive's rounds (when the scheduler has an archiver).
+    archive_interval_seconds: float = 60.0
     # Day partitions ahead and retention in PostgreSQL (`maintenance`), this often.
     maintenance_interval_seconds: float = 3600.0
 
@@ -75,9 +78,12 @@ class Scheduler:
         transient: Callable[[BaseException], bool],
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
+        archiver: Archiver | None = None,
         maintenance: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._policy = policy
+        self._archiver = archiver
+        self.archive_failures = 0
         self._maintenance = maintenance
         self._tracing = tracing
         self._election = election
@@ -115,6 +121,8 @@ class Scheduler:
             group.create_task(self._holding(leadership, stop, halt))
             group.create_task(self._closing_windows(halt))
             group.create_task(self._relaying(halt, leadership.wake))
+            if self._archiver is not None:
+                group.create_task(self._archiving(self._archiver, halt))
             if self._maintenance is not None:
                 group.create_task(self._maintaining(halt, self._maintenance))
 
@@ -159,6 +167,21 @@ class Scheduler:
             wake.clear()
             await self.relay(halt)
             await wait_any(halt, self._policy.interval_seconds, wake)
+
+    async def _archiving(self, archiver: Archiver, halt: asyncio.Event) -> None:
+        while not halt.is_set():
+            await self.archive(archiver, halt)
+            await wait_any(halt, self._policy.archive_interval_seconds)
+
+    async def archive(self, archiver: Archiver, halt: asyncio.Event | None = None) -> None:
+        """One archive round; an unreachable S3 (or anything else) is logged, counted and
+        retried next round: it never stops the scheduler's other loops."""
+        try:
+            await archiver.run_round(halt)
+        except Exception as exc:
+            self.archive_failures += 1
+            archiver.metrics.lake_archive_failure()
+            _log.error("lake archive failed", extra={"error": repr(exc)})
 
     async def close_windows(self) -> None:
         """Close every due window (one round); failures are logged and retried next round."""
