@@ -34,7 +34,7 @@ class RetentionStore(Protocol):
     """The database side (app/adapters/postgres/partitions.py, `PostgresRetentionStore`)."""
 
     async def partitions(self, dataset: str) -> list[DayPartition]: ...
-    async def unverified_hours(self, hours: list[datetime]) -> list[datetime]: ...
+    async def unverified_hours(self, partition: DayPartition) -> list[datetime]: ...
     async def default_rows_before(self, dataset: str, before: datetime) -> int: ...
     async def drop(self, partition: DayPartition, lock_timeout_seconds: float) -> Dropped: ...
 
@@ -93,7 +93,7 @@ async def apply_retention(
                     if hour not in verified:
                         await verify(hour)
                         verified.add(hour)
-            missing = await store.unverified_hours(partition.hours())
+            missing = await store.unverified_hours(partition)
             if missing:
                 decide(
                     Decision(

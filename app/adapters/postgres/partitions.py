@@ -94,19 +94,35 @@ async def default_rows_before(conn: Connection, dataset: str, before: datetime) 
     return count
 
 
-async def unverified_hours(conn: Connection, hours: list[datetime]) -> list[datetime]:
-    """Those of `hours` whose lake manifest is not verified against the database since its
-    newest generation was written: no `lake_hours` row, `verified_at` empty, or older
-    than `archived_at`."""
+async def unverified_hours(conn: Connection, partition: DayPartition) -> list[datetime]:
+    """The hours of the day whose lake manifest is not verified against the database
+    since its newest generation was written: no `lake_hours` row, `verified_at` empty, or
+    older than `archived_at`.
+
+    The archive starts at the oldest hour with data, so the hours before the first
+    archived hour have no row: they count as verified when the partition has no row in
+    them (a scan of the day, needed only for the first day of data)."""
     rows = await conn.fetch(
         """SELECT h.hour
              FROM unnest($1::timestamptz[]) AS h(hour)
              LEFT JOIN lake_hours l ON l.hour = h.hour
             WHERE l.verified_at IS NULL OR l.verified_at < l.archived_at
             ORDER BY h.hour""",
-        hours,
+        partition.hours(),
     )
-    return [r["hour"] for r in rows]
+    missing: list[datetime] = [r["hour"] for r in rows]
+    if not missing:
+        return missing
+    first: datetime | None = await conn.fetchval("SELECT min(hour) FROM lake_hours")
+    before = partition.end if first is None else min(first, partition.end)
+    early = [h for h in missing if h < before]
+    if early:
+        _, key = PARTITIONED[partition.dataset]
+        if not await conn.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM {partition.table} WHERE {key} < $1)", before
+        ):
+            missing = [h for h in missing if h >= before]
+    return missing
 
 
 async def drop_day(
@@ -135,7 +151,7 @@ async def drop_day(
             raise LockBusy(f"{partition.table}: {exc}") from exc
         # Detached, the day is static: no insert reaches it any more (a late row of the
         # day goes to the default partition). lake_hours is read under the lock.
-        missing = await unverified_hours(conn, partition.hours())
+        missing = await unverified_hours(conn, partition)
         if missing:
             raise RetentionRefused(
                 f"{partition.table}: {len(missing)} hour(s) not verified in the lake,"
@@ -209,8 +225,8 @@ class PostgresRetentionStore:
     async def partitions(self, dataset: str) -> list[DayPartition]:
         return await day_partitions(self._conn, dataset)
 
-    async def unverified_hours(self, hours: list[datetime]) -> list[datetime]:
-        return await unverified_hours(self._conn, hours)
+    async def unverified_hours(self, partition: DayPartition) -> list[datetime]:
+        return await unverified_hours(self._conn, partition)
 
     async def default_rows_before(self, dataset: str, before: datetime) -> int:
         return await default_rows_before(self._conn, dataset, before)

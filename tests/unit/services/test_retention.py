@@ -26,8 +26,8 @@ class Store:
     async def partitions(self, dataset: str) -> list[DayPartition]:
         return list(self.parts[dataset])
 
-    async def unverified_hours(self, hours: list[datetime]) -> list[datetime]:
-        return [h for h in hours if h not in self.verified]
+    async def unverified_hours(self, partition: DayPartition) -> list[datetime]:
+        return [h for h in partition.hours() if h not in self.verified]
 
     async def default_rows_before(self, dataset: str, before: datetime) -> int:
         return 3 if dataset == OBSERVATIONS else 0
