@@ -81,7 +81,9 @@ async def qis(argv: list[str]) -> int:
 async def use_database_of(
     conn: asyncpg.Connection, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`qis` commands run by the test use the test's own database."""
+    """`qis` commands run by the test use the test's own database (and no lake: the lake
+    side of retention is tested in test_lake_retention.py, on a bucket of its own)."""
+    monkeypatch.setenv("QIS_LAKE__ENABLED", "false")
     name = await conn.fetchval("SELECT current_database()")
     monkeypatch.setenv("QIS_DB__WRITER_DSN", settings.db.writer_dsn.rsplit("/", 1)[0] + "/" + name)
 
