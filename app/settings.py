@@ -295,6 +295,22 @@ class BackupSettings(_Section, frozen=True):
     timeout_seconds: float = 3600.0
 
 
+class RetentionSettings(_Section, frozen=True):
+    """Day partitions of observations and audit records, and how long PostgreSQL keeps
+    them (docs/lake.md, "Retention")."""
+
+    # Days of observations and audit records kept in PostgreSQL; older day partitions are
+    # dropped once the lake holds every hour of them, verified. 0: keep everything.
+    db_days: int = 0
+    # Day partitions created ahead of today (by `qis db migrate` and the scheduler).
+    partitions_ahead_days: int = 7
+    # How often the scheduler's leader creates partitions ahead and applies retention.
+    interval_seconds: float = 3600.0
+    # The wait for the lock of a DETACH (writers queue behind it), and how many tries.
+    lock_timeout_seconds: float = 2.0
+    lock_attempts: int = 3
+
+
 class Settings(_Section, frozen=True):
     db: DbSettings = DbSettings()
     kafka: KafkaSettings = KafkaSettings()
@@ -309,6 +325,9 @@ class Settings(_Section, frozen=True):
     rate_limit: RateLimitSettings = RateLimitSettings()
     lake: LakeSettings = LakeSettings()
     backup: BackupSettings = BackupSettings()
+
+
+    retention: RetentionSettings = RetentionSettings()
 
 
 _SECRET_FIELDS = frozenset({"password", "sasl_password", "token", "secret_access_key"})

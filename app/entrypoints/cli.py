@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import UTC, datetime
 
 import asyncpg
 from aiokafka.errors import KafkaError
@@ -175,17 +176,35 @@ def cmd_scheduler(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     from app.adapters.postgres.audit import stream_records
+    from app.adapters.postgres.partitions import latest_checkpoint
     from app.adapters.postgres.pool import connect
+    from app.domain.audit import GENESIS_HASH
     from app.services.audit import verify_audit_trail
 
     async def main() -> int:
         conn = await postgres(connect(settings.db.writer_dsn, settings.db), settings.db.writer_dsn)
         try:
-            result = await verify_audit_trail(stream_records(conn, table=args.table))
+            # Records dropped by retention are in the lake; the chain in the database
+            # continues from the checkpoint of the last one (a copy has none of its own).
+            checkpoint = await latest_checkpoint(conn) if args.table == "audit_log" else None
+            after, start = (0, GENESIS_HASH)
+            if checkpoint is not None:
+                after, start = checkpoint.seq, checkpoint.hash
+            result = await verify_audit_trail(
+                stream_records(conn, table=args.table, after_seq=after), start_hash=start
+            )
         finally:
             await conn.close()
         if result.ok:
-            print(f"OK: {result.records} audit record(s), chain intact")
+            since = (
+                ""
+                if checkpoint is None
+                else (
+                    f" after the archived checkpoint at seq {checkpoint.seq}"
+                    f" ({checkpoint.manifest_key})"
+                )
+            )
+            print(f"OK: {result.records} audit record(s){since}, chain intact")
             return 0
         print(
             f"BROKEN at seq {result.broken_seq} (after {result.records} intact record(s)): "
@@ -198,17 +217,22 @@ def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_db_migrate(settings: Settings, _: argparse.Namespace) -> int:
     from app.adapters.postgres.migrate import bundled_migrations, migrate
+    from app.adapters.postgres.partitions import ensure_partitions
     from app.adapters.postgres.pool import connect
 
     async def main() -> None:
         conn = await postgres(connect(settings.db.writer_dsn, settings.db), settings.db.writer_dsn)
         try:
             applied = await migrate(conn, bundled_migrations())
+            created = await ensure_partitions(
+                conn, datetime.now(UTC).date(), settings.retention.partitions_ahead_days
+            )
         finally:
             await conn.close()
         names = [f"{m.version:04d}_{m.name}" for m in applied]
-        _log.info("migrations applied", extra={"applied": names})
+        _log.info("migrations applied", extra={"applied": names, "partitions_created": created})
         print(f"applied {len(names)} migration(s): {', '.join(names) or 'none, up to date'}")
+        print(f"day partitions created ahead: {created}")
 
     asyncio.run(main())
     return 0
@@ -375,12 +399,13 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     verify.set_defaults(run=cmd_audit_verify)
     _add_dev(sub)
     _add_tools(sub, argv)
-    from app.entrypoints import backup, dlq, ingest, lake
+    from app.entrypoints import backup, dlq, ingest, lake, retention
 
     dlq.register(sub)
     ingest.register(sub)
     lake.register(sub)
     backup.register(sub)
+    retention.register(sub)  # joins `lake`
     annotate(parser)  # each command's --help: the QIS_* settings it reads
     return parser
 

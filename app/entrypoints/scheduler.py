@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -15,13 +16,15 @@ from app.adapters.postgres.leadership import (
     AdvisoryLockElection,
     PostgresOutboxRetention,
 )
+from app.adapters.postgres.partitions import PostgresRetentionStore, ensure_partitions
 from app.adapters.postgres.pipeline import PostgresDatabase
 from app.adapters.postgres.pool import connector
 from app.adapters.s3_lake import S3Lake
 from app.services.archive import ArchivePolicy, Archiver
 from app.services.journal import Topics
+from app.services.retention import RetentionPolicy, Verifier, apply_retention
 from app.services.schedule import SchedulePolicy, Scheduler
-from app.settings import LakeSettings, SchedulerSettings, Settings
+from app.settings import LakeSettings, RetentionSettings, SchedulerSettings, Settings
 from app.telemetry.lake import archive_span
 from app.telemetry.metrics import QisMetrics
 from app.telemetry.pipeline_tracing import PipelineTracing
@@ -48,15 +51,48 @@ def build_archiver(
     )
 
 
-def policy(settings: SchedulerSettings, lake: LakeSettings | None = None) -> SchedulePolicy:
+def policy(
+    settings: SchedulerSettings,
+    lake: LakeSettings | None = None,
+    retention: RetentionSettings | None = None,
+) -> SchedulePolicy:
     return SchedulePolicy(
         interval_seconds=settings.interval_seconds,
         relay_batch_size=settings.relay_batch_size,
         window_batch_size=settings.window_batch_size,
         outbox_retention_seconds=settings.outbox_retention_seconds,
         purge_interval_seconds=settings.purge_interval_seconds,
+        maintenance_interval_seconds=(retention or RetentionSettings()).interval_seconds,
         archive_interval_seconds=(lake or LakeSettings()).archive_interval_seconds,
     )
+
+
+def partition_maintenance(
+    settings: RetentionSettings, pool: asyncpg.Pool, verify: Verifier | None = None
+) -> Callable[[], Awaitable[None]]:
+    """The leader's round: day partitions ahead, then retention (when configured).
+
+    `verify`: the archive's verification of one hour against its lake manifest; without
+    it retention relies on `lake_hours.verified_at` as the archive left it.
+    """
+    retention = RetentionPolicy(
+        days=settings.db_days,
+        lock_timeout_seconds=settings.lock_timeout_seconds,
+        lock_attempts=settings.lock_attempts,
+    )
+
+    async def round_() -> None:
+        async with pool.acquire() as conn:
+            now = datetime.now(UTC)
+            await ensure_partitions(
+                conn,
+                now.date(),
+                settings.partitions_ahead_days,
+                lock_timeout_seconds=settings.lock_timeout_seconds,
+            )
+            await apply_retention(PostgresRetentionStore(conn), retention, now, verify=verify)
+
+    return round_
 
 
 def build_scheduler(
@@ -72,8 +108,9 @@ def build_scheduler(
     connect = connector(
         settings.db.writer_dsn, settings.db, command_timeout=settings.db.command_timeout_seconds
     )
+    archiver = build_archiver(settings.lake, pool, metrics) if settings.lake.enabled else None
     return Scheduler(
-        policy(settings.scheduler, settings.lake),
+        policy(settings.scheduler, settings.lake, settings.retention),
         AdvisoryLockElection(connect, leader_key),
         PostgresDatabase(pool),
         PostgresOutboxRetention(pool),
@@ -82,5 +119,8 @@ def build_scheduler(
         transient=is_transient,
         metrics=metrics,
         tracing=PipelineTracing(),
-        archiver=build_archiver(settings.lake, pool, metrics) if settings.lake.enabled else None,
+        archiver=archiver,
+        maintenance=partition_maintenance(
+            settings.retention, pool, archiver.verify if archiver is not None else None
+        ),
     )

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app.ports import (
@@ -59,6 +59,8 @@ class SchedulePolicy:
     purge_interval_seconds: float = 300.0
     # The lake archive's rounds (when the scheduler has an archiver).
     archive_interval_seconds: float = 60.0
+    # Day partitions ahead and retention in PostgreSQL (`maintenance`), this often.
+    maintenance_interval_seconds: float = 3600.0
 
 
 class Scheduler:
@@ -77,10 +79,12 @@ class Scheduler:
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
         archiver: Archiver | None = None,
+        maintenance: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._policy = policy
         self._archiver = archiver
         self.archive_failures = 0
+        self._maintenance = maintenance
         self._tracing = tracing
         self._election = election
         self._db = db
@@ -119,6 +123,8 @@ class Scheduler:
             group.create_task(self._relaying(halt, leadership.wake))
             if self._archiver is not None:
                 group.create_task(self._archiving(self._archiver, halt))
+            if self._maintenance is not None:
+                group.create_task(self._maintaining(halt, self._maintenance))
 
     async def _holding(
         self, leadership: Leadership, stop: asyncio.Event, halt: asyncio.Event
@@ -143,6 +149,18 @@ class Scheduler:
                 self._purged_at = time.monotonic()
                 await self.purge()
             await wait_any(halt, self._policy.interval_seconds)
+
+    async def _maintaining(
+        self, halt: asyncio.Event, maintenance: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Partitions ahead and retention (app/services/retention.py), at once on taking
+        the lead, then every maintenance interval; a failed round is retried next time."""
+        while not halt.is_set():
+            try:
+                await maintenance()
+            except Exception as exc:
+                _log.error("partition maintenance failed", extra={"error": repr(exc)})
+            await wait_any(halt, self._policy.maintenance_interval_seconds)
 
     async def _relaying(self, halt: asyncio.Event, wake: asyncio.Event) -> None:
         while not halt.is_set():

@@ -53,9 +53,21 @@ async def lock_journal(conn: Connection) -> datetime:
     return now
 
 
-async def latest_hash(conn: Connection) -> str:
-    """Hash of the last record, or the genesis hash for an empty trail."""
-    value = await conn.fetchval("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+async def latest_hash(conn: Connection, near: datetime | None = None) -> str:
+    """Hash of the last record, or the genesis hash for an empty trail. Hold the journal
+    lock.
+
+    `near` (the journal's clock, which stamped the records' `at`): the database function
+    `qis_audit_head` (migration 0009) looks in that day's partition first, a one-table
+    query, about 0.22 ms whatever the partition count; a query over the partitioned
+    table probes every day partition (0.3 ms with 41 of them, 0.7 ms with 101, more on a
+    busy machine; benchmarks/results/partitions.md), under the lock that serialises
+    every writer's tail.
+    """
+    if near is None:
+        value = await conn.fetchval("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    else:
+        value = await conn.fetchval("SELECT qis_audit_head($1)", near)
     return GENESIS_HASH if value is None else str(value)
 
 
@@ -65,7 +77,7 @@ async def append_records(
     """Chain the entries after the latest record and insert them. Hold the journal lock."""
     if not entries:
         return []
-    prev = await latest_hash(conn)
+    prev = await latest_hash(conn, at)
     records: list[AuditRecord] = []
     for entry in entries:
         record = audit_record(
@@ -115,24 +127,26 @@ def _record(row: asyncpg.Record) -> AuditRecord:
 
 
 async def stream_records(
-    conn: Connection, *, table: str = "audit_log", batch: int = 2000
+    conn: Connection, *, table: str = "audit_log", batch: int = 2000, after_seq: int = 0
 ) -> AsyncIterator[AuditRecord]:
-    """Every record in seq order, from one consistent snapshot, read in batches.
+    """Every record with a seq above `after_seq` in seq order, from one consistent
+    snapshot, read in batches.
 
     `table` lets a verifier read a copy (e.g. a restored backup or a scratch table); it
-    must be a plain lower-case identifier.
+    must be a plain lower-case identifier. `after_seq`: the last record dropped by
+    retention (its checkpoint, `audit_checkpoints`), where the retained chain starts.
     """
     if not _TABLE.match(table):
         raise ValueError(f"not a table name: {table!r}")
     query = f"""SELECT seq, actor, action, entity_type, entity_id, before::text AS before,
                        after::text AS after, at, prev_hash, hash
-                  FROM {table} ORDER BY seq"""
+                  FROM {table} WHERE seq > $1 ORDER BY seq"""
     if conn.is_in_transaction():  # the caller's snapshot, e.g. a scratch table of its own
-        async for row in conn.cursor(query, prefetch=batch):
+        async for row in conn.cursor(query, after_seq, prefetch=batch):
             yield _record(row)
         return
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        async for row in conn.cursor(query, prefetch=batch):
+        async for row in conn.cursor(query, after_seq, prefetch=batch):
             yield _record(row)
 
 
