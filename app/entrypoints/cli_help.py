@@ -35,6 +35,7 @@ COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "dlq list": ("kafka", _LOG),
     "dlq replay": ("kafka", _LOG),
     "ingest": ("client", _LOG),
+    "lake query": ("lake", _LOG),
     "sizing": ("db", "kafka", "redis", _LOG),
     "dev issuer": (_LOG,),
     "dev token": ("auth.issuer", _LOG),

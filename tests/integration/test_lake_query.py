@@ -21,6 +21,7 @@ from app.domain.observation import Observation
 from app.domain.quality import Quality
 from app.domain.reconciliation import Exclusion
 from app.domain.versions import OfficialValue
+from app.entrypoints.cli import main
 from app.services.lake_query import TieredQueries, uncached_query_service
 from app.services.query import QueryService
 from tests.conftest import unique_series
@@ -330,3 +331,49 @@ async def test_reads_older_than_the_horizon_come_from_the_lake_after_the_drop(
         assert new["suspect_count"] == old["suspect_count"]
         assert new["minimum_score"] == old["minimum_score"]
         assert abs(new["average_score"] - old["average_score"]) <= 1e-4
+
+
+def test_qis_lake_query_prints_the_api_body_and_what_it_scanned(
+    lake: LakeFiles, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    series = unique_series("LC")
+    rows = make_rows(series, 2)
+    archive(lake, rows, 2)
+    for name, value in {
+        "QIS_LAKE__BUCKET": lake.bucket,
+        "QIS_LAKE__ACCESS_KEY_ID": "testing",
+        "QIS_LAKE__SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    snap = rows.corrected[1]
+    v1, v2 = (v for v in rows.official if v.snap == snap)
+    at = (v2.recorded_at - timedelta(seconds=1)).isoformat()
+
+    assert main(["lake", "query", series, "--snap", snap.isoformat(), "--as-of", at]) == 0
+    assert capsys.readouterr().out == msgspec.json.encode(v1).decode() + "\n"
+
+    argv = ["lake", "query", series, "--from", DAY.isoformat(), "--to", "2026-01-15T02:00:00Z"]
+    assert main([*argv, "--limit", "5", "--all", "--explain"]) == 0
+    out, err = capsys.readouterr()
+    items = msgspec.json.decode(out)["items"]
+    assert len(items) == 12
+    assert [i["version"] for i in items][:5] == [1, 2, 1, 1, 2]
+    assert "hours        2 in range, 2 with a manifest" in err
+    assert "PYTHON_ARROW_SCAN" in err  # DuckDB's plan: the filters pushed into the scan
+    assert f"\"reference_data_id\" = '{series}'" in err
+
+    assert main([*argv, "--format", "csv", "--limit", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("reference_data_id,snap,version,value,status,method")
+    assert "quality.score" in lines[0]
+    assert len(lines) == 4
+
+    assert main(["lake", "query", series, "--snap", "2026-01-15T00:00:01Z"]) == 1
+    assert "404" in capsys.readouterr().err
+    assert main(["lake", "query", series, "--snap", "yesterday"]) == 2
+    assert "--snap" in capsys.readouterr().err
+
+    assert main(["lake", "query", "--from", DAY.isoformat(), "--to", "2026-01-15T01:00:00Z"]) == 0
+    panel = [msgspec.json.decode(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(panel) == 6
+    assert {p["reference_data_id"] for p in panel} == {series}
