@@ -18,7 +18,7 @@ setup: ## Install uv if missing, then the locked Python dependencies into .venv
 	@$$(command -v uv || echo $(UV)) sync --frozen --extra tools --extra ingest --quiet
 
 .PHONY: stack-up stack-down stack-status
-stack-up: ## Install (if needed) and start PostgreSQL, Redis and Kafka on loopback
+stack-up: ## Install (if needed) and start PostgreSQL, Redis, Kafka and S3 (moto) on loopback
 	@bash $(STACK) up
 stack-down: ## Stop the local stack; leaves no process behind
 	@bash $(STACK) down
@@ -26,9 +26,10 @@ stack-status: ## Show the local stack's state
 	@bash $(STACK) status
 
 .PHONY: migrate
-migrate: setup stack-up ## Apply database migrations and create Kafka topics
+migrate: setup stack-up ## Apply database migrations, create Kafka topics and the S3 buckets
 	@$(VENV)/qis db migrate
 	@$(VENV)/qis kafka topics
+	@eval "$$(bash $(STACK) env)" && $(VENV)/qis lake buckets
 
 .PHONY: run
 run: setup ## Run everything in the foreground: stack, migrations, api, worker, scheduler (Ctrl-C stops)

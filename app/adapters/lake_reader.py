@@ -23,7 +23,6 @@ time); pyarrow's S3 filesystem reads the objects.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,7 +35,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from app.domain.lake import OBSERVATIONS, OFFICIAL_VALUES, Manifest, manifest_prefix
+from app.adapters.s3_lake import S3Lake, s3_client
+from app.domain.lake import OBSERVATIONS, OFFICIAL_VALUES, Manifest
 from app.domain.lake_reading import hours_between
 from app.domain.observation import Observation
 from app.domain.quality import SCORE_DECIMALS, Quality
@@ -52,12 +52,12 @@ from app.domain.timestamps import rfc3339
 from app.domain.versions import OfficialValue
 from app.settings import LakeSettings
 
-_GENERATION = re.compile(r"g(\d+)\.json$")
-_manifest = msgspec.json.Decoder(Manifest)
 _exclusions = msgspec.json.Decoder(tuple[Exclusion, ...])
 _attributes = msgspec.json.Decoder(dict[str, Any] | None)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _IO_THREADS = 16
+# The S3 adapter's boto3 client keeps 10 connections (botocore's default pool).
+_MANIFEST_THREADS = 8
 
 SERIES_COLUMN = "reference_data_id"
 SNAP_COLUMN = "snap"
@@ -164,28 +164,25 @@ def s3_filesystem(settings: LakeSettings, **extra: Any) -> pafs.S3FileSystem:
 
 
 class LakeFiles:
-    """The lake's bucket through a pyarrow filesystem: manifests and Parquet fragments."""
+    """The lake's bucket: manifests through the S3 adapter (`S3Lake`), the Parquet objects
+    through pyarrow's S3 filesystem (ranged reads of footers and column chunks)."""
 
-    def __init__(self, filesystem: pafs.FileSystem, bucket: str) -> None:
+    def __init__(self, lake: S3Lake, filesystem: pafs.FileSystem) -> None:
+        self.lake = lake
         self.filesystem = filesystem
-        self.bucket = bucket
         self.format = ds.ParquetFileFormat()
 
+    @classmethod
+    def from_settings(cls, settings: LakeSettings, bucket: str = "") -> LakeFiles:
+        lake = S3Lake(s3_client(settings), bucket or settings.bucket)
+        return cls(lake, s3_filesystem(settings))
+
     def path(self, key: str) -> str:
-        return f"{self.bucket}/{key}"
+        return f"{self.lake.bucket}/{self.lake.prefix}{key}"
 
     def manifest(self, hour: datetime) -> Manifest | None:
         """The newest generation's manifest of the hour, or None when it is not archived."""
-        selector = pafs.FileSelector(self.path(manifest_prefix(hour)), allow_not_found=True)
-        generations = [
-            (int(m[1]), info.path)
-            for info in self.filesystem.get_file_info(selector)
-            if (m := _GENERATION.search(info.path)) is not None
-        ]
-        if not generations:
-            return None
-        with self.filesystem.open_input_stream(max(generations)[1]) as stream:
-            return _manifest.decode(stream.read())
+        return self.lake.newest_manifest(hour)
 
     def fragment(self, key: str) -> ds.ParquetFileFragment:
         return self.format.make_fragment(self.path(key), self.filesystem)
@@ -199,7 +196,7 @@ class LakeReader:
         self._explain = explain
 
     def manifests(self, hours: Sequence[datetime]) -> list[Manifest]:
-        with ThreadPoolExecutor(min(_IO_THREADS, max(1, len(hours)))) as pool:
+        with ThreadPoolExecutor(min(_MANIFEST_THREADS, max(1, len(hours)))) as pool:
             found = list(pool.map(self._files.manifest, hours))
         return [m for m in found if m is not None]
 
@@ -224,13 +221,11 @@ class LakeReader:
         wanted = {series} if isinstance(series, str) else None if series is None else set(series)
         keys: list[str] = []
         for manifest in manifests:
-            listed = manifest.objects_of(dataset)
-            report.objects_listed += len(listed)
-            keys += [
-                o.key
-                for o in listed
-                if o.rows > 0 and (wanted is None or o.series is None or o.series in wanted)
-            ]
+            report.objects_listed += len(manifest.objects_of(dataset))
+            # One series: the objects that may hold it (its own, or a bundle whose range of
+            # series covers it); several: every object, the row groups prune the rest.
+            may_hold = manifest.objects_of(dataset, series if isinstance(series, str) else None)
+            keys += [o.key for o in may_hold if o.rows > 0]
         predicate = (ds.field(SNAP_COLUMN) >= pa.scalar(start, pa.timestamp("us", "UTC"))) & (
             ds.field(SNAP_COLUMN) < pa.scalar(end, pa.timestamp("us", "UTC"))
         )

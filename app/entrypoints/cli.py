@@ -373,16 +373,13 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         "--table", default="audit_log", help="verify a copy instead (e.g. a restored backup)"
     )
     verify.set_defaults(run=cmd_audit_verify)
-    lake = sub.add_parser("lake", help="the S3 data lake").add_subparsers(
-        dest="lake", required=True
-    )
     _add_dev(sub)
     _add_tools(sub, argv)
-    from app.entrypoints import dlq, ingest, lake_query
+    from app.entrypoints import dlq, ingest, lake, lake_query
 
-    lake_query.register(lake)
     dlq.register(sub)
     ingest.register(sub)
+    lake_query.register(lake.register(sub))
     annotate(parser)  # each command's --help: the QIS_* settings it reads
     return parser
 

@@ -31,6 +31,7 @@ COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "scheduler": ("scheduler", "db", "kafka", "telemetry"),
     "db migrate": ("db", _LOG),
     "kafka topics": ("kafka", _LOG),
+    "lake buckets": ("lake", _LOG),
     "audit verify": ("db", _LOG),
     "dlq list": ("kafka", _LOG),
     "dlq replay": ("kafka", _LOG),

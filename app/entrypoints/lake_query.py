@@ -90,12 +90,13 @@ def register(lake: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_lake_query(settings: Settings, args: argparse.Namespace) -> int:
-    from app.adapters.lake_reader import LakeFiles, LakeQueries, LakeReader, s3_filesystem
+    from app.adapters.lake_reader import LakeFiles, LakeQueries, LakeReader
+    from app.adapters.s3_lake import LAKE_ERRORS
     from app.services.lake_query import uncached_query_service
 
     reports: list[ScanReport] = []
     try:
-        files = LakeFiles(s3_filesystem(settings.lake), args.bucket or settings.lake.bucket)
+        files = LakeFiles.from_settings(settings.lake, args.bucket)
         store = LakeQueries(LakeReader(files, explain=args.explain), reports.append)
         if args.series is None:
             code = _panel(store, args, sys.stdout)
@@ -105,12 +106,19 @@ def cmd_lake_query(settings: Settings, args: argparse.Namespace) -> int:
         _err(f"qis lake query: {exc}")
         return EXIT_USAGE
     except OSError as exc:
-        _err(f"qis: cannot read the lake at {settings.lake.endpoint_url} ({exc})")
-        return EXIT_UNREACHABLE
+        return _unreachable(settings, exc)
+    except LAKE_ERRORS as exc:
+        return _unreachable(settings, exc)
     finally:
         for report in reports if args.explain else []:
             _err(report.text())
     return code
+
+
+def _unreachable(settings: Settings, exc: Exception) -> int:
+    where = settings.lake.endpoint_url or "the AWS endpoint"
+    _err(f"qis: cannot read the lake at {where} ({exc})")
+    return EXIT_UNREACHABLE
 
 
 async def _read(service: QueryService, args: argparse.Namespace, out: TextIO) -> int:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2030,SC2031  # with_pg_tls swaps the pg_* globals in a subshell, on purpose
-# Local service stack without Docker: PostgreSQL 15, Redis 7 and a single-node
-# Apache Kafka (KRaft, broker+controller in one JVM), all bound to 127.0.0.1.
+# Local service stack without Docker: PostgreSQL 15, Redis 7, a single-node
+# Apache Kafka (KRaft, broker+controller in one JVM) and an S3 endpoint (the moto
+# server from .venv, for the data lake and the backups), all bound to 127.0.0.1.
 # Next to the plaintext endpoints the application uses by default, secured ones:
 # a TLS-only PostgreSQL (pg-tls), a TLS + AUTH Redis (redis-tls) and a SASL_SSL
 # (SCRAM-SHA-512) Kafka listener, with certificates of a local CA made by openssl.
@@ -13,7 +14,7 @@
 #   infra/local/stack.sh env    [secure]               eval "$(infra/local/stack.sh env)"
 #   infra/local/stack.sh kafka-topics ARGS...          org.apache.kafka.tools.TopicCommand
 #
-# SERVICE: pg | redis | kafka | pg-tls | redis-tls (all five by default).
+# SERVICE: pg | redis | kafka | s3 | pg-tls | redis-tls (all six by default).
 #
 # Ports and credentials: infra/local/stack.env, overridable by environment
 # variables of the same name. State (data, logs, pids): $STACK_DIR, default
@@ -32,7 +33,7 @@ CFG_VARS=(STACK_PG_PORT STACK_REDIS_PORT STACK_KAFKA_PORT STACK_KAFKA_CONTROLLER
           STACK_REDIS_MAXMEMORY STACK_PG_USER STACK_PG_PASSWORD STACK_PG_DB
           STACK_PG_SHARED_BUFFERS STACK_PG_TLS_PORT STACK_REDIS_TLS_PORT
           STACK_REDIS_TLS_PASSWORD STACK_KAFKA_SASL_PORT STACK_KAFKA_SASL_USER
-          STACK_KAFKA_SASL_PASSWORD)
+          STACK_KAFKA_SASL_PASSWORD STACK_S3_PORT)
 
 load_config() {
   # The env file holds plain assignments; remember what the caller exported so
@@ -55,6 +56,7 @@ load_config() {
   : "${STACK_PG_TLS_PORT:=55433}" "${STACK_REDIS_TLS_PORT:=56380}" "${STACK_KAFKA_SASL_PORT:=59094}"
   : "${STACK_REDIS_TLS_PASSWORD:=qis-redis-auth}"
   : "${STACK_KAFKA_SASL_USER:=qis}" "${STACK_KAFKA_SASL_PASSWORD:=qis-scram-secret}"
+  : "${STACK_S3_PORT:=59000}"
 }
 load_config
 
@@ -64,6 +66,7 @@ STACK_DIR=$(realpath -m "${STACK_DIR:-$REPO/.local}")
 PG_TIMEOUT=${STACK_PG_TIMEOUT:-30}
 REDIS_TIMEOUT=${STACK_REDIS_TIMEOUT:-10}
 KAFKA_TIMEOUT=${STACK_KAFKA_TIMEOUT:-90}
+S3_TIMEOUT=${STACK_S3_TIMEOUT:-30}
 STOP_TIMEOUT=${STACK_STOP_TIMEOUT:-30}
 
 PG_DIR=$STACK_DIR/pg
@@ -75,6 +78,7 @@ PG_TLS_DIR=$STACK_DIR/pg-tls
 REDIS_DIR=$STACK_DIR/redis
 REDIS_TLS_DIR=$STACK_DIR/redis-tls
 KAFKA_DIR=$STACK_DIR/kafka
+S3_DIR=$STACK_DIR/s3
 # Local CA and server certificate (127.0.0.1 and localhost) for the secured services.
 TLS_DIR=$STACK_DIR/tls
 # Set (in a subshell) while the pg_* functions work on the TLS-only cluster.
@@ -197,7 +201,8 @@ port_reserved() {  # PORT LIST, LIST as the kernel prints it: "55432,59092-59093
 }
 reserve_ports() {
   local f=/proc/sys/net/ipv4/ip_local_reserved_ports cur p add=()
-  (( IS_ROOT )) && [[ -w $f ]] || return 0
+  # STACK_RESERVE_PORTS=0: leave the kernel alone (tests on throw-away ports).
+  [[ ${STACK_RESERVE_PORTS:-1} == 1 ]] && (( IS_ROOT )) && [[ -w $f ]] || return 0
   cur=$(<"$f")
   for p in "$@"; do
     port_reserved "$p" "$cur" || add+=("$p")
@@ -860,9 +865,72 @@ kafka_down() {
 }
 
 # ---------------------------------------------------------------------------
+# S3 (the moto server in server mode, from the project's .venv)
+# ---------------------------------------------------------------------------
+# moto keeps objects in memory. To survive a restart, its request recorder appends
+# every request it serves (bodies base64) to $S3_DIR/recording.jsonl, and 'up'
+# replays that file into the fresh server before it counts as ready: buckets and
+# objects come back as they were. Deleting the file (with s3 down) empties the local
+# lake. Static credentials: any access key works; `stack.sh env` exports "testing".
+S3_BIN=${STACK_S3_BIN:-$REPO/.venv/bin/moto_server}
+S3_RECORDING=$S3_DIR/recording.jsonl
+
+s3_pid()     { read_pid "$S3_DIR/s3.pid"; }
+s3_alive()   { local p; p=$(s3_pid); [[ -n $p ]] && proc_is "$p" moto_server; }
+# A TCP probe, not an HTTP one: the recorder would keep every probe request.
+s3_ready()   { port_open "$STACK_S3_PORT"; }
+s3_running() { s3_alive && s3_ready; }
+# A moto server someone else started on the port (its management API answers).
+s3_foreign() { ! s3_alive && curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$STACK_S3_PORT/moto-api/" 2>/dev/null; }
+
+s3_up() {
+  [[ -x $S3_BIN ]] || die "s3: $S3_BIN not found (run 'make setup': moto[server] is a dev dependency)"
+  command -v curl >/dev/null || apt_install curl
+  mkdir -p "$S3_DIR"
+  if s3_alive; then
+    wait_ready s3 "$S3_TIMEOUT" "$S3_DIR/s3.log" s3_alive s3_ready
+    log "s3: already running (pid $(s3_pid), port $STACK_S3_PORT)"
+    return 0
+  fi
+  if port_open "$STACK_S3_PORT"; then
+    s3_foreign || die "s3: port 127.0.0.1:$STACK_S3_PORT is used by another process (see: ss -ltnp)"
+    log "s3: a moto server not started by stack.sh answers on $STACK_S3_PORT: using it (down leaves it alone)"
+    return 0
+  fi
+  rm -f "$S3_DIR/s3.pid"
+  [[ -f $S3_DIR/s3.log ]] && mv -f "$S3_DIR/s3.log" "$S3_DIR/s3.log.1"
+  log "s3: starting moto server on 127.0.0.1:$STACK_S3_PORT"
+  # shellcheck disable=SC2016  # $$ is the inner shell's
+  MOTO_ENABLE_RECORDING=true MOTO_RECORDER_FILEPATH=$S3_RECORDING \
+  setsid nohup bash -c 'echo $$ > "$1"; shift; exec "$@"' s3-launcher "$S3_DIR/s3.pid" \
+    "$S3_BIN" -H 127.0.0.1 -p "$STACK_S3_PORT" </dev/null >>"$S3_DIR/s3.log" 2>&1 &
+  local start=$SECONDS
+  while [[ ! -s $S3_DIR/s3.pid ]] && (( SECONDS - start < 5 )); do sleep 0.1; done
+  wait_ready s3 "$S3_TIMEOUT" "$S3_DIR/s3.log" s3_alive s3_ready
+  if [[ -s $S3_RECORDING ]]; then
+    log "s3: restoring buckets and objects from $S3_RECORDING ($(du -h "$S3_RECORDING" | cut -f1))"
+    curl -fsS -o /dev/null -X POST --max-time 600 \
+      "http://127.0.0.1:$STACK_S3_PORT/moto-api/recorder/replay-recording" \
+      || fail_with_log "s3: replaying $S3_RECORDING failed" "$S3_DIR/s3.log"
+  fi
+  log "s3: ready (pid $(s3_pid))"
+}
+
+s3_down() {
+  local pid; pid=$(s3_pid)
+  if [[ -z $pid ]] || ! proc_is "$pid" moto_server; then
+    log "s3: not running"; rm -f "$S3_DIR/s3.pid"; return 0
+  fi
+  log "s3: stopping (pid $pid)"
+  stop_pid s3 "$pid"
+  rm -f "$S3_DIR/s3.pid"
+  log "s3: stopped"
+}
+
+# ---------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------
-ALL_SERVICES=(pg redis kafka pg-tls redis-tls)
+ALL_SERVICES=(pg redis kafka s3 pg-tls redis-tls)
 
 normalize_services() {
   local s out=()
@@ -872,9 +940,10 @@ normalize_services() {
       pg|postgres|postgresql) out+=(pg) ;;
       redis) out+=(redis) ;;
       kafka) out+=(kafka) ;;
+      s3|moto) out+=(s3) ;;
       pg-tls|postgres-tls) out+=(pg_tls) ;;
       redis-tls) out+=(redis_tls) ;;
-      *) die "unknown service '$s' (pg|redis|kafka|pg-tls|redis-tls)" ;;
+      *) die "unknown service '$s' (pg|redis|kafka|s3|pg-tls|redis-tls)" ;;
     esac
   done
   printf '%s\n' "${out[@]}"
@@ -884,7 +953,7 @@ cmd_up() {
   local s svcs t0=$SECONDS
   svcs=$(normalize_services "$@")
   reserve_ports "$STACK_PG_PORT" "$STACK_REDIS_PORT" "$STACK_KAFKA_PORT" "$STACK_KAFKA_CONTROLLER_PORT" \
-                "$STACK_PG_TLS_PORT" "$STACK_REDIS_TLS_PORT" "$STACK_KAFKA_SASL_PORT"
+                "$STACK_PG_TLS_PORT" "$STACK_REDIS_TLS_PORT" "$STACK_KAFKA_SASL_PORT" "$STACK_S3_PORT"
   for s in $svcs; do "${s}_up"; done
   log "up done in $((SECONDS - t0))s"
   cmd_status >&2 || true
@@ -893,7 +962,7 @@ cmd_up() {
 cmd_down() {
   local s svcs
   svcs=$(normalize_services "$@")
-  # Reverse order: redis-tls, pg-tls, kafka, redis, pg.
+  # Reverse order: redis-tls, pg-tls, s3, kafka, redis, pg.
   for s in $(printf '%s\n' "$svcs" | tac); do "${s}_down"; done
 }
 
@@ -907,11 +976,20 @@ cmd_status() {
   printf '%-9s %-4s 127.0.0.1:%-5s  pid %s\n' redis "$state" "$STACK_REDIS_PORT" "$pid"
   if kafka_running; then state=up; pid=$(kafka_pid); else state=down; pid=-; rc=3; fi
   printf '%-9s %-4s 127.0.0.1:%-5s  pid %s  (SASL_SSL 127.0.0.1:%s)\n' kafka "$state" "$STACK_KAFKA_PORT" "$pid" "$STACK_KAFKA_SASL_PORT"
+  if s3_running; then state=up; pid=$(s3_pid); elif s3_foreign; then state=up; pid='- (not started by stack.sh)'; else state=down; pid=-; rc=3; fi
+  printf '%-9s %-4s 127.0.0.1:%-5s  pid %s\n' s3 "$state" "$STACK_S3_PORT" "$pid"
   if [[ -n $PG_BIN ]] && with_pg_tls pg_running; then state=up; pid=$(with_pg_tls pg_pid); else state=down; pid=-; rc=3; fi
   printf '%-9s %-4s 127.0.0.1:%-5s  pid %s  (TLS only)\n' pg-tls "$state" "$STACK_PG_TLS_PORT" "$pid"
   if command -v redis-cli >/dev/null && [[ -f $TLS_DIR/ca.pem ]] && redis_tls_running; then state=up; pid=$(redis_tls_pid); else state=down; pid=-; rc=3; fi
   printf '%-9s %-4s 127.0.0.1:%-5s  pid %s  (TLS + AUTH)\n' redis-tls "$state" "$STACK_REDIS_TLS_PORT" "$pid"
   return $rc
+}
+
+# The lake's S3 endpoint (plain HTTP in both variants: moto serves no TLS).
+s3_env() {
+  printf 'export QIS_LAKE__ENDPOINT_URL=%q\n' "http://127.0.0.1:$STACK_S3_PORT"
+  printf 'export QIS_LAKE__ACCESS_KEY_ID=testing\n'
+  printf 'export QIS_LAKE__SECRET_ACCESS_KEY=testing\n'
 }
 
 cmd_env() {
@@ -923,6 +1001,7 @@ cmd_env() {
       printf 'export QIS_DB__READER_DSN=%q\n' "$dsn"
       printf 'export QIS_KAFKA__BOOTSTRAP_SERVERS=%q\n' "127.0.0.1:$STACK_KAFKA_PORT"
       printf 'export QIS_REDIS__URL=%q\n' "redis://127.0.0.1:$STACK_REDIS_PORT/0"
+      s3_env
       ;;
     secure)
       # The secured endpoints, with certificate and host name verification.
@@ -940,6 +1019,7 @@ cmd_env() {
       printf 'export QIS_REDIS__URL=%q\n' "rediss://127.0.0.1:$STACK_REDIS_TLS_PORT/0"
       printf 'export QIS_REDIS__PASSWORD=%q\n' "$STACK_REDIS_TLS_PASSWORD"
       printf 'export QIS_REDIS__SSL_CA_FILE=%q\n' "$ca"
+      s3_env
       ;;
     *) die "usage: stack.sh env [plain|secure]" ;;
   esac
@@ -947,11 +1027,12 @@ cmd_env() {
 
 cmd_logs() {
   local svc f
-  svc=$(normalize_services "${1:?usage: stack.sh logs pg|redis|kafka|pg-tls|redis-tls [-f]}")
+  svc=$(normalize_services "${1:?usage: stack.sh logs pg|redis|kafka|s3|pg-tls|redis-tls [-f]}")
   case $svc in
     pg) f=$PG_DIR/pg.log ;;
     redis) f=$REDIS_DIR/redis.log ;;
     kafka) f=$KAFKA_DIR/kafka.log ;;
+    s3) f=$S3_DIR/s3.log ;;
     pg_tls) f=$PG_TLS_DIR/pg.log ;;
     redis_tls) f=$REDIS_TLS_DIR/redis.log ;;
   esac
@@ -967,7 +1048,7 @@ cmd_kafka_topics() {
 }
 
 usage() {
-  sed -n '3,17p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
+  sed -n '3,18p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 

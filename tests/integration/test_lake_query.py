@@ -4,7 +4,6 @@ scan reports; reads older than the retention horizon answered from the lake."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,10 +11,11 @@ import asyncpg
 import msgspec
 import pytest
 
-from app.adapters.lake_reader import LakeFiles, LakeQueries, LakeReader, ScanReport
+from app.adapters.lake_reader import LakeFiles, LakeQueries, LakeReader, ScanReport, s3_filesystem
 from app.adapters.postgres.observations import insert_observations
 from app.adapters.postgres.official_values import insert_versions
 from app.adapters.postgres.queries import PostgresQueries
+from app.adapters.s3_lake import S3Lake
 from app.domain.lake import HOUR, OBSERVATIONS, OFFICIAL_VALUES
 from app.domain.observation import Observation
 from app.domain.quality import Quality
@@ -24,8 +24,10 @@ from app.domain.versions import OfficialValue
 from app.entrypoints.cli import main
 from app.services.lake_query import TieredQueries, uncached_query_service
 from app.services.query import QueryService
+from app.settings import Settings
 from tests.conftest import unique_series
-from tests.lake_helpers import delete_bucket, new_bucket, write_hour
+from tests.integration.lake_helpers import lake_settings, own_lake
+from tests.integration.lake_rows import write_hour
 
 pytestmark = pytest.mark.integration
 
@@ -117,24 +119,25 @@ def merged(*parts: Rows) -> Rows:
     )
 
 
-def archive(files: LakeFiles, rows: Rows, hours: int, *, bundled: bool = False) -> None:
+def archive(files: LakeFiles, rows: Rows, hours: int, *, per_series: bool = False) -> None:
     for h in range(hours):
         start = DAY + h * HOUR
         end = start + HOUR
         write_hour(
-            files,
+            files.lake,
             start,
             [v for v in rows.official if start <= v.snap < end],
             [o for o in rows.observations if start <= o.snap < end],
-            bundled=bundled,
+            per_series=per_series,
         )
 
 
+__all__ = ["own_lake"]
+
+
 @pytest.fixture
-def lake() -> Iterator[LakeFiles]:
-    files = new_bucket()
-    yield files
-    delete_bucket(files)
+def lake(own_lake: S3Lake, settings: Settings) -> LakeFiles:
+    return LakeFiles(own_lake, s3_filesystem(lake_settings(settings, own_lake.bucket)))
 
 
 async def store_in_db(pool: asyncpg.Pool, rows: Rows) -> None:
@@ -238,10 +241,11 @@ async def test_the_lake_answers_every_read_as_postgresql_does(
 async def test_a_one_series_day_reads_only_that_series_objects_of_its_24_hours(
     lake: LakeFiles,
 ) -> None:
+    """Objects per series-hour: the manifests' series prune the objects."""
     series = [unique_series("LP") for _ in range(3)]
     hours = 26  # the day, and two hours of the next one
     every = timedelta(minutes=30)
-    archive(lake, merged(*(make_rows(s, hours, every) for s in series)), hours)
+    archive(lake, merged(*(make_rows(s, hours, every) for s in series)), hours, per_series=True)
     reports: list[ScanReport] = []
     service = lake_service(lake, reports)
 
@@ -266,7 +270,7 @@ async def test_bundled_objects_are_pruned_by_row_group_statistics(lake: LakeFile
     hours = 1
     every = timedelta(seconds=60)  # 60 snaps an hour, 80 versions: 240 rows, 3 row groups
     rows = [make_rows(s, hours, every) for s in series]
-    write_hour(lake, DAY, [v for r in rows for v in r.official], bundled=True)
+    write_hour(lake.lake, DAY, [v for r in rows for v in r.official])
     reports: list[ScanReport] = []
     service = lake_service(lake, reports)
 
@@ -274,7 +278,7 @@ async def test_bundled_objects_are_pruned_by_row_group_statistics(lake: LakeFile
 
     assert len(msgspec.json.decode(body)["items"]) == 60
     (report,) = reports
-    assert len(report.objects) == 1  # the bundle: its manifest entry names no series
+    assert len(report.objects) == 1  # the hour's object: its manifest entry names no series
     assert report.row_groups_total == 3
     assert report.row_groups == 1  # the first series' rows fill the first group only
 
@@ -340,7 +344,7 @@ def test_qis_lake_query_prints_the_api_body_and_what_it_scanned(
     rows = make_rows(series, 2)
     archive(lake, rows, 2)
     for name, value in {
-        "QIS_LAKE__BUCKET": lake.bucket,
+        "QIS_LAKE__BUCKET": lake.lake.bucket,
         "QIS_LAKE__ACCESS_KEY_ID": "testing",
         "QIS_LAKE__SECRET_ACCESS_KEY": "testing",
     }.items():
@@ -377,3 +381,34 @@ def test_qis_lake_query_prints_the_api_body_and_what_it_scanned(
     panel = [msgspec.json.decode(line) for line in capsys.readouterr().out.splitlines()]
     assert len(panel) == 6
     assert {p["reference_data_id"] for p in panel} == {series}
+
+
+async def test_a_one_series_day_in_the_archive_layout_scans_only_its_row_groups(
+    lake: LakeFiles,
+) -> None:
+    """One object per hour holding every series sorted: row-group statistics prune."""
+    series = sorted(unique_series("LH") for _ in range(8))
+    hours = 25
+    every = timedelta(minutes=15)
+    rows = merged(*(make_rows(s, hours, every) for s in series))
+    for h in range(hours):
+        start = DAY + h * HOUR
+        write_hour(
+            lake.lake, start, [v for v in rows.official if start <= v.snap < start + HOUR],
+            row_group_rows=4,
+        )  # fmt: skip
+    reports: list[ScanReport] = []
+    service = lake_service(lake, reports)
+
+    body = await service.history(series[3], DAY, DAY + timedelta(days=1), limit=1000)
+
+    items = msgspec.json.decode(body)["items"]
+    assert len(items) == 96
+    assert {i["reference_data_id"] for i in items} == {series[3]}
+    (report,) = reports
+    assert (report.hours, report.manifests, len(report.objects)) == (24, 24, 24)
+    assert all(key.startswith("reference-data/2026/01/15/") for key in report.objects)
+    # 8 series x 5-6 versions an hour in groups of 4: 10-12 groups; one series spans 2-3.
+    assert report.row_groups_total >= 24 * 10
+    assert report.row_groups <= 24 * 3
+    assert report.row_groups * 4 <= report.row_groups_total
