@@ -26,7 +26,7 @@ _LOG = "telemetry.log_level"
 
 # Command (its words after `qis`; a prefix covers the commands under it) -> what it reads.
 COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
-    "api": ("api", "db", "kafka", "redis", "cache", "telemetry", "auth", "rate_limit"),
+    "api": ("api", "db", "kafka", "redis", "cache", "telemetry", "auth", "rate_limit", "lake"),
     "worker": ("worker", "db", "kafka", "telemetry"),
     "scheduler": ("scheduler", "db", "kafka", "telemetry"),
     "db migrate": ("db", _LOG),

@@ -12,7 +12,7 @@ holding the horizon is merged from both.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from app.domain.lake import OBSERVATIONS, OFFICIAL_VALUES
@@ -77,12 +77,24 @@ def uncached_query_service(store: QueryStore) -> QueryService:
 
 
 class TieredQueries:
-    """`QueryStore`: the database, and the lake for what retention dropped from it."""
+    """`QueryStore`: the database, and the lake (`lake()` opens it) for what retention
+    dropped from it."""
 
-    def __init__(self, database: QueryStore, lake: QueryStore, horizon: LakeHorizon) -> None:
+    def __init__(
+        self, database: QueryStore, lake: Callable[[], QueryStore], horizon: LakeHorizon
+    ) -> None:
         self._db = database
-        self._lake = lake
+        self._open_lake = lake
+        self._lake_store: QueryStore | None = None
         self._horizon = horizon
+
+    @property
+    def _lake(self) -> QueryStore:
+        # Opened at the first read before the horizon: a process that never reads that
+        # far never loads the lake's engine.
+        if self._lake_store is None:
+            self._lake_store = self._open_lake()
+        return self._lake_store
 
     async def _store_of(self, dataset: str, snap: datetime) -> QueryStore:
         horizon = await self._horizon.retained_from(dataset)
@@ -109,9 +121,15 @@ class TieredQueries:
     async def observations(
         self, series: str, snap: datetime, after: tuple[datetime, str] | None, limit: int
     ) -> list[Observation]:
-        # A snap's observations all belong to its hour: one side answers.
-        store = await self._store_of(OBSERVATIONS, snap)
-        return await store.observations(series, snap, after, limit)
+        horizon = await self._horizon.retained_from(OBSERVATIONS)
+        if horizon is None or snap >= horizon:
+            return await self._db.observations(series, snap, after, limit)
+        # Dropped from the database, but a late observation of the snap may have arrived
+        # since (retention leaves such rows in the database): both, in receipt order.
+        archived = await self._lake.observations(series, snap, after, limit)
+        late = await self._db.observations(series, snap, after, limit)
+        merged = {o.observation_id: o for o in [*archived, *late]}.values()
+        return sorted(merged, key=lambda o: (o.received_at, o.observation_id))[:limit]
 
     async def history(
         self,

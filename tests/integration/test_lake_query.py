@@ -318,7 +318,7 @@ async def test_reads_older_than_the_horizon_come_from_the_lake_after_the_drop(
     reports: list[ScanReport] = []
     tiered = uncached_query_service(
         TieredQueries(
-            PostgresQueries(pool, pool), LakeQueries(LakeReader(lake), reports.append), at
+            PostgresQueries(pool, pool), lambda: LakeQueries(LakeReader(lake), reports.append), at
         )
     )
     after = await answers(tiered, series, rows, hours)
