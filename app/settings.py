@@ -268,6 +268,18 @@ class LakeSettings(_Section, frozen=True):
     # Static credentials for the local endpoint only; empty in AWS (the pod's IAM role).
     access_key_id: str = ""
     secret_access_key: str = ""
+    # The archive (the scheduler's leader): how often it looks for closed hours, and how
+    # many hours one round writes at most (a backlog is worked off round by round).
+    archive_interval_seconds: float = 60.0
+    archive_max_hours_per_round: int = 24
+    # An hour is closed this long after the longest reconciliation window of any series
+    # has passed its end: time for late observations.
+    archive_late_grace_seconds: float = 600.0
+    # Archived hours re-checked each round for late corrections (a new generation), back
+    # from the newest archived hour.
+    archive_recheck_hours: int = 24
+    # Rows per Parquet row group (benchmarks/results/lake.md).
+    row_group_rows: int = 16_384
 
 
 class Settings(_Section, frozen=True):

@@ -19,6 +19,7 @@ from alarms.definitions import (
 from app.telemetry.catalogue import (
     CACHE_LEVELS,
     INGESTION_ROUTE,
+    LAKE_STATES,
     NAMESPACE,
     OBSERVATIONS_TOPIC,
 )
@@ -262,6 +263,44 @@ GOLDEN_SIGNALS = Dashboard(
             period=300,
             y_label="seconds",
             thresholds=(_threshold(alarms.STALE_PUBLICATION, " s"),),
+        ),
+        TextWidget(markdown="## scheduler - data lake archive"),
+        MetricWidget(
+            title="Lake hours by state, and failed archive rounds (retried next round)",
+            lines=(
+                *(
+                    MetricLine(
+                        metric=_custom("LakeHoursArchived", Service="scheduler", State=state),
+                        stat="Sum",
+                        label=f"hours {state}",
+                    )
+                    for state in LAKE_STATES
+                ),
+                MetricLine(
+                    metric=_custom("LakeArchiveFailures", Service="scheduler"),
+                    stat="Sum",
+                    label="failed rounds",
+                ),
+            ),
+            period=300,
+            y_label="per 5 minutes",
+        ),
+        MetricWidget(
+            title="Lake archive volume",
+            lines=(
+                MetricLine(
+                    metric=_custom("LakeRowsArchived", Service="scheduler"),
+                    stat="Sum",
+                    label="rows",
+                ),
+                MetricLine(
+                    metric=_custom("LakeBytesArchived", Service="scheduler"),
+                    stat="Sum",
+                    label="bytes",
+                ),
+            ),
+            period=300,
+            y_label="per 5 minutes",
         ),
         TextWidget(markdown="## dead letters - records and rows set aside, by service and stage"),
         DEAD_LETTERS_WIDGET,

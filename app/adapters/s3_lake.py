@@ -21,7 +21,7 @@ import msgspec
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app.domain.lake import Manifest, manifest_key, manifest_prefix
+from app.domain.lake import Manifest, ObjectConflict, manifest_key, manifest_prefix
 
 if TYPE_CHECKING:
     from app.settings import LakeSettings
@@ -40,14 +40,6 @@ LAKE_ERRORS: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
 _MANIFEST = re.compile(r"g(\d{4,})\.json$")
 _encode = msgspec.json.Encoder()
 _manifest = msgspec.json.Decoder(Manifest)
-
-
-class ObjectConflict(RuntimeError):
-    """A key already holds other bytes than the ones to write: never overwritten."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(f"s3 object {key} already exists with other content")
-        self.key = key
 
 
 def s3_client(settings: LakeSettings) -> Any:

@@ -34,9 +34,12 @@ __all__ = [
     "HOUR",
     "OBSERVATIONS",
     "OFFICIAL_VALUES",
+    "DatasetExport",
     "DatasetSummary",
+    "HourExport",
     "Manifest",
     "ManifestObject",
+    "ObjectConflict",
     "audit_key",
     "closed_hours",
     "hour_object_key",
@@ -98,6 +101,14 @@ def manifest_key(hour: datetime, generation: int) -> str:
     return f"{manifest_prefix(hour)}g{generation:04d}.json"
 
 
+class ObjectConflict(RuntimeError):
+    """A lake key already holds other bytes than the ones to write: never overwritten."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"lake object {key} already exists with other content")
+        self.key = key
+
+
 class ManifestObject(msgspec.Struct, frozen=True, kw_only=True):
     key: str
     dataset: str
@@ -139,3 +150,23 @@ def _may_hold(o: ManifestObject, series: str | None) -> bool:
     if o.first_series is None or o.last_series is None:
         return o.rows > 0
     return o.first_series <= series <= o.last_series
+
+
+class DatasetExport(msgspec.Struct, frozen=True, kw_only=True):
+    """One dataset of an hour as read from the database in one snapshot: its summary and,
+    when encoded, the object's bytes (None: no rows, no object)."""
+
+    dataset: str
+    summary: DatasetSummary
+    data: bytes | None = None
+    first_series: str | None = None
+    last_series: str | None = None
+
+
+class HourExport(msgspec.Struct, frozen=True, kw_only=True):
+    """An hour's datasets from one database snapshot. `as_of`: every row stored before it
+    is in the snapshot (the start of the oldest transaction still open then), so a row
+    stored later is one the export may not have seen."""
+
+    datasets: list[DatasetExport]
+    as_of: datetime

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from app.adapters.failures import is_transient
 from app.adapters.kafka_events import KafkaEventPublisher
+from app.adapters.postgres.archive import PostgresArchiveSource
 from app.adapters.postgres.leadership import (
     LEADER_LOCK_KEY,
     AdvisoryLockElection,
@@ -14,20 +17,45 @@ from app.adapters.postgres.leadership import (
 )
 from app.adapters.postgres.pipeline import PostgresDatabase
 from app.adapters.postgres.pool import connector
+from app.adapters.s3_lake import S3Lake
+from app.services.archive import ArchivePolicy, Archiver
 from app.services.journal import Topics
 from app.services.schedule import SchedulePolicy, Scheduler
-from app.settings import SchedulerSettings, Settings
+from app.settings import LakeSettings, SchedulerSettings, Settings
+from app.telemetry.lake import archive_span
 from app.telemetry.metrics import QisMetrics
 from app.telemetry.pipeline_tracing import PipelineTracing
 
 
-def policy(settings: SchedulerSettings) -> SchedulePolicy:
+def archive_policy(settings: LakeSettings) -> ArchivePolicy:
+    return ArchivePolicy(
+        late_grace=timedelta(seconds=settings.archive_late_grace_seconds),
+        max_hours_per_round=settings.archive_max_hours_per_round,
+        recheck_hours=settings.archive_recheck_hours,
+    )
+
+
+def build_archiver(
+    settings: LakeSettings, pool: asyncpg.Pool, metrics: QisMetrics | None = None
+) -> Archiver:
+    """The lake archive over the database pool and the lake bucket."""
+    return Archiver(
+        PostgresArchiveSource(pool, settings.row_group_rows),
+        S3Lake.from_settings(settings),
+        archive_policy(settings),
+        metrics=metrics,
+        span=archive_span,
+    )
+
+
+def policy(settings: SchedulerSettings, lake: LakeSettings | None = None) -> SchedulePolicy:
     return SchedulePolicy(
         interval_seconds=settings.interval_seconds,
         relay_batch_size=settings.relay_batch_size,
         window_batch_size=settings.window_batch_size,
         outbox_retention_seconds=settings.outbox_retention_seconds,
         purge_interval_seconds=settings.purge_interval_seconds,
+        archive_interval_seconds=(lake or LakeSettings()).archive_interval_seconds,
     )
 
 
@@ -45,7 +73,7 @@ def build_scheduler(
         settings.db.writer_dsn, settings.db, command_timeout=settings.db.command_timeout_seconds
     )
     return Scheduler(
-        policy(settings.scheduler),
+        policy(settings.scheduler, settings.lake),
         AdvisoryLockElection(connect, leader_key),
         PostgresDatabase(pool),
         PostgresOutboxRetention(pool),
@@ -54,4 +82,5 @@ def build_scheduler(
         transient=is_transient,
         metrics=metrics,
         tracing=PipelineTracing(),
+        archiver=build_archiver(settings.lake, pool, metrics) if settings.lake.enabled else None,
     )

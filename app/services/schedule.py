@@ -38,6 +38,7 @@ from app.ports import (
     PipelineDatabase,
     Tracing,
 )
+from app.services.archive import Archiver
 from app.services.instrumentation import NullMetrics
 from app.services.journal import Topics
 from app.services.publish import relay_audit, relay_outbox
@@ -56,6 +57,8 @@ class SchedulePolicy:
     window_batch_size: int = 1000
     outbox_retention_seconds: float = 86_400.0
     purge_interval_seconds: float = 300.0
+    # The lake archive's rounds (when the scheduler has an archiver).
+    archive_interval_seconds: float = 60.0
 
 
 class Scheduler:
@@ -73,8 +76,11 @@ class Scheduler:
         transient: Callable[[BaseException], bool],
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
+        archiver: Archiver | None = None,
     ) -> None:
         self._policy = policy
+        self._archiver = archiver
+        self.archive_failures = 0
         self._tracing = tracing
         self._election = election
         self._db = db
@@ -111,6 +117,8 @@ class Scheduler:
             group.create_task(self._holding(leadership, stop, halt))
             group.create_task(self._closing_windows(halt))
             group.create_task(self._relaying(halt, leadership.wake))
+            if self._archiver is not None:
+                group.create_task(self._archiving(self._archiver, halt))
 
     async def _holding(
         self, leadership: Leadership, stop: asyncio.Event, halt: asyncio.Event
@@ -141,6 +149,21 @@ class Scheduler:
             wake.clear()
             await self.relay(halt)
             await wait_any(halt, self._policy.interval_seconds, wake)
+
+    async def _archiving(self, archiver: Archiver, halt: asyncio.Event) -> None:
+        while not halt.is_set():
+            await self.archive(archiver, halt)
+            await wait_any(halt, self._policy.archive_interval_seconds)
+
+    async def archive(self, archiver: Archiver, halt: asyncio.Event | None = None) -> None:
+        """One archive round; an unreachable S3 (or anything else) is logged, counted and
+        retried next round: it never stops the scheduler's other loops."""
+        try:
+            await archiver.run_round(halt)
+        except Exception as exc:
+            self.archive_failures += 1
+            archiver.metrics.lake_archive_failure()
+            _log.error("lake archive failed", extra={"error": repr(exc)})
 
     async def close_windows(self) -> None:
         """Close every due window (one round); failures are logged and retried next round."""

@@ -14,6 +14,7 @@ OBSERVATIONS_TOPIC = "qis.observations.v1"
 SERVICES = ("api", "worker", "scheduler")
 STATUS_CLASSES = ("2xx", "4xx", "5xx")
 CACHE_LEVELS = ("L1", "L2")
+LAKE_STATES = ("archived", "corrected", "unchanged")
 # Every metric carries the deployment's environment (QIS_TELEMETRY__ENVIRONMENT), so
 # staging and prod can share an account: the dashboards and alarms filter on it.
 ENVIRONMENT_DIMENSION = "Environment"
@@ -159,6 +160,39 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         ),
         services=("scheduler",),
         meaning="snap time to official value published",
+    ),
+    MetricSpec(
+        name="LakeHoursArchived",
+        unit="Count",
+        kind="counter",
+        dimensions=("Environment", "Service", "State"),
+        services=("scheduler",),
+        meaning="hours the lake archive processed, by State: archived (first generation),"
+        " corrected (a new generation), unchanged (already in the lake)",
+    ),
+    MetricSpec(
+        name="LakeRowsArchived",
+        unit="Count",
+        kind="counter",
+        dimensions=("Environment", "Service"),
+        services=("scheduler",),
+        meaning="rows (official values, observations, audit records) written to the lake",
+    ),
+    MetricSpec(
+        name="LakeBytesArchived",
+        unit="Bytes",
+        kind="counter",
+        dimensions=("Environment", "Service"),
+        services=("scheduler",),
+        meaning="object bytes written to the lake",
+    ),
+    MetricSpec(
+        name="LakeArchiveFailures",
+        unit="Count",
+        kind="counter",
+        dimensions=("Environment", "Service"),
+        services=("scheduler",),
+        meaning="archive rounds that failed (S3 or the database unreachable); retried next round",
     ),
 )
 

@@ -230,6 +230,10 @@ class QisMetrics:
             "PublicationFreshness", unit="s", description="snap to published"
         )
         meter.create_observable_gauge("ConsumerLag", callbacks=[self._collect], unit="Count")
+        self._lake_hours = meter.create_counter("LakeHoursArchived", unit="Count")
+        self._lake_rows = meter.create_counter("LakeRowsArchived", unit="Count")
+        self._lake_bytes = meter.create_counter("LakeBytesArchived", unit="Bytes")
+        self._lake_failures = meter.create_counter("LakeArchiveFailures", unit="Count")
         meter.create_observable_gauge(
             "CacheHitRatio",
             callbacks=[self._cache_lookups.collect],
@@ -280,6 +284,16 @@ class QisMetrics:
 
     def consumer_lag(self, topic: str, lag: int) -> None:
         self._lag[topic] = lag
+
+    def lake_hour_archived(self, state: str, rows: int, size: int, seconds: float) -> None:
+        """One hour the lake archive processed (`seconds` goes to its span, not here)."""
+        self._lake_hours.add(1, {**self._base, "State": state})
+        if state != "unchanged":
+            self._lake_rows.add(rows, self._base)
+            self._lake_bytes.add(size, self._base)
+
+    def lake_archive_failure(self) -> None:
+        self._lake_failures.add(1, self._base)
 
     def flush(self) -> None:
         """Add the requests counted since the last flush to the HttpRequests counter."""

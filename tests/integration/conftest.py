@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -42,6 +44,29 @@ async def redis_client(settings: Settings, running_stack: None) -> AsyncIterator
     await client.aclose()
 
 
+@asynccontextmanager
+async def _fresh_database(settings: Settings) -> AsyncIterator[str]:
+    """The DSN of a freshly created and migrated database, dropped afterwards."""
+    name = f"qis_test_{uuid.uuid4().hex[:12]}"
+    try:
+        yield await create_migrated_database(settings.db.writer_dsn, name)
+    finally:
+        admin = await asyncpg.connect(settings.db.writer_dsn)
+        try:
+            # FORCE cannot end an autovacuum worker (a superuser's) that happens to be
+            # on the new database; it finishes in moments.
+            for attempt in range(5):
+                try:
+                    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    break
+                except asyncpg.InsufficientPrivilegeError:
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(1.0)
+        finally:
+            await admin.close()
+
+
 @pytest.fixture
 async def empty_db(settings: Settings, running_stack: None) -> AsyncIterator[asyncpg.Connection]:
     """A connection to a freshly created and migrated database, dropped afterwards.
@@ -49,14 +74,20 @@ async def empty_db(settings: Settings, running_stack: None) -> AsyncIterator[asy
     For tests whose subject looks at a whole table (oldest rows first, counts), which the
     shared database fills with every other test's rows.
     """
-    name = f"qis_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(await create_migrated_database(settings.db.writer_dsn, name))
-    try:
-        yield conn
-    finally:
-        await conn.close()
-        admin = await asyncpg.connect(settings.db.writer_dsn)
+    async with _fresh_database(settings) as dsn:
+        conn = await asyncpg.connect(dsn)
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            yield conn
         finally:
-            await admin.close()
+            await conn.close()
+
+
+@pytest.fixture
+async def empty_pool(settings: Settings, running_stack: None) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool on a freshly created and migrated database, dropped afterwards."""
+    async with _fresh_database(settings) as dsn:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=3)
+        try:
+            yield pool
+        finally:
+            await pool.close()

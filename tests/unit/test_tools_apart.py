@@ -27,8 +27,9 @@ ALLOWED = {
 PROJECT_PACKAGES = {"app", *TOOL_PACKAGES}
 # Imported by the tools only (the `tools` extra, and the test dependencies).
 # (boto3 is the service's too: Secrets Manager and IAM tokens, app/adapters/aws_auth.py.)
-# `qis ingest` imports the client and pyarrow (the `ingest` extra) only when it runs.
-TOOL_ONLY_MODULES = ("matplotlib", "moto", "jsonschema", "qis_client", "pyarrow")
+# `qis ingest` imports the client (the `ingest` extra) only when it runs. (pyarrow is the
+# service's too: the data lake's Parquet, app/adapters/lake_formats.py.)
+TOOL_ONLY_MODULES = ("matplotlib", "moto", "jsonschema", "qis_client")
 
 
 def imported_packages(path: Path) -> dict[str, int]:

@@ -62,6 +62,9 @@ def documents() -> list[dict[str, Any]]:
     metrics.rate_limit_fallback()
     metrics.publication_freshness(0.4)
     metrics.consumer_lag("qis.observations.v1", 7)
+    metrics.lake_hour_archived("archived", rows=120, size=4096, seconds=0.5)
+    metrics.lake_hour_archived("unchanged", rows=120, size=0, seconds=0.1)
+    metrics.lake_archive_failure()
     data = reader.get_metrics_data()
     assert data is not None
     exporter.export(data)
@@ -147,6 +150,11 @@ def test_names_keep_their_cloudwatch_case_and_units(documents: list[dict[str, An
     by_stage = {d["Stage"]: d["DeadLetterCount"] for d in found["DeadLetterCount"]}
     assert by_stage == {"decode": 2, "reconcile": 1}
     assert found["ReconciliationSuccessRate"][0]["ReconciliationSuccessRate"] == 50.0
+    hours = {d["State"]: d["LakeHoursArchived"] for d in found["LakeHoursArchived"]}
+    assert hours == {"archived": 1, "unchanged": 1}
+    assert found["LakeRowsArchived"][0]["LakeRowsArchived"] == 120  # unchanged: not counted
+    assert found["LakeBytesArchived"][0]["LakeBytesArchived"] == 4096
+    assert found["LakeArchiveFailures"][0]["LakeArchiveFailures"] == 1
 
 
 def test_the_code_records_exactly_the_catalogues_metrics(documents: list[dict[str, Any]]) -> None:

@@ -1,0 +1,288 @@
+"""The lake archive on the real stack: PostgreSQL (a database of its own) and the S3
+endpoint (a bucket of its own on the moto server)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pyarrow as pa
+import pytest
+
+from app.adapters.lake_formats import read_audit_avro, read_parquet
+from app.adapters.postgres.archive import PostgresArchiveSource
+from app.adapters.s3_lake import S3Lake
+from app.domain.lake import AUDIT, OBSERVATIONS, OFFICIAL_VALUES, Manifest, hour_of
+from app.services.archive import ArchivePolicy, Archiver
+from tests.integration.lake_helpers import own_lake
+
+pytestmark = pytest.mark.integration
+__all__ = ["own_lake"]
+
+H1 = datetime(2026, 1, 15, 14, tzinfo=UTC)
+H2 = H1 + timedelta(hours=1)
+NOW = H2 + timedelta(hours=1, minutes=30)  # H1 and H2 closed, the next hour not
+
+
+@pytest.fixture
+def db(empty_pool: asyncpg.Pool) -> asyncpg.Pool:
+    return empty_pool
+
+
+async def add_observations(pool: asyncpg.Pool, series: str, snap: datetime, n: int) -> None:
+    await pool.executemany(
+        """INSERT INTO observations (observation_id, reference_data_id, source, snap, value,
+                                     observed_at, received_at, attributes)
+           VALUES ($1, $2, $3, $4, $5, $4, $4, $6::jsonb)""",
+        [
+            (
+                f"{series}-{snap:%H%M}-{i}-{uuid.uuid4().hex[:6]}",
+                series,
+                f"SRC{i}",
+                snap,
+                100.0 + i,
+                '{"venue": "X"}' if i == 0 else None,
+            )
+            for i in range(n)
+        ],
+    )
+
+
+async def add_version(
+    pool: asyncpg.Pool, series: str, snap: datetime, version: int, value: float
+) -> None:
+    await pool.execute(
+        """INSERT INTO official_values (reference_data_id, snap, version, value, status, method,
+               sources_used, sources_excluded, quality, quality_score, completeness,
+               timeliness, consistency, validity, supersedes, recorded_at)
+           VALUES ($1, $2, $3, $4, 'official', 'median', ARRAY['SRC0','SRC1'],
+                   '[]'::jsonb, NULL, 0.9, 1.0, 1.0, 0.8, 1.0, $5, clock_timestamp())""",
+        series,
+        snap,
+        version,
+        value,
+        version - 1 or None,
+    )
+
+
+async def add_audit(pool: asyncpg.Pool, at: datetime, n: int) -> None:
+    for i in range(n):
+        await pool.execute(
+            """INSERT INTO audit_log (actor, action, entity_type, entity_id, before, after, at,
+                                      prev_hash, hash)
+               VALUES ('tester', 'x.created', 'x', $1, NULL, '{"v": 1e20}'::json, $2, $3, $4)""",
+            str(i),
+            at + timedelta(seconds=i),
+            "p" * 64,
+            uuid.uuid4().hex * 2,
+        )
+
+
+async def seed(pool: asyncpg.Pool) -> None:
+    for series in ("AAA", "BBB", "CCC"):
+        for minute in (0, 30):
+            snap = H1 + timedelta(minutes=minute)
+            await add_observations(pool, series, snap, 3)
+            await add_version(pool, series, snap, 1, 100.0)
+    await add_observations(pool, "AAA", H2, 2)
+    await add_version(pool, "AAA", H2, 1, 101.0)
+    await add_audit(pool, H1 + timedelta(minutes=5), 4)
+
+
+def archiver(pool: asyncpg.Pool, lake: Any, now: datetime = NOW) -> Archiver:
+    return Archiver(
+        PostgresArchiveSource(pool, row_group_rows=4),
+        lake,
+        ArchivePolicy(late_grace=timedelta(minutes=10)),
+        clock=lambda: now,
+    )
+
+
+def snapshot(lake: S3Lake) -> dict[str, bytes]:
+    return {k: lake.read(k) for k in lake.keys("")}
+
+
+async def test_archive_writes_closed_hours_once_and_reads_back(
+    db: asyncpg.Pool, own_lake: S3Lake
+) -> None:
+    await seed(db)
+    job = archiver(db, own_lake)
+    assert await job.due_hours() == [H1, H2]
+    first = await job.run_round()
+    assert [(r.hour, r.generation, r.state) for r in first] == [
+        (H1, 1, "archived"),
+        (H2, 1, "archived"),
+    ]
+    stored = snapshot(own_lake)
+    assert sorted(stored) == [
+        "audit/2026/01/15/14/audit-g0001.avro",
+        "manifests/2026/01/15/14/g0001.json",
+        "manifests/2026/01/15/15/g0001.json",
+        "reference-data/2026/01/15/14/observations-g0001.parquet",
+        "reference-data/2026/01/15/14/official-values-g0001.parquet",
+        "reference-data/2026/01/15/15/observations-g0001.parquet",
+        "reference-data/2026/01/15/15/official-values-g0001.parquet",
+    ]
+
+    # Counts and checksums of the manifest are the objects'.
+    manifest = own_lake.manifest(H1, 1)
+    assert manifest.datasets[OBSERVATIONS].rows == 18
+    assert manifest.datasets[OFFICIAL_VALUES].rows == 6
+    assert manifest.datasets[AUDIT].rows == 4
+    for obj in manifest.objects:
+        data = stored[obj.key]
+        assert obj.bytes == len(data)
+        assert obj.sha256 == hashlib.sha256(data).hexdigest()
+        rows = len(read_audit_avro(data)) if obj.dataset == AUDIT else read_parquet(data).num_rows
+        assert rows == obj.rows == manifest.datasets[obj.dataset].rows
+    observations = own_lake.manifest(H1, 1).objects_of(OBSERVATIONS)[0]
+    assert (observations.first_series, observations.last_series) == ("AAA", "CCC")
+
+    # Rows read back are the database's, once each.
+    table = read_parquet(stored["reference-data/2026/01/15/14/official-values-g0001.parquet"])
+    assert table.column("reference_data_id").to_pylist() == ["AAA"] * 2 + ["BBB"] * 2 + ["CCC"] * 2
+    assert table.column("quality_score").to_pylist() == [0.9] * 6
+    assert table.column("sources_used").to_pylist()[0] == ["SRC0", "SRC1"]
+    assert table.column("supersedes").to_pylist() == [None] * 6
+    obs = read_parquet(stored["reference-data/2026/01/15/14/observations-g0001.parquet"])
+    ids = obs.column("observation_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 18
+    db_ids = {
+        r["observation_id"]
+        for r in await db.fetch("SELECT observation_id FROM observations WHERE snap < $1", H2)
+    }
+    assert set(ids) == db_ids
+    audit = read_audit_avro(stored["audit/2026/01/15/14/audit-g0001.avro"])
+    assert [a["after"] for a in audit] == ['{"v": 1e20}'] * 4
+
+    hours = await db.fetch("SELECT hour, generation FROM lake_hours ORDER BY hour")
+    assert [(r["hour"], r["generation"]) for r in hours] == [(H1, 1), (H2, 1)]
+
+    # A re-run: nothing due, and archiving an hour again writes nothing new.
+    assert await job.run_round() == []
+    again = await job.archive_hour(H1)
+    assert (again.generation, again.state) == (1, "unchanged")
+    assert snapshot(own_lake) == stored
+
+
+class CrashAfter:
+    """The lake, failing once `creates` objects have been written (a crash mid-hour)."""
+
+    def __init__(self, lake: S3Lake, creates: int) -> None:
+        self.lake, self.left = lake, creates
+
+    def create(self, key: str, data: bytes) -> bool:
+        if self.left == 0:
+            raise ConnectionError("crashed")
+        self.left -= 1
+        return self.lake.create(key, data)
+
+    def newest_manifest(self, hour: datetime) -> Manifest | None:
+        return self.lake.newest_manifest(hour)
+
+    def put_manifest(self, manifest: Manifest) -> bool:
+        return self.lake.put_manifest(manifest)
+
+
+async def crash_mid_hour(db: asyncpg.Pool, lake: S3Lake) -> None:
+    """Seed, then archive H1 with a crash after its first object."""
+    await seed(db)
+    with pytest.raises(ConnectionError):
+        await archiver(db, CrashAfter(lake, creates=1)).archive_hour(H1)
+
+
+async def test_a_crash_before_the_manifest_is_completed_by_the_next_run(
+    db: asyncpg.Pool, own_lake: S3Lake
+) -> None:
+    await crash_mid_hour(db, own_lake)
+    assert own_lake.generations(H1) == []  # invisible: no manifest
+    assert len(own_lake.keys("reference-data/")) == 1
+    assert await db.fetchval("SELECT count(*) FROM lake_hours") == 0
+
+    result = await archiver(db, own_lake).archive_hour(H1)
+    assert (result.generation, result.state) == (1, "archived")
+    manifest = own_lake.manifest(H1, 1)
+    assert {o.key for o in manifest.objects} == {
+        k for k in own_lake.keys("") if not k.startswith("manifests/")
+    }
+    assert manifest.datasets[OBSERVATIONS].rows == 18
+
+
+async def test_a_crash_then_a_change_moves_to_the_next_generation_number(
+    db: asyncpg.Pool, own_lake: S3Lake
+) -> None:
+    await crash_mid_hour(db, own_lake)
+    await add_version(db, "BBB", H1, 2, 99.0)  # the hour changes before the next run
+    result = await archiver(db, own_lake).archive_hour(H1)
+    assert result.generation == 2  # generation 1's keys hold other bytes: never overwritten
+    assert own_lake.generations(H1) == [2]
+    manifest = own_lake.manifest(H1, 2)
+    assert manifest.supersedes is None
+    assert manifest.datasets[OFFICIAL_VALUES].rows == 7
+
+
+async def test_a_late_correction_is_a_new_generation(db: asyncpg.Pool, own_lake: S3Lake) -> None:
+    await seed(db)
+    job = archiver(db, own_lake)
+    await job.run_round()
+    before = snapshot(own_lake)
+    assert await job.corrections() == []
+
+    await add_version(db, "BBB", H1 + timedelta(minutes=30), 2, 100.5)
+    assert await job.corrections() == [H1]
+    results = await job.run_round()
+    assert [(r.hour, r.generation, r.state) for r in results] == [(H1, 2, "corrected")]
+
+    assert own_lake.generations(H1) == [1, 2]
+    old, new = own_lake.manifest(H1, 1), own_lake.manifest(H1, 2)
+    assert new.supersedes == 1
+    assert old.datasets[OFFICIAL_VALUES].rows == 6
+    assert new.datasets[OFFICIAL_VALUES].rows == 7
+    assert new.datasets[OBSERVATIONS] == old.datasets[OBSERVATIONS]
+    for key, data in before.items():  # nothing of generation 1 was overwritten
+        assert own_lake.read(key) == data
+    table = read_parquet(own_lake.read(new.objects_of(OFFICIAL_VALUES)[0].key))
+    bbb = table.filter(pa.compute.equal(table["reference_data_id"], "BBB"))
+    assert bbb.column("version").to_pylist() == [1, 1, 2]
+    assert bbb.column("supersedes").to_pylist() == [None, None, 1]
+    assert await db.fetchval("SELECT generation FROM lake_hours WHERE hour = $1", H1) == 2
+    newest = own_lake.newest_manifest(H1)
+    assert newest is not None
+    assert newest.generation == 2
+
+
+async def test_verify_compares_the_database_with_the_manifest(
+    db: asyncpg.Pool, own_lake: S3Lake
+) -> None:
+    await seed(db)
+    job = archiver(db, own_lake)
+    assert await job.verify(H1) is False  # not archived yet
+    await job.run_round()
+    assert await job.verify(H1) is True
+    verified = await db.fetchval("SELECT verified_at FROM lake_hours WHERE hour = $1", H1)
+    assert verified is not None
+
+    await add_observations(db, "CCC", H1 + timedelta(minutes=30), 1)
+    assert await job.verify(H1) is False
+    assert await db.fetchval("SELECT verified_at FROM lake_hours WHERE hour = $1", H1) is None
+    assert await job.verify(H2) is True
+
+
+async def test_only_closed_hours_are_due(db: asyncpg.Pool, own_lake: S3Lake) -> None:
+    await seed(db)
+    # H2 ends at 16:00; the longest window (60 s default, no series configured: 0) plus
+    # 10 min grace: closed from 16:10 on.
+    assert await archiver(db, own_lake, now=H2 + timedelta(hours=1, minutes=9)).due_hours() == [H1]
+    assert await archiver(db, own_lake, now=H2 + timedelta(hours=1, minutes=10)).due_hours() == [
+        H1,
+        H2,
+    ]
+    await db.execute(
+        """INSERT INTO reference_data (reference_data_id, config)
+           VALUES ('AAA', '{"window_seconds": 3600}'::jsonb)"""
+    )
+    job = archiver(db, own_lake, now=H2 + timedelta(hours=1, minutes=10))
+    assert await job.due_hours() == [hour_of(H1)]
