@@ -1,6 +1,7 @@
 """The lake answers as the HTTP API does: data written through the real pipeline (POST ->
 Kafka -> worker -> PostgreSQL), corrected, archived to a bucket of the test's own on the
-stack's S3, then read both ways: `qis api` over HTTP and the lake's query service."""
+stack's S3 by the archive service, then read both ways: `qis api` over HTTP and the
+lake's query service."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import asyncpg
 import httpx
 import msgspec
 
+from app.adapters.lake_formats import ROW_GROUP_ROWS
 from app.adapters.lake_reader import LakeFiles, LakeQueries, LakeReader, s3_filesystem
-from app.adapters.postgres.observations import observation_from_row
-from app.adapters.postgres.official_values import official_value_from_row, version_columns
+from app.adapters.postgres.archive import PostgresArchiveSource
 from app.adapters.s3_lake import S3Lake
 from app.domain.lake import HOUR, hour_of
+from app.services.archive import Archiver
 from app.services.lake_query import uncached_query_service
 from app.services.query import QueryService
 from app.settings import Settings
@@ -30,37 +32,25 @@ from tests.e2e.reconciliation_helpers import (
     stamp,
 )
 from tests.integration.lake_helpers import lake_settings, own_lake
-from tests.integration.lake_rows import write_hour
 
 __all__ = ["own_lake"]
 ABC = ["a", "b", "c"]
 
 
-async def archive(pool: asyncpg.Pool, lake: S3Lake, series: str, hours: list[datetime]) -> None:
-    """The series' rows of each hour, as the database holds them, into the lake."""
+class UnrecordedSource(PostgresArchiveSource):
+    """The archive's database side, without recording the hour in the shared database's
+    `lake_hours` (the scheduler's archive job of other tests owns that table there)."""
+
+    async def record_archived(self, hour: datetime, generation: int, as_of: datetime) -> None:
+        return None
+
+
+async def archive(pool: asyncpg.Pool, lake: S3Lake, hours: list[datetime]) -> None:
+    """Each hour, every series, through the archive service (app/services/archive.py)."""
+    archiver = Archiver(UnrecordedSource(pool, ROW_GROUP_ROWS), lake)
     for hour in hours:
-        official = await pool.fetch(
-            f"SELECT {version_columns()} FROM official_values "
-            "WHERE reference_data_id = $1 AND snap >= $2 AND snap < $3",
-            series,
-            hour,
-            hour + HOUR,
-        )
-        observations = await pool.fetch(
-            """SELECT observation_id, reference_data_id, source, snap, value, observed_at,
-                      received_at, attributes::text AS attributes
-                 FROM observations
-                WHERE reference_data_id = $1 AND snap >= $2 AND snap < $3""",
-            series,
-            hour,
-            hour + HOUR,
-        )
-        write_hour(
-            lake,
-            hour,
-            [official_value_from_row(r) for r in official],
-            [observation_from_row(r) for r in observations],
-        )
+        result = await archiver.archive_hour(hour)
+        assert result.rows > 0
 
 
 async def both(
@@ -98,7 +88,7 @@ async def test_the_lake_answers_as_the_api_including_corrections(
     assert (v2["version"], v2["value"]) == (2, 101.02)
 
     hours = sorted({hour_of(s) for s in snaps})
-    await archive(pool, own_lake, series, hours)
+    await archive(pool, own_lake, hours)
     files = LakeFiles(own_lake, s3_filesystem(lake_settings(settings, own_lake.bucket)))
     lake: QueryService = uncached_query_service(LakeQueries(LakeReader(files)))
 
