@@ -12,6 +12,8 @@ import msgspec
 import pytest
 
 from app.adapters.lake_reader import LakeFiles, LakeQueries, LakeReader, ScanReport, s3_filesystem
+from app.adapters.postgres.archive import PostgresArchiveSource
+from app.adapters.postgres.horizon import PostgresLakeHorizon
 from app.adapters.postgres.observations import insert_observations
 from app.adapters.postgres.official_values import insert_versions
 from app.adapters.postgres.queries import PostgresQueries
@@ -22,6 +24,7 @@ from app.domain.quality import Quality
 from app.domain.reconciliation import Exclusion
 from app.domain.versions import OfficialValue
 from app.entrypoints.cli import main
+from app.services.archive import Archiver
 from app.services.lake_query import TieredQueries, uncached_query_service
 from app.services.query import QueryService
 from app.settings import Settings
@@ -283,42 +286,42 @@ async def test_bundled_objects_are_pruned_by_row_group_statistics(lake: LakeFile
     assert report.row_groups == 1  # the first series' rows fill the first group only
 
 
-class Horizon:
-    def __init__(self) -> None:
-        self.at: dict[str, datetime] = {}
-
-    async def retained_from(self, dataset: str) -> datetime | None:
-        return self.at.get(dataset)
-
-
 async def test_reads_older_than_the_horizon_come_from_the_lake_after_the_drop(
-    pool: asyncpg.Pool, database: QueryService, lake: LakeFiles
+    empty_pool: asyncpg.Pool, lake: LakeFiles
 ) -> None:
+    """A database of its own: the archive service archives two hours, retention drops them
+    and moves `lake_horizon`; the reads answer what they answered before the drop."""
+    pool = empty_pool
+    database = uncached_query_service(PostgresQueries(pool, pool))
     series = unique_series("LR")
     hours = 4
     rows = make_rows(series, hours)
     await store_in_db(pool, rows)
-    archive(lake, rows, 2)  # the two oldest hours are archived
+    archiver = Archiver(PostgresArchiveSource(pool, row_group_rows=8), lake.lake)
+    for hour in (DAY, DAY + HOUR):
+        assert (await archiver.archive_hour(hour)).generation == 1
+        assert await archiver.verify(hour)
     before = await answers(database, series, rows, hours)
 
-    # Retention: the archived hours leave the database.
+    # Retention (as app/services/retention.py does it, by day partitions): the archived
+    # hours leave the database and the horizon moves, in one transaction.
     horizon = DAY + 2 * HOUR
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
         for table in ("official_values", "observations"):
-            await conn.execute(
-                f"DELETE FROM {table} WHERE reference_data_id = $1 AND snap < $2",
-                series,
-                horizon,
-            )
+            await conn.execute(f"DELETE FROM {table} WHERE snap < $1", horizon)
+        await conn.executemany(
+            "INSERT INTO lake_horizon (dataset, retained_from) VALUES ($1, $2)",
+            [(OFFICIAL_VALUES, horizon), (OBSERVATIONS, horizon)],
+        )
     after_drop = await answers(database, series, rows, hours)
     assert after_drop["history-none-raw-0000"] != before["history-none-raw-0000"]
 
-    at = Horizon()
-    at.at = {OFFICIAL_VALUES: horizon, OBSERVATIONS: horizon}
     reports: list[ScanReport] = []
     tiered = uncached_query_service(
         TieredQueries(
-            PostgresQueries(pool, pool), lambda: LakeQueries(LakeReader(lake), reports.append), at
+            PostgresQueries(pool, pool),
+            lambda: LakeQueries(LakeReader(lake), reports.append),
+            PostgresLakeHorizon(pool),
         )
     )
     after = await answers(tiered, series, rows, hours)
