@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 
-from app.domain.bounds import is_valid_series_id, timestamp_problem
+from app.domain.bounds import MAX_INT32, is_valid_series_id, timestamp_problem
 from app.domain.observation import SERIES_ID_PATTERN, AwareDatetime
 from app.domain.reading import GRANULARITY_STEP, MAX_PAGE
 from app.entrypoints.unreachable import EXIT_UNREACHABLE
@@ -141,6 +141,8 @@ async def _read(service: QueryService, args: argparse.Namespace, out: TextIO) ->
             else:
                 if args.version is not None and as_of is not None:
                     raise UsageError("--version and --as-of exclude each other")
+                if args.version is not None and not 1 <= args.version <= MAX_INT32:
+                    raise UsageError(f"--version is 1 to {MAX_INT32}")
                 body = await service.official_value(series, snap, version=args.version, as_of=as_of)
         elif args.start is not None and args.end is not None:
             start, end = _instant(args.start, "from"), _instant(args.end, "to")

@@ -377,8 +377,19 @@ def test_qis_lake_query_prints_the_api_body_and_what_it_scanned(
 
     assert main(["lake", "query", series, "--snap", "2026-01-15T00:00:01Z"]) == 1
     assert "404" in capsys.readouterr().err
-    assert main(["lake", "query", series, "--snap", "yesterday"]) == 2
-    assert "--snap" in capsys.readouterr().err
+    for hostile in (
+        ["--snap", "yesterday"],
+        ["--snap", "2300-01-01T00:00:00Z"],
+        ["--snap", DAY.isoformat(), "--version", str(2**40)],
+        ["--snap", DAY.isoformat(), "--version", "1", "--as-of", DAY.isoformat()],
+        ["--from", DAY.isoformat(), "--to", DAY.isoformat()],
+        ["--from", DAY.isoformat(), "--to", "2026-01-16T00:00:00Z", "--cursor", "!!"],
+        ["--from", DAY.isoformat(), "--to", "2026-01-16T00:00:00Z", "--limit", "0"],
+    ):
+        assert main(["lake", "query", series, *hostile]) == 2, hostile
+        assert capsys.readouterr().err.startswith("qis lake query: "), hostile
+    assert main(["lake", "query", "bad id!", "--snap", DAY.isoformat()]) == 2
+    assert "series id" in capsys.readouterr().err
 
     assert main(["lake", "query", "--from", DAY.isoformat(), "--to", "2026-01-15T01:00:00Z"]) == 0
     panel = [msgspec.json.decode(line) for line in capsys.readouterr().out.splitlines()]
