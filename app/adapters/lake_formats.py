@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import fastavro
@@ -185,14 +184,6 @@ _MOD = 1 << 128
 _encode = msgspec.json.Encoder()
 
 
-def _canonical(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
-    return value
-
-
 class Fingerprint:
     """Order-independent fingerprint of a set of rows: the sum, modulo 2^128, of each
     row's SHA-256 (first 16 bytes), with the row count. Rows are unique (each dataset's
@@ -204,7 +195,9 @@ class Fingerprint:
         self.rows = 0
 
     def add(self, row: Sequence[Any]) -> None:
-        digest = hashlib.sha256(_encode.encode([_canonical(v) for v in row])).digest()
+        # msgspec writes a row as a JSON array; times as RFC 3339 (PostgreSQL's
+        # timestamptz values arrive in UTC), lists as arrays.
+        digest = hashlib.sha256(_encode.encode(row)).digest()
         self._sum = (self._sum + int.from_bytes(digest[:16], "big")) % _MOD
         self.rows += 1
 

@@ -102,6 +102,10 @@ class S3Lake:
     def from_settings(cls, settings: LakeSettings, prefix: str = "") -> S3Lake:
         return cls(s3_client(settings), settings.bucket, prefix)
 
+    def check(self) -> None:
+        """Raise (one of `LAKE_ERRORS`) unless the bucket answers: a cheap first call."""
+        self.client.head_bucket(Bucket=self.bucket)
+
     def _key(self, key: str) -> str:
         return f"{self.prefix}{key}"
 

@@ -32,6 +32,7 @@ COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "db migrate": ("db", _LOG),
     "kafka topics": ("kafka", _LOG),
     "lake buckets": ("lake", _LOG),
+    "lake archive": ("lake", "db", _LOG),
     "audit verify": ("db", _LOG),
     "dlq list": ("kafka", _LOG),
     "dlq replay": ("kafka", _LOG),

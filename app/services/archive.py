@@ -92,6 +92,10 @@ class LakeStore(Protocol):
     """The lake bucket (`S3Lake` in app/adapters/s3_lake.py). Blocking calls: the archive
     runs them in a thread."""
 
+    def check(self) -> None:
+        """Raise unless the lake answers."""
+        ...
+
     def create(self, key: str, data: bytes) -> bool: ...
 
     def newest_manifest(self, hour: datetime) -> Manifest | None: ...
@@ -190,6 +194,8 @@ class Archiver:
     async def run_round(self, halt: asyncio.Event | None = None) -> list[HourResult]:
         """One scheduler round: late corrections first, then due hours, at most
         `max_hours_per_round` hours in all; `halt` stops it between two hours."""
+        # An unreachable lake fails the round before any database work.
+        await asyncio.to_thread(self.lake.check)
         budget = self.policy.max_hours_per_round
         hours = (await self.corrections())[:budget]
         hours += (await self.due_hours())[: budget - len(hours)]

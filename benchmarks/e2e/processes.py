@@ -102,6 +102,8 @@ def env(**settings: str) -> dict[str, str]:
     (`auth_settings(True)`): these benchmarks measure something else."""
     return {
         "QIS_TELEMETRY__LOG_LEVEL": "WARNING",
+        # These benchmarks measure the pipeline: their schedulers archive nothing.
+        "QIS_LAKE__ENABLED": "false",
         **auth_settings(False),
         **os.environ,
         **settings,

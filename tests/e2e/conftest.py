@@ -107,6 +107,8 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QIS_")}
     env.update(
         QIS_AUTH__ISSUER=ISSUER_URL,
+        # The shared database holds every test's rows: its scheduler archives nothing.
+        QIS_LAKE__ENABLED="false",
         QIS_DB__WRITER_DSN=settings.db.writer_dsn,
         QIS_DB__READER_DSN=settings.db.reader_dsn,
         QIS_KAFKA__BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,

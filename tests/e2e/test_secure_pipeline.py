@@ -50,6 +50,8 @@ def _secure_env() -> dict[str, str]:
         "QIS_KAFKA__ACK_TIMEOUT_SECONDS": "3",
         "QIS_WORKER__GROUP_ID": "qis-worker-secure",
         "QIS_SCHEDULER__INTERVAL_SECONDS": "0.2",
+        # The shared database holds every test's rows: its scheduler archives nothing.
+        "QIS_LAKE__ENABLED": "false",
         # A TLS handshake on a busy two-core runner can exceed the 0.25 s production bound.
         "QIS_REDIS__SOCKET_TIMEOUT_SECONDS": "2",
     }

@@ -3,9 +3,11 @@ endpoint (a bucket of its own on the moto server)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import uuid
-from datetime import UTC, datetime, timedelta
+import json
+import os
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -17,79 +19,26 @@ from app.adapters.postgres.archive import PostgresArchiveSource
 from app.adapters.s3_lake import S3Lake
 from app.domain.lake import AUDIT, OBSERVATIONS, OFFICIAL_VALUES, Manifest, hour_of
 from app.services.archive import ArchivePolicy, Archiver
-from tests.integration.lake_helpers import own_lake
+from app.settings import Settings
+from tests.integration.lake_helpers import (
+    H1,
+    H2,
+    add_observations,
+    add_version,
+    own_lake,
+    seed,
+)
+from tests.stack import REPO
 
 pytestmark = pytest.mark.integration
 __all__ = ["own_lake"]
 
-H1 = datetime(2026, 1, 15, 14, tzinfo=UTC)
-H2 = H1 + timedelta(hours=1)
 NOW = H2 + timedelta(hours=1, minutes=30)  # H1 and H2 closed, the next hour not
 
 
 @pytest.fixture
 def db(empty_pool: asyncpg.Pool) -> asyncpg.Pool:
     return empty_pool
-
-
-async def add_observations(pool: asyncpg.Pool, series: str, snap: datetime, n: int) -> None:
-    await pool.executemany(
-        """INSERT INTO observations (observation_id, reference_data_id, source, snap, value,
-                                     observed_at, received_at, attributes)
-           VALUES ($1, $2, $3, $4, $5, $4, $4, $6::jsonb)""",
-        [
-            (
-                f"{series}-{snap:%H%M}-{i}-{uuid.uuid4().hex[:6]}",
-                series,
-                f"SRC{i}",
-                snap,
-                100.0 + i,
-                '{"venue": "X"}' if i == 0 else None,
-            )
-            for i in range(n)
-        ],
-    )
-
-
-async def add_version(
-    pool: asyncpg.Pool, series: str, snap: datetime, version: int, value: float
-) -> None:
-    await pool.execute(
-        """INSERT INTO official_values (reference_data_id, snap, version, value, status, method,
-               sources_used, sources_excluded, quality, quality_score, completeness,
-               timeliness, consistency, validity, supersedes, recorded_at)
-           VALUES ($1, $2, $3, $4, 'official', 'median', ARRAY['SRC0','SRC1'],
-                   '[]'::jsonb, NULL, 0.9, 1.0, 1.0, 0.8, 1.0, $5, clock_timestamp())""",
-        series,
-        snap,
-        version,
-        value,
-        version - 1 or None,
-    )
-
-
-async def add_audit(pool: asyncpg.Pool, at: datetime, n: int) -> None:
-    for i in range(n):
-        await pool.execute(
-            """INSERT INTO audit_log (actor, action, entity_type, entity_id, before, after, at,
-                                      prev_hash, hash)
-               VALUES ('tester', 'x.created', 'x', $1, NULL, '{"v": 1e20}'::json, $2, $3, $4)""",
-            str(i),
-            at + timedelta(seconds=i),
-            "p" * 64,
-            uuid.uuid4().hex * 2,
-        )
-
-
-async def seed(pool: asyncpg.Pool) -> None:
-    for series in ("AAA", "BBB", "CCC"):
-        for minute in (0, 30):
-            snap = H1 + timedelta(minutes=minute)
-            await add_observations(pool, series, snap, 3)
-            await add_version(pool, series, snap, 1, 100.0)
-    await add_observations(pool, "AAA", H2, 2)
-    await add_version(pool, "AAA", H2, 1, 101.0)
-    await add_audit(pool, H1 + timedelta(minutes=5), 4)
 
 
 def archiver(pool: asyncpg.Pool, lake: Any, now: datetime = NOW) -> Archiver:
@@ -179,6 +128,9 @@ class CrashAfter:
             raise ConnectionError("crashed")
         self.left -= 1
         return self.lake.create(key, data)
+
+    def check(self) -> None:
+        self.lake.check()
 
     def newest_manifest(self, hour: datetime) -> Manifest | None:
         return self.lake.newest_manifest(hour)
@@ -286,3 +238,58 @@ async def test_only_closed_hours_are_due(db: asyncpg.Pool, own_lake: S3Lake) -> 
     )
     job = archiver(db, own_lake, now=H2 + timedelta(hours=1, minutes=10))
     assert await job.due_hours() == [hour_of(H1)]
+
+
+async def test_qis_lake_archive_command(
+    db: asyncpg.Pool, own_lake: S3Lake, settings: Settings
+) -> None:
+    await seed(db)
+    name = await db.fetchval("SELECT current_database()")
+    env = {
+        **os.environ,
+        "QIS_DB__WRITER_DSN": settings.db.writer_dsn.rsplit("/", 1)[0] + "/" + name,
+        "QIS_LAKE__BUCKET": own_lake.bucket,
+        "QIS_LAKE__ACCESS_KEY_ID": "testing",
+        "QIS_LAKE__SECRET_ACCESS_KEY": "testing",
+    }
+
+    async def qis(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            str(REPO / ".venv" / "bin" / "qis"),
+            "lake",
+            "archive",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), 120)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    code, out, err = await qis("--from", "2026-01-15T14:20", "--to", "2026-01-15T14:00")
+    assert code == 0, err
+    lines = [line.split("\t") for line in out.splitlines()]
+    assert lines == [["2026-01-15T14:00Z", "g1", "archived", "28 rows", lines[0][4]]]
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert events[0]["command"] == "lake archive"
+    assert events[-1]["state"] == "done"
+    assert own_lake.generations(H1) == [1]
+
+    # Again, with the next hour: H1 is in the lake already, H2 is new.
+    code, out, err = await qis("--from", "2026-01-15T14:00Z", "--to", "2026-01-15T15:59+00:00")
+    assert code == 0, err
+    states = [line.split("\t")[:3] for line in out.splitlines()]
+    assert states == [
+        ["2026-01-15T14:00Z", "g1", "unchanged"],
+        ["2026-01-15T15:00Z", "g1", "archived"],
+    ]
+    assert own_lake.generations(H2) == [1]
+
+    code, _, err = await qis("--from", "yesterday")
+    assert code == 2
+    assert "not an ISO 8601 time" in err
