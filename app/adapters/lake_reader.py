@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from app.adapters.s3_lake import S3Lake, s3_client
+from app.adapters.s3_lake import LAKE_ERRORS, S3Lake, s3_client
 from app.domain.lake import OBSERVATIONS, OFFICIAL_VALUES, Manifest
 from app.domain.lake_reading import hours_between
 from app.domain.observation import Observation
@@ -163,6 +163,11 @@ def s3_filesystem(settings: LakeSettings, **extra: Any) -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**options)
 
 
+class LakeUnavailable(OSError):
+    """S3 did not answer a read of the lake (an OSError, as pyarrow's S3 errors are: the
+    api answers 503, as for any store that does not answer)."""
+
+
 class LakeFiles:
     """The lake's bucket: manifests through the S3 adapter (`S3Lake`), the Parquet objects
     through pyarrow's S3 filesystem (ranged reads of footers and column chunks)."""
@@ -182,7 +187,10 @@ class LakeFiles:
 
     def manifest(self, hour: datetime) -> Manifest | None:
         """The newest generation's manifest of the hour, or None when it is not archived."""
-        return self.lake.newest_manifest(hour)
+        try:
+            return self.lake.newest_manifest(hour)
+        except LAKE_ERRORS as exc:
+            raise LakeUnavailable(f"s3 bucket {self.lake.bucket}: {exc}") from exc
 
     def fragment(self, key: str) -> ds.ParquetFileFragment:
         return self.format.make_fragment(self.path(key), self.filesystem)

@@ -11,7 +11,15 @@ import asyncpg
 import msgspec
 import pytest
 
-from app.adapters.lake_reader import LakeFiles, LakeQueries, LakeReader, ScanReport, s3_filesystem
+from app.adapters.failures import is_transient
+from app.adapters.lake_reader import (
+    LakeFiles,
+    LakeQueries,
+    LakeReader,
+    LakeUnavailable,
+    ScanReport,
+    s3_filesystem,
+)
 from app.adapters.postgres.archive import PostgresArchiveSource
 from app.adapters.postgres.horizon import PostgresLakeHorizon
 from app.adapters.postgres.observations import insert_observations
@@ -27,7 +35,7 @@ from app.entrypoints.cli import main
 from app.services.archive import Archiver
 from app.services.lake_query import TieredQueries, uncached_query_service
 from app.services.query import QueryService
-from app.settings import Settings
+from app.settings import LakeSettings, Settings
 from tests.conftest import unique_series
 from tests.integration.lake_helpers import lake_settings, own_lake
 from tests.integration.lake_rows import write_hour
@@ -426,3 +434,14 @@ async def test_a_one_series_day_in_the_archive_layout_scans_only_its_row_groups(
     assert report.row_groups_total >= 24 * 10
     assert report.row_groups <= 24 * 3
     assert report.row_groups * 4 <= report.row_groups_total
+
+
+def test_an_unreachable_s3_is_a_transient_failure() -> None:
+    settings = LakeSettings(
+        endpoint_url="http://127.0.0.1:1", access_key_id="x", secret_access_key="y"
+    )
+    files = LakeFiles.from_settings(settings)
+    with pytest.raises(LakeUnavailable) as failure:
+        files.manifest(datetime(2026, 1, 15, 14, tzinfo=UTC))
+    assert is_transient(failure.value)  # the api answers 503 with Retry-After
+    assert "qis-local-data-lake" in str(failure.value)
