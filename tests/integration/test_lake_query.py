@@ -445,3 +445,34 @@ def test_an_unreachable_s3_is_a_transient_failure() -> None:
         files.manifest(datetime(2026, 1, 15, 14, tzinfo=UTC))
     assert is_transient(failure.value)  # the api answers 503 with Retry-After
     assert "qis-local-data-lake" in str(failure.value)
+
+
+async def test_a_late_correction_archived_as_a_new_generation_is_read_from_it(
+    empty_pool: asyncpg.Pool, lake: LakeFiles
+) -> None:
+    pool = empty_pool
+    series = unique_series("LG")
+    rows = make_rows(series, 2)
+    first = [v for v in rows.official if v.version == 1]
+    await store_in_db(pool, Rows(official=first, observations=rows.observations, corrected=[]))
+    archiver = Archiver(PostgresArchiveSource(pool, row_group_rows=8), lake.lake)
+    for hour in (DAY, DAY + HOUR):
+        assert (await archiver.archive_hour(hour)).generation == 1
+    service = lake_service(lake)
+    snap = rows.corrected[0]
+    assert msgspec.json.decode(await service.official_value(series, snap))["version"] == 1
+
+    # A correction after the hour was archived: the archive writes generation 2.
+    async with pool.acquire() as conn:
+        await insert_versions(conn, [v for v in rows.official if v.version == 2])
+    for hour in (DAY, DAY + HOUR):
+        result = await archiver.archive_hour(hour)
+        assert (result.generation, result.state) == (2, "corrected")
+
+    database = uncached_query_service(PostgresQueries(pool, pool))
+    expected = await answers(database, series, rows, 2)
+    got = await answers(service, series, rows, 2)
+    for key in expected:
+        assert got[key] == expected[key], key
+    assert msgspec.json.decode(got["latest"])["version"] == 2
+    assert msgspec.json.decode(got["point-between"])["version"] == 1
