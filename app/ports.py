@@ -447,6 +447,15 @@ class QueryStore(Protocol):
         ...
 
 
+class LakeHorizon(Protocol):
+    """Where retention stands (`lake_horizon`): rows of a dataset older than this have
+    left the database and are read from the lake."""
+
+    async def retained_from(self, dataset: str) -> datetime | None:
+        """The time before which the dataset's rows were dropped (None: nothing was)."""
+        ...
+
+
 # --- Beside the stores: the in-process cache, and instrumentation (what services report;
 # implemented in app/adapters/memory_cache.py and app/telemetry/).
 

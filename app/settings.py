@@ -326,7 +326,6 @@ class Settings(_Section, frozen=True):
     lake: LakeSettings = LakeSettings()
     backup: BackupSettings = BackupSettings()
 
-
     retention: RetentionSettings = RetentionSettings()
 
 

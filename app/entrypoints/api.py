@@ -21,6 +21,7 @@ from app.adapters.failures import is_transient
 from app.adapters.jwt_verifier import JwtVerifier
 from app.adapters.kafka import KafkaHealth, KafkaIngestionLog, new_producer
 from app.adapters.memory_cache import MemoryCache
+from app.adapters.postgres.horizon import PostgresLakeHorizon
 from app.adapters.postgres.pipeline import PostgresDatabase, PostgresReadModel
 from app.adapters.postgres.pool import PostgresHealth, open_pool
 from app.adapters.postgres.publications import PublicationListener
@@ -36,8 +37,9 @@ from app.api.routes import health, observations, query, reference_data
 from app.domain.observation import ObservationSubmission
 from app.domain.series import SeriesConfig
 from app.entrypoints import unreachable
-from app.ports import HealthCheck, IngestionLog, VerifierUnavailable
+from app.ports import HealthCheck, IngestionLog, QueryStore, VerifierUnavailable
 from app.services.cache import CachePolicy, TwoLevelCache
+from app.services.lake_query import TieredQueries
 from app.services.query import QueryService
 from app.settings import CacheSettings, Settings
 from app.telemetry.http import instrument_http
@@ -104,9 +106,23 @@ async def open_resources(
             producer=producer,
             redis=cache,
             ingestion_log=KafkaIngestionLog(producer, settings.kafka),
-            query=QueryService(PostgresQueries(reader, writer), query_cache, policy),
+            query=QueryService(query_store(settings, reader, writer), query_cache, policy),
             health_checks=[PostgresHealth(writer), KafkaHealth(producer), RedisHealth(cache)],
         )
+
+
+def query_store(settings: Settings, reader: asyncpg.Pool, writer: asyncpg.Pool) -> QueryStore:
+    """PostgreSQL; with the lake enabled, reads older than retention from the lake."""
+    database = PostgresQueries(reader, writer)
+    if not settings.lake.enabled:
+        return database
+
+    def open_lake() -> QueryStore:
+        from app.adapters.lake_reader import LakeFiles, LakeQueries, LakeReader
+
+        return LakeQueries(LakeReader(LakeFiles.from_settings(settings.lake)))
+
+    return TieredQueries(database, open_lake, PostgresLakeHorizon(reader))
 
 
 def cache_policy(cache: CacheSettings) -> CachePolicy:

@@ -26,7 +26,7 @@ _LOG = "telemetry.log_level"
 
 # Command (its words after `qis`; a prefix covers the commands under it) -> what it reads.
 COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
-    "api": ("api", "db", "kafka", "redis", "cache", "telemetry", "auth", "rate_limit"),
+    "api": ("api", "db", "kafka", "redis", "cache", "telemetry", "auth", "rate_limit", "lake"),
     "worker": ("worker", "db", "kafka", "telemetry"),
     "scheduler": ("scheduler", "db", "kafka", "telemetry", "lake", "retention"),
     "db migrate": ("db", "retention.partitions_ahead_days", _LOG),
@@ -40,6 +40,7 @@ COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "ingest": ("client", _LOG),
     "backup": ("db", "lake", "backup", _LOG),
     "restore-drill": ("db", "lake", "backup", _LOG),
+    "lake query": ("lake", _LOG),
     "sizing": ("db", "kafka", "redis", _LOG),
     "dev issuer": (_LOG,),
     "dev token": ("auth.issuer", _LOG),

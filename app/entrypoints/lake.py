@@ -103,10 +103,13 @@ def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `lake buckets` and `lake archive` to `qis`."""
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Add `lake buckets` and `lake archive` to `qis`; return the `lake` sub-parsers (for
+    `lake query`, app/entrypoints/lake_query.py)."""
     lake = sub.add_parser(
-        "lake", help="the S3 data lake: buckets, archive", description=__doc__
+        "lake", help="the S3 data lake: buckets, archive, query", description=__doc__
     ).add_subparsers(dest="lake", required=True)
     lake.add_parser("buckets", help="create the lake and backup buckets when missing").set_defaults(
         run=cmd_buckets
@@ -126,3 +129,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     archive.add_argument("--to", dest="end", type=parse_hour, help="last hour, inclusive")
     archive.set_defaults(run=cmd_archive)
+    return lake

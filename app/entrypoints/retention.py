@@ -13,19 +13,12 @@ import argparse
 import asyncio
 import sys
 from datetime import UTC, datetime
-from typing import Any
 
 from app.settings import Settings
 
 
-def register(sub: Any) -> None:
-    """Add `lake retention` (joining a `lake` command another module may have added)."""
-    lake = sub.choices.get("lake")
-    if lake is None:
-        lake = sub.add_parser("lake", help="data lake commands")
-        commands = lake.add_subparsers(dest="lake", required=True)
-    else:
-        commands = next(a for a in lake._actions if isinstance(a, argparse._SubParsersAction))
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `lake retention` to the `lake` sub-parsers (app/entrypoints/lake.py)."""
     retention = commands.add_parser(
         "retention",
         help="drop day partitions older than QIS_RETENTION__DB_DAYS once archived and verified",
