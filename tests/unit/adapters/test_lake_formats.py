@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import random
 from datetime import UTC, datetime, timedelta
 
+import fastavro
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -116,6 +118,8 @@ def test_audit_avro_round_trips_exact_json_text_and_is_deterministic() -> None:
     assert back[0]["after"] == '{"v": 1e20}'
     assert back[0]["at"] == T
     assert back[0]["seq"] == 7
+    # zstd-compressed, as the Parquet objects (the codec is named in the file's header).
+    assert fastavro.reader(io.BytesIO(data)).metadata["avro.codec"] == "zstandard"
 
 
 def test_fingerprint_ignores_order_and_sees_any_change() -> None:
