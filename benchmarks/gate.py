@@ -506,6 +506,11 @@ class SuiteOptions:
     suite: str = DEFAULT_SUITE
     max_time: float = 0.5
     min_rounds: int = 5
+    # Each round runs the function long enough that the clock's step is noise: with
+    # pytest-benchmark's default (5 us per round) a CPU clock that advances in steps of
+    # 1-2 us reads rounds of a sub-microsecond function as 0 s, and such a benchmark falls
+    # back to its noisy means (a CI run once compared one at 1.55x on unchanged code).
+    min_time: float = 0.001
     timeout: float = 900.0
     # CPU time of the benchmark process: another process taking the CPU away (the usual
     # noise on a shared runner) does not inflate it, as it inflates wall-clock time.
@@ -548,6 +553,7 @@ def run_suite(
         f"--benchmark-json={out}",
         f"--benchmark-max-time={options.max_time}",
         f"--benchmark-min-rounds={options.min_rounds}",
+        f"--benchmark-min-time={options.min_time}",
         f"--benchmark-timer={options.timer}",
     ]
     done = subprocess.run(
