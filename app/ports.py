@@ -12,6 +12,7 @@ import msgspec
 
 from app.domain.audit import AuditRecord
 from app.domain.dead_letter import DeadLetter
+from app.domain.events import OfficialValuePublished, QualityAlertRaised, ReconciliationFailed
 from app.domain.observation import Observation, ObservationsRecorded
 from app.domain.reading import Granularity, HistoryItem, QualitySummary
 from app.domain.reconciliation import Reconciliation
@@ -399,6 +400,48 @@ class EventPublisher(Protocol):
 
     async def publish(self, messages: Sequence[PendingMessage]) -> list[tuple[int, int]]:
         """Send in order; return each event's (partition, offset) once all are acknowledged."""
+        ...
+
+
+class SinkEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An official-value or quality-alert event, as a downstream sink receives it.
+
+    `position` is the event's place in the outbox (commit order); `key` is its series id;
+    `payload` is the event's JSON as published on Kafka; `event` is that JSON decoded.
+    """
+
+    position: int
+    event_id: str
+    topic: str
+    key: str
+    payload: bytes
+    event: OfficialValuePublished | QualityAlertRaised | ReconciliationFailed
+
+
+class SinkUnavailable(RuntimeError):
+    """The sink did not take every event of a batch (unreachable, throttled, or entries
+    still failing after the adapter's retries). The sink relay keeps its position and
+    hands the same events over again later; the sink must take a redelivery without
+    harm (event ids are stable)."""
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """A downstream copy of the published events (EventBridge, Timestream).
+
+    Each sink is fed by its own sink relay in outbox order, one batch at a time, and the
+    relay saves its position (named `name`) only after `deliver` returns. An event the
+    sink refuses for what it is (too large, invalid for the service) must not block the
+    sink: the adapter reports it (a log line, and a rejected-records location where the
+    service has one), leaves it out, and counts it in what `deliver` returns.
+    """
+
+    name: str
+    batch_size: int
+
+    async def deliver(self, events: Sequence[SinkEvent]) -> int:
+        """Take every event, in order, or raise `SinkUnavailable`; return how many events
+        were refused for what they are (reported and left out)."""
         ...
 
 
