@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from app.telemetry.catalogue import INGESTION_ROUTE, NAMESPACE, OBSERVATIONS_TOPIC
+from app.telemetry.catalogue import INGESTION_ROUTE, NAMESPACE, OBSERVATIONS_TOPIC, SINKS
 from ops.alarm import Dimension, Metric, MetricAlarm, MetricDataQuery, MetricStat
 from ops.naming import ENVIRONMENT, RUNBOOK_BASE_URL, prefixed
 
@@ -345,6 +345,46 @@ STALE_PUBLICATION = MetricAlarm(
 )
 
 
+def _sink_failures(sink: str) -> MetricDataQuery:
+    return MetricDataQuery(
+        id=f"sink_{sink}",
+        metric_stat=MetricStat(
+            metric=Metric(
+                namespace=NAMESPACE,
+                metric_name="SinkFailures",
+                dimensions=(*_service("scheduler"), Dimension(name="Sink", value=sink)),
+            ),
+            period=60,
+            stat="Sum",
+        ),
+        label=f"{sink} failed batches",
+    )
+
+
+SINK_FAILING = MetricAlarm(
+    alarm_name=prefixed("SinkFailing"),
+    alarm_description=_runbook(
+        "SinkFailing",
+        "EventBridge or Timestream failed batches in each of the last 5 minutes "
+        "(SinkFailures, all Sinks, FILL 0, > 0 in 5 of 5). Nothing is lost: the sink "
+        "retries from its position. Missing data: notBreaching - no failure, no datapoint.",
+    ),
+    metrics=(
+        MetricDataQuery(
+            id="sink_failures",
+            expression=" + ".join(f"FILL(sink_{sink}, 0)" for sink in SINKS),
+            label="failed sink batches, all sinks",
+            return_data=True,
+        ),
+        *(_sink_failures(sink) for sink in SINKS),
+    ),
+    evaluation_periods=5,
+    datapoints_to_alarm=5,
+    threshold=0.0,
+    comparison_operator="GreaterThanThreshold",
+    treat_missing_data="notBreaching",
+)
+
 # Managed services: what the service depends on, in the AWS namespaces. Each reads the
 # resource ids given at deploy time (data.yaml's outputs; the ALB is the Ingress's).
 
@@ -606,5 +646,6 @@ ALARMS: tuple[MetricAlarm, ...] = (
     DEAD_LETTERS,
     LOW_RECONCILIATION_SUCCESS,
     STALE_PUBLICATION,
+    SINK_FAILING,
     *MANAGED_SERVICE_ALARMS,
 )

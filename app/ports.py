@@ -12,7 +12,7 @@ import msgspec
 
 from app.domain.audit import AuditRecord
 from app.domain.dead_letter import DeadLetter
-from app.domain.events import OfficialValuePublished, QualityAlertRaised, ReconciliationFailed
+from app.domain.events import DomainEvent
 from app.domain.observation import Observation, ObservationsRecorded
 from app.domain.reading import Granularity, HistoryItem, QualitySummary
 from app.domain.reconciliation import Reconciliation
@@ -219,6 +219,13 @@ class PipelineStore(Protocol):
         """Mark events published; return the ids this call marked (not marked before)."""
         ...
 
+    async def outbox_after(
+        self, position: int, topics: Sequence[str], limit: int
+    ) -> list[PendingMessage]:
+        """Committed events of `topics` with an outbox id above `position`, in id (=
+        commit) order, published or not; what a sink relay follows."""
+        ...
+
     async def set_aside(self, reasons: Mapping[int, str]) -> None:
         """Set unpublished events aside (id -> why the bus refused it); never relayed."""
         ...
@@ -381,7 +388,8 @@ class OutboxRetention(Protocol):
     """Deleting published outbox rows once they are old enough."""
 
     async def purge_published(self, older_than_seconds: float) -> int:
-        """Delete one bounded batch of such rows; return how many."""
+        """Delete one bounded batch of such rows; return how many. Rows a sink relay
+        has not passed yet (its position) are kept."""
         ...
 
 
@@ -407,7 +415,9 @@ class SinkEvent(msgspec.Struct, frozen=True, kw_only=True):
     """An official-value or quality-alert event, as a downstream sink receives it.
 
     `position` is the event's place in the outbox (commit order); `key` is its series id;
-    `payload` is the event's JSON as published on Kafka; `event` is that JSON decoded.
+    `payload` is the event's JSON as published on Kafka; `event` is that JSON decoded;
+    `headers` is the trace context captured when the event was written (W3C
+    `traceparent`, and `X-Amzn-Trace-Id` when the X-Ray propagator is on).
     """
 
     position: int
@@ -415,7 +425,8 @@ class SinkEvent(msgspec.Struct, frozen=True, kw_only=True):
     topic: str
     key: str
     payload: bytes
-    event: OfficialValuePublished | QualityAlertRaised | ReconciliationFailed
+    event: DomainEvent
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class SinkUnavailable(RuntimeError):

@@ -177,6 +177,8 @@ class SchedulerSettings(_Section, frozen=True):
     # Published outbox rows are kept this long (for inspection), then purged.
     outbox_retention_seconds: float = 86_400.0
     purge_interval_seconds: float = 300.0
+    # Each enabled sink (EventBridge, Timestream) looks for new events this often.
+    sink_interval_seconds: float = 1.0
 
 
 class TelemetrySettings(_Section, frozen=True):

@@ -22,6 +22,7 @@ from app.telemetry.catalogue import (
     LAKE_STATES,
     NAMESPACE,
     OBSERVATIONS_TOPIC,
+    SINKS,
 )
 from ops.alarm import Dimension, Metric, MetricAlarm
 from ops.dashboard import (
@@ -301,6 +302,38 @@ GOLDEN_SIGNALS = Dashboard(
             ),
             period=300,
             y_label="per 5 minutes",
+        ),
+        TextWidget(markdown="## scheduler - downstream sinks (EventBridge, Timestream)"),
+        MetricWidget(
+            title="Sink events delivered and refused, failed batches (retried)",
+            lines=tuple(
+                MetricLine(
+                    metric=_custom(name, Service="scheduler", Sink=sink),
+                    stat="Sum",
+                    label=f"{sink} {label}",
+                )
+                for sink in SINKS
+                for name, label in (
+                    ("SinkEventsDelivered", "delivered"),
+                    ("SinkEventsRefused", "refused"),
+                    ("SinkFailures", "failed batches"),
+                )
+            ),
+            period=300,
+            y_label="per 5 minutes",
+        ),
+        MetricWidget(
+            title="Sink batch latency (retries included)",
+            lines=tuple(
+                MetricLine(
+                    metric=_custom("SinkDeliveryLatency", Service="scheduler", Sink=sink),
+                    stat="p95",
+                    label=f"{sink} p95",
+                )
+                for sink in SINKS
+            ),
+            period=300,
+            y_label="milliseconds",
         ),
         TextWidget(markdown="## dead letters - records and rows set aside, by service and stage"),
         DEAD_LETTERS_WIDGET,

@@ -20,14 +20,17 @@ from app.adapters.postgres.partitions import PostgresRetentionStore, ensure_part
 from app.adapters.postgres.pipeline import PostgresDatabase
 from app.adapters.postgres.pool import connector
 from app.adapters.s3_lake import S3Lake
+from app.ports import EventSink
 from app.services.archive import ArchivePolicy, Archiver
 from app.services.journal import Topics
 from app.services.retention import RetentionPolicy, Verifier, apply_retention
 from app.services.schedule import SchedulePolicy, Scheduler
+from app.services.sinks import SinkRelay, position_name
 from app.settings import LakeSettings, RetentionSettings, SchedulerSettings, Settings
 from app.telemetry.lake import archive_span
 from app.telemetry.metrics import QisMetrics
 from app.telemetry.pipeline_tracing import PipelineTracing
+from app.telemetry.sinks import sink_span
 
 
 def archive_policy(settings: LakeSettings) -> ArchivePolicy:
@@ -62,6 +65,7 @@ def policy(
         window_batch_size=settings.window_batch_size,
         outbox_retention_seconds=settings.outbox_retention_seconds,
         purge_interval_seconds=settings.purge_interval_seconds,
+        sink_interval_seconds=settings.sink_interval_seconds,
         maintenance_interval_seconds=(retention or RetentionSettings()).interval_seconds,
         archive_interval_seconds=(lake or LakeSettings()).archive_interval_seconds,
     )
@@ -109,11 +113,12 @@ def build_scheduler(
         settings.db.writer_dsn, settings.db, command_timeout=settings.db.command_timeout_seconds
     )
     archiver = build_archiver(settings.lake, pool, metrics) if settings.lake.enabled else None
+    sinks = build_sinks(settings, PostgresDatabase(pool), metrics)
     return Scheduler(
         policy(settings.scheduler, settings.lake, settings.retention),
         AdvisoryLockElection(connect, leader_key),
         PostgresDatabase(pool),
-        PostgresOutboxRetention(pool),
+        PostgresOutboxRetention(pool, [position_name(relay.sink) for relay in sinks]),
         KafkaEventPublisher(producer, settings.kafka.ack_timeout_seconds),
         Topics.from_settings(settings.kafka),
         transient=is_transient,
@@ -123,4 +128,23 @@ def build_scheduler(
         maintenance=partition_maintenance(
             settings.retention, pool, archiver.verify if archiver is not None else None
         ),
+        sinks=sinks,
     )
+
+
+def build_sinks(
+    settings: Settings, db: PostgresDatabase, metrics: QisMetrics | None
+) -> list[SinkRelay]:
+    """A relay for each enabled sink, over the official-value and quality-alert topics."""
+    enabled: list[EventSink] = []
+    topics = Topics.from_settings(settings.kafka)
+    return [
+        SinkRelay(
+            sink,
+            db,
+            (topics.official_values, topics.quality_alerts),
+            metrics=metrics,
+            span=sink_span,
+        )
+        for sink in enabled
+    ]

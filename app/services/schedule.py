@@ -9,9 +9,9 @@ closing takes the series locks and re-decides from the stored state; relayed eve
 their ids and are marked published once).
 
 The leader runs independent loops, so a relay backlog never delays window closing:
-closing due windows (and purging old published outbox rows) every interval, and relaying
+closing due windows (and purging old published outbox rows) every interval, relaying
 the outbox and the audit trail, woken at each commit (`Leadership.wake`) with the
-interval as a fallback.
+interval as a fallback, and one loop per enabled sink (app/services/sinks.py).
 
 The relays run here rather than in the workers: a single relay publishes in commit order
 without any coordination between processes.
@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from app.ports import (
@@ -43,6 +43,7 @@ from app.services.instrumentation import NullMetrics
 from app.services.journal import Topics
 from app.services.publish import relay_audit, relay_outbox
 from app.services.reconcile import close_due_windows
+from app.services.sinks import SinkRelay
 from app.services.waiting import wait_any
 
 _log = logging.getLogger("qis.scheduler")
@@ -61,6 +62,8 @@ class SchedulePolicy:
     archive_interval_seconds: float = 60.0
     # Day partitions ahead and retention in PostgreSQL (`maintenance`), this often.
     maintenance_interval_seconds: float = 3600.0
+    # Each sink relay (EventBridge, Timestream) looks for new events this often.
+    sink_interval_seconds: float = 1.0
 
 
 class Scheduler:
@@ -80,8 +83,10 @@ class Scheduler:
         tracing: Tracing | None = None,
         archiver: Archiver | None = None,
         maintenance: Callable[[], Awaitable[None]] | None = None,
+        sinks: Sequence[SinkRelay] = (),
     ) -> None:
         self._policy = policy
+        self.sinks = tuple(sinks)
         self._archiver = archiver
         self.archive_failures = 0
         self._maintenance = maintenance
@@ -125,6 +130,8 @@ class Scheduler:
                 group.create_task(self._archiving(self._archiver, halt))
             if self._maintenance is not None:
                 group.create_task(self._maintaining(halt, self._maintenance))
+            for sink in self.sinks:
+                group.create_task(self._sinking(sink, halt))
 
     async def _holding(
         self, leadership: Leadership, stop: asyncio.Event, halt: asyncio.Event
@@ -161,6 +168,13 @@ class Scheduler:
             except Exception as exc:
                 _log.error("partition maintenance failed", extra={"error": repr(exc)})
             await wait_any(halt, self._policy.maintenance_interval_seconds)
+
+    async def _sinking(self, sink: SinkRelay, halt: asyncio.Event) -> None:
+        """One sink's relay: drain, then look again every sink interval. A sink that is
+        down is retried from its saved position; it never stops another loop."""
+        while not halt.is_set():
+            await sink.drain(halt.is_set)
+            await wait_any(halt, self._policy.sink_interval_seconds)
 
     async def _relaying(self, halt: asyncio.Event, wake: asyncio.Event) -> None:
         while not halt.is_set():

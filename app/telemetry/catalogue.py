@@ -15,6 +15,8 @@ SERVICES = ("api", "worker", "scheduler")
 STATUS_CLASSES = ("2xx", "4xx", "5xx")
 CACHE_LEVELS = ("L1", "L2")
 LAKE_STATES = ("archived", "corrected", "unchanged")
+# The downstream sinks (the `Sink` dimension of the Sink* metrics; app/services/sinks.py).
+SINKS = ("eventbridge", "timestream")
 # Every metric carries the deployment's environment (QIS_TELEMETRY__ENVIRONMENT), so
 # staging and prod can share an account: the dashboards and alarms filter on it.
 ENVIRONMENT_DIMENSION = "Environment"
@@ -193,6 +195,38 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         dimensions=("Environment", "Service"),
         services=("scheduler",),
         meaning="archive rounds that failed (S3 or the database unreachable); retried next round",
+    ),
+    MetricSpec(
+        name="SinkEventsDelivered",
+        unit="Count",
+        kind="counter",
+        dimensions=("Environment", "Service", "Sink"),
+        services=("scheduler",),
+        meaning="events a downstream sink took, by Sink (eventbridge, timestream)",
+    ),
+    MetricSpec(
+        name="SinkEventsRefused",
+        unit="Count",
+        kind="counter",
+        dimensions=("Environment", "Service", "Sink"),
+        services=("scheduler",),
+        meaning="events a sink refused for what they are (reported, left out), by Sink",
+    ),
+    MetricSpec(
+        name="SinkFailures",
+        unit="Count",
+        kind="counter",
+        dimensions=("Environment", "Service", "Sink"),
+        services=("scheduler",),
+        meaning="batches a sink did not take (unreachable, throttled); sent again next round",
+    ),
+    MetricSpec(
+        name="SinkDeliveryLatency",
+        unit="Milliseconds",
+        kind="histogram",
+        dimensions=("Environment", "Service", "Sink"),
+        services=("scheduler",),
+        meaning="time to hand one batch to a sink, retries included",
     ),
 )
 

@@ -234,6 +234,12 @@ class QisMetrics:
         self._lake_rows = meter.create_counter("LakeRowsArchived", unit="Count")
         self._lake_bytes = meter.create_counter("LakeBytesArchived", unit="Bytes")
         self._lake_failures = meter.create_counter("LakeArchiveFailures", unit="Count")
+        self._sink_events = meter.create_counter("SinkEventsDelivered", unit="Count")
+        self._sink_refused = meter.create_counter("SinkEventsRefused", unit="Count")
+        self._sink_failures = meter.create_counter("SinkFailures", unit="Count")
+        self._sink_latency = meter.create_histogram(
+            "SinkDeliveryLatency", unit="ms", description="one batch handed to a sink"
+        )
         meter.create_observable_gauge(
             "CacheHitRatio",
             callbacks=[self._cache_lookups.collect],
@@ -294,6 +300,16 @@ class QisMetrics:
 
     def lake_archive_failure(self) -> None:
         self._lake_failures.add(1, self._base)
+
+    def sink_delivered(self, sink: str, events: int, refused: int, seconds: float) -> None:
+        attributes = {**self._base, "Sink": sink}
+        self._sink_events.add(events - refused, attributes)
+        if refused:
+            self._sink_refused.add(refused, attributes)
+        self._sink_latency.record(seconds * 1000.0, attributes)
+
+    def sink_failed(self, sink: str) -> None:
+        self._sink_failures.add(1, {**self._base, "Sink": sink})
 
     def flush(self) -> None:
         """Add the requests counted since the last flush to the HttpRequests counter."""

@@ -13,7 +13,7 @@ the trace each event was written in. Annotations are built only for a recorded s
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import msgspec
@@ -175,9 +175,14 @@ class PipelineTracing:
 
 
 def _links(messages: Sequence[OutboxMessage]) -> list[Link]:
+    return links_to([message.headers for message in messages[:MAX_LINKS]])
+
+
+def links_to(carriers: Sequence[Mapping[str, str]]) -> list[Link]:
+    """Links to the traces in these carriers (stored trace headers), at most MAX_LINKS."""
     links: list[Link] = []
-    for message in messages[:MAX_LINKS]:
-        context = trace.get_current_span(propagate.extract(message.headers)).get_span_context()
+    for carrier in carriers[:MAX_LINKS]:
+        context = trace.get_current_span(propagate.extract(carrier)).get_span_context()
         if context.is_valid:
             links.append(Link(context))
     return links

@@ -63,3 +63,51 @@ async def test_a_retention_of_zero_purges_every_published_row(
 
     assert total == 4
     assert await remaining(empty_db) == ids[4:]
+
+
+async def test_rows_an_enabled_sink_has_not_passed_are_kept(
+    empty_db: asyncpg.Connection,
+) -> None:
+    ids = await queue(empty_db, 6)
+    await outbox.mark_published(empty_db, ids)
+    sinks = ["sink.eventbridge", "sink.timestream"]
+
+    # One sink without a position yet: nothing is purged.
+    await empty_db.execute(
+        "INSERT INTO relay_positions (name, position) VALUES ('sink.eventbridge', $1)", ids[4]
+    )
+    assert await outbox.purge_published(empty_db, 0, sinks=sinks) == 0
+
+    # Both have positions: rows up to the lowest one go, the rest stay.
+    await empty_db.execute(
+        "INSERT INTO relay_positions (name, position) VALUES ('sink.timestream', $1)", ids[1]
+    )
+    assert await outbox.purge_published(empty_db, 0, sinks=sinks) == 2
+    assert await remaining(empty_db) == ids[2:]
+
+    # A sink no longer enabled does not hold rows back.
+    assert await outbox.purge_published(empty_db, 0, sinks=["sink.eventbridge"]) == 3
+    assert await remaining(empty_db) == ids[5:]
+
+
+async def test_a_sink_relay_reads_its_topics_after_its_position_published_or_not(
+    empty_db: asyncpg.Connection,
+) -> None:
+    async with empty_db.transaction():
+        store = PostgresPipelineStore(empty_db)
+        await store.open_journal()
+        await store.enqueue(
+            [
+                OutboxMessage(
+                    event_id=f"e{n}", topic="values" if n % 2 else "other", key="k", payload=b"{}"
+                )
+                for n in range(8)
+            ]
+        )
+    ids = [row["id"] for row in await empty_db.fetch("SELECT id FROM outbox ORDER BY id")]
+    await outbox.mark_published(empty_db, ids[:3])
+
+    read = await outbox.fetch_after(empty_db, ids[2], ["values", "alerts"], 2)
+    assert [(m.id, m.event_id) for m in read] == [(ids[3], "e3"), (ids[5], "e5")]
+    rest = await outbox.fetch_after(empty_db, read[-1].id, ["values"], 10)
+    assert [m.event_id for m in rest] == ["e7"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import asyncpg
 
@@ -58,14 +58,16 @@ class AdvisoryLockElection:
 
 
 class PostgresOutboxRetention:
-    """`OutboxRetention` on the writer pool."""
+    """`OutboxRetention` on the writer pool; `sinks` names the enabled sink relays'
+    positions (rows they have not passed are kept)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, sinks: Sequence[str] = ()) -> None:
         self._pool = pool
+        self._sinks = tuple(sinks)
 
     async def purge_published(self, older_than_seconds: float) -> int:
         async with self._pool.acquire() as conn:
-            return await purge_published(conn, older_than_seconds)
+            return await purge_published(conn, older_than_seconds, sinks=self._sinks)
 
 
 __all__ = [

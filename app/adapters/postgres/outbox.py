@@ -29,6 +29,8 @@ import msgspec
 from app.ports import PendingMessage
 
 if TYPE_CHECKING:
+    from asyncpg import Record
+
     from app.adapters.postgres import Connection
     from app.ports import OutboxMessage
 
@@ -65,17 +67,34 @@ async def fetch_unpublished(conn: Connection, limit: int) -> list[PendingMessage
             ORDER BY id LIMIT $1""",
         limit,
     )
-    return [
-        PendingMessage(
-            id=row["id"],
-            event_id=row["event_id"],
-            topic=row["topic"],
-            key=row["key"],
-            payload=bytes(row["payload"]),
-            headers=_headers.decode(row["headers"]),
-        )
-        for row in rows
-    ]
+    return [_pending(row) for row in rows]
+
+
+async def fetch_after(
+    conn: Connection, position: int, topics: Sequence[str], limit: int
+) -> list[PendingMessage]:
+    """Committed events of `topics` above the id `position`, in id (= commit) order,
+    whether the relay has published them or not (a sink relay's read)."""
+    rows = await conn.fetch(
+        """SELECT id, event_id, topic, key, payload, headers::text AS headers
+             FROM outbox WHERE id > $1 AND topic = ANY($2::text[])
+            ORDER BY id LIMIT $3""",
+        position,
+        list(topics),
+        limit,
+    )
+    return [_pending(row) for row in rows]
+
+
+def _pending(row: Record) -> PendingMessage:
+    return PendingMessage(
+        id=row["id"],
+        event_id=row["event_id"],
+        topic=row["topic"],
+        key=row["key"],
+        payload=bytes(row["payload"]),
+        headers=_headers.decode(row["headers"]),
+    )
 
 
 async def mark_published(conn: Connection, ids: Sequence[int]) -> list[int]:
@@ -104,18 +123,31 @@ async def set_aside(conn: Connection, reasons: Mapping[int, str]) -> None:
     )
 
 
-async def purge_published(conn: Connection, older_than_seconds: float, batch: int = 5000) -> int:
+async def purge_published(
+    conn: Connection,
+    older_than_seconds: float,
+    batch: int = 5000,
+    sinks: Sequence[str] = (),
+) -> int:
     """Delete rows published more than `older_than_seconds` ago; return how many.
 
     Looks only at the `batch` oldest ids (publication follows id order), so each call is
-    a bounded index range, never a scan of the whole table.
+    a bounded index range, never a scan of the whole table. Rows above the position of
+    any relay named in `sinks` (the enabled sink relays) are kept, and so is every row
+    while one of them has no position yet.
     """
     result: str = await conn.execute(
         """DELETE FROM outbox WHERE id IN (
                SELECT id FROM (SELECT id, published_at FROM outbox
                                 WHERE set_aside_at IS NULL ORDER BY id LIMIT $2) AS o
-                WHERE o.published_at < clock_timestamp() - make_interval(secs => $1))""",
+                WHERE o.published_at < clock_timestamp() - make_interval(secs => $1)
+                  AND o.id <= coalesce(
+                        (SELECT CASE WHEN count(*) = cardinality($3::text[])
+                                     THEN min(position) ELSE 0 END
+                           FROM relay_positions WHERE name = ANY($3::text[])),
+                        9223372036854775807))""",
         older_than_seconds,
         batch,
+        list(sinks),
     )
     return int(result.split()[-1])

@@ -106,6 +106,11 @@ class PostgresPipelineStore:
     async def mark_published(self, ids: Sequence[int]) -> list[int]:
         return await outbox.mark_published(self._conn, ids)
 
+    async def outbox_after(
+        self, position: int, topics: Sequence[str], limit: int
+    ) -> list[PendingMessage]:
+        return await outbox.fetch_after(self._conn, position, topics, limit)
+
     async def set_aside(self, reasons: Mapping[int, str]) -> None:
         await outbox.set_aside(self._conn, reasons)
 

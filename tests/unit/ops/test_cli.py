@@ -75,7 +75,7 @@ def test_evaluate_reports_and_exits_0_unless_asked_to_fail(
 def test_evaluate_json(slowed: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run("alarms", "evaluate", "--metrics", str(slowed), "--json") == 0
     document = json.loads(capsys.readouterr().out)
-    assert len(document["alarms"]) == len(ALARMS) == 16
+    assert len(document["alarms"]) == len(ALARMS) == 17
     skipped = {a["name"]: a["skipped"] for a in document["alarms"] if a["skipped"]}
     assert set(skipped) == {
         a.alarm_name.replace("${Environment}", "local") for a in MANAGED_SERVICE_ALARMS
@@ -83,12 +83,18 @@ def test_evaluate_json(slowed: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert skipped["qis-local-AuroraReplicaLag"] == (
         "skipped: reads AWS/RDS, which the recording does not hold (it holds Custom/QIS)"
     )
-    # The recording set nothing aside: DeadLetterCount is the one metric not in it at all.
+    # The recording set nothing aside and no sink failed: DeadLetterCount and SinkFailures
+    # are the metrics not in it at all.
     warned = {a["name"]: a["warnings"] for a in document["alarms"] if a["warnings"]}
-    assert list(warned) == ["qis-local-DeadLetters"]
+    assert list(warned) == ["qis-local-DeadLetters", "qis-local-SinkFailing"]
     assert warned["qis-local-DeadLetters"] == [
         "DeadLetterCount{Environment=local,Service=scheduler,Stage=audit-relay} (and 6 more "
         "series) not recorded, and no other Custom/QIS DeadLetterCount series either: "
+        "every period is 'no datapoint'"
+    ]
+    assert warned["qis-local-SinkFailing"] == [
+        "SinkFailures{Environment=local,Service=scheduler,Sink=eventbridge} (and 1 more "
+        "series) not recorded, and no other Custom/QIS SinkFailures series either: "
         "every period is 'no datapoint'"
     ]
 

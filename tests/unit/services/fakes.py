@@ -162,6 +162,11 @@ class FakeStore:
         done = self._s.published | set(self._s.set_aside)
         return [m for m in self._s.outbox if m.id not in done][:limit]
 
+    async def outbox_after(
+        self, position: int, topics: Sequence[str], limit: int
+    ) -> list[PendingMessage]:
+        return [m for m in self._s.outbox if m.id > position and m.topic in topics][:limit]
+
     async def mark_published(self, ids: Sequence[int]) -> list[int]:
         marked = sorted(set(ids) - self._s.published)
         self._s.published.update(marked)

@@ -65,6 +65,9 @@ def documents() -> list[dict[str, Any]]:
     metrics.lake_hour_archived("archived", rows=120, size=4096, seconds=0.5)
     metrics.lake_hour_archived("unchanged", rows=120, size=0, seconds=0.1)
     metrics.lake_archive_failure()
+    metrics.sink_delivered("eventbridge", events=10, refused=2, seconds=0.05)
+    metrics.sink_delivered("timestream", events=4, refused=0, seconds=0.02)
+    metrics.sink_failed("timestream")
     data = reader.get_metrics_data()
     assert data is not None
     exporter.export(data)
@@ -155,6 +158,14 @@ def test_names_keep_their_cloudwatch_case_and_units(documents: list[dict[str, An
     assert found["LakeRowsArchived"][0]["LakeRowsArchived"] == 120  # unchanged: not counted
     assert found["LakeBytesArchived"][0]["LakeBytesArchived"] == 4096
     assert found["LakeArchiveFailures"][0]["LakeArchiveFailures"] == 1
+    delivered = {d["Sink"]: d["SinkEventsDelivered"] for d in found["SinkEventsDelivered"]}
+    assert delivered == {"eventbridge": 8, "timestream": 4}
+    assert [(d["Sink"], d["SinkEventsRefused"]) for d in found["SinkEventsRefused"]] == [
+        ("eventbridge", 2)
+    ]
+    assert [(d["Sink"], d["SinkFailures"]) for d in found["SinkFailures"]] == [("timestream", 1)]
+    latency = {d["Sink"]: d["SinkDeliveryLatency"]["Max"] for d in found["SinkDeliveryLatency"]}
+    assert latency == {"eventbridge": 50.0, "timestream": 20.0}
 
 
 def test_the_code_records_exactly_the_catalogues_metrics(documents: list[dict[str, Any]]) -> None:
