@@ -39,7 +39,7 @@ from app.adapters.s3_lake import LAKE_ERRORS, S3Lake, s3_client
 from app.domain.lake import OBSERVATIONS, OFFICIAL_VALUES, Manifest
 from app.domain.lake_reading import hours_between
 from app.domain.observation import Observation
-from app.domain.quality import SCORE_DECIMALS, Quality
+from app.domain.quality import SCORE_DECIMALS
 from app.domain.reading import (
     GRANULARITY_STEP,
     Granularity,
@@ -47,12 +47,10 @@ from app.domain.reading import (
     QualityAverages,
     QualitySummary,
 )
-from app.domain.reconciliation import Exclusion
 from app.domain.timestamps import rfc3339
-from app.domain.versions import OfficialValue
+from app.domain.versions import OfficialValue, official_value_from_columns
 from app.settings import LakeSettings
 
-_exclusions = msgspec.json.Decoder(tuple[Exclusion, ...])
 _attributes = msgspec.json.Decoder(dict[str, Any] | None)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _IO_THREADS = 16
@@ -288,29 +286,6 @@ def _query(
         conn.close()
 
 
-def official_value_of(row: dict[str, Any]) -> OfficialValue:
-    """The domain struct of an official-values row."""
-    return OfficialValue(
-        reference_data_id=row["reference_data_id"],
-        snap=row["snap"],
-        version=row["version"],
-        value=row["value"],
-        status=row["status"],
-        method=row["method"],
-        sources_used=tuple(row["sources_used"]),
-        sources_excluded=_exclusions.decode(row["sources_excluded"]),
-        quality=Quality(
-            score=row["quality_score"],
-            completeness=row["completeness"],
-            timeliness=row["timeliness"],
-            consistency=row["consistency"],
-            validity=row["validity"],
-        ),
-        supersedes=row["supersedes"],
-        recorded_at=row["recorded_at"],
-    )
-
-
 def observation_of(row: dict[str, Any]) -> Observation:
     """The domain struct of an observations row."""
     attributes = row["attributes"]
@@ -372,7 +347,7 @@ class LakeQueries:
     ) -> list[OfficialValue]:
         start, end = _snap_range(snap)
         return [
-            official_value_of(r)
+            official_value_from_columns(r)
             for r in self._select(OFFICIAL_VALUES, start, end, series, sql, **params)
         ]
 
@@ -500,7 +475,7 @@ class LakeQueries:
 
 
 def _history_item(row: dict[str, Any], bucket_us: int | None) -> HistoryItem:
-    value = official_value_of(row)
+    value = official_value_from_columns(row)
     if bucket_us is None:
         return HistoryItem(**msgspec.structs.asdict(value), bucket=value.snap, count=1)
     return HistoryItem(

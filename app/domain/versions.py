@@ -16,7 +16,7 @@ Decisions beyond docs/domain.md:
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -137,3 +137,37 @@ def _as_utc(ts: datetime) -> datetime:
     if ts.tzinfo is None:
         raise ValueError("naive timestamp")
     return ts.astimezone(UTC)
+
+
+_exclusions = msgspec.json.Decoder(tuple[Exclusion, ...])
+
+
+class Columns(Protocol):
+    """A row read by column name (a dict, an asyncpg Record)."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def official_value_from_columns(row: Columns) -> OfficialValue:
+    """A version from a row of the official-values table or of its lake dataset (the two
+    share column names: `quality_score`, `completeness`, ..., and `sources_excluded` as
+    JSON text)."""
+    return OfficialValue(
+        reference_data_id=row["reference_data_id"],
+        snap=row["snap"],
+        version=row["version"],
+        value=row["value"],
+        status=row["status"],
+        method=row["method"],
+        sources_used=tuple(row["sources_used"]),
+        sources_excluded=_exclusions.decode(row["sources_excluded"]),
+        quality=Quality(
+            score=row["quality_score"],
+            completeness=row["completeness"],
+            timeliness=row["timeliness"],
+            consistency=row["consistency"],
+            validity=row["validity"],
+        ),
+        supersedes=row["supersedes"],
+        recorded_at=row["recorded_at"],
+    )

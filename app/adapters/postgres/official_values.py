@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from app.domain.quality import Quality
-from app.domain.reconciliation import Exclusion
-from app.domain.versions import OfficialValue
+from app.domain.versions import OfficialValue, official_value_from_columns
 
 if TYPE_CHECKING:
     import asyncpg
@@ -24,7 +22,6 @@ if TYPE_CHECKING:
     from app.ports import SnapKey
 
 _encode = msgspec.json.Encoder()
-_exclusions = msgspec.json.Decoder(tuple[Exclusion, ...])
 
 QUALITY_FIELDS = ("score", "completeness", "timeliness", "consistency", "validity")
 
@@ -40,7 +37,10 @@ def quality_column(field: str, alias: str = "") -> str:
 def version_columns(alias: str = "") -> str:
     """The columns `official_value_from_row` reads."""
     prefix = f"{alias}." if alias else ""
-    quality = ", ".join(f"{quality_column(f, alias)} AS q_{f}" for f in QUALITY_FIELDS)
+    quality = ", ".join(
+        f"{quality_column(f, alias)} AS {'quality_score' if f == 'score' else f}"
+        for f in QUALITY_FIELDS
+    )
     return (
         f"{prefix}reference_data_id, {prefix}snap, {prefix}version, {prefix}value, "
         f"{prefix}status, {prefix}method, {prefix}sources_used, "
@@ -54,25 +54,7 @@ _COLUMNS = version_columns("o")
 
 def official_value_from_row(row: asyncpg.Record) -> OfficialValue:
     """Rebuild the domain struct from a row selected with this module's columns."""
-    return OfficialValue(
-        reference_data_id=row["reference_data_id"],
-        snap=row["snap"],
-        version=row["version"],
-        value=row["value"],
-        status=row["status"],
-        method=row["method"],
-        sources_used=tuple(row["sources_used"]),
-        sources_excluded=_exclusions.decode(row["sources_excluded"]),
-        quality=Quality(
-            score=row["q_score"],
-            completeness=row["q_completeness"],
-            timeliness=row["q_timeliness"],
-            consistency=row["q_consistency"],
-            validity=row["q_validity"],
-        ),
-        supersedes=row["supersedes"],
-        recorded_at=row["recorded_at"],
-    )
+    return official_value_from_columns(row)
 
 
 async def insert_versions(conn: Connection, versions: Sequence[OfficialValue]) -> None:
