@@ -9,9 +9,10 @@ service APIs; the rest is left to cfn-lint and checkov (`make lint`):
   rules and the e-mail subscription.
 - `data.yaml`, the subset moto creates: the four S3 buckets (their KMS encryption
   resolved through `Fn::ImportValue` of foundation's key). moto fails the whole stack on
-  MSK, Aurora, ElastiCache and Timestream (no CloudFormation support, and the outputs read their
-  attributes), ignores the bucket policies and the Secrets Manager secret, and keeps no
-  versioning, Object Lock, lifecycle or public access block of a bucket.
+  MSK, Aurora, ElastiCache and Timestream (no CloudFormation support, and the outputs
+  read their attributes), ignores the bucket policies and the Secrets Manager secret, and
+  keeps no versioning, Object Lock, lifecycle or public access block of a bucket. The
+  Timestream resources are read from the template instead.
 - `network.yaml`, `cluster.yaml`, `identity.yaml`, `edge.yaml` are not deployed: moto
   cannot evaluate `!Select [0, !GetAZs '']` in network.yaml, and has no EKS, Cognito,
   ACM or WAFv2 CloudFormation support; the outputs of the others read those resources.
