@@ -9,6 +9,7 @@ TLS, SASL and IAM settings: docs/secure-connections.md.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -16,6 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 
 PREFIX = "QIS_"
+# Timestream's database and table names.
+_TIMESTREAM_NAME = re.compile(r"[a-zA-Z0-9_.-]{3,256}")
 REDACTED = "***"
 
 
@@ -313,6 +316,41 @@ class RetentionSettings(_Section, frozen=True):
     lock_attempts: int = 3
 
 
+class TimestreamSettings(_Section, frozen=True):
+    """The Amazon Timestream copy of official values and quality metrics
+    (docs/timeseries.md). Locally the stack's moto server; in AWS `endpoint_url` is empty
+    (the SDK's default endpoint, found by endpoint discovery) and the names are the
+    deployment's (infra/cloudformation/data.yaml)."""
+
+    # Off by default: nothing is written to Timestream and nothing else changes.
+    enabled: bool = False
+    # Empty: the AWS default endpoint for the region (with endpoint discovery). Locally the
+    # stack's moto server, which serves timestream-write and S3 on one port.
+    endpoint_url: str = "http://127.0.0.1:59000"
+    region: str = "us-east-1"
+    # Static credentials for the local endpoint only; empty in AWS (the pod's IAM role).
+    access_key_id: str = ""
+    secret_access_key: str = ""
+    database: str = "qis-local-timeseries"
+    official_values_table: str = "officialDataValues"
+    quality_metrics_table: str = "qualityMetrics"
+    # Events handed to one delivery; each table gets WriteRecords of at most 100 records.
+    batch_size: int = 100
+    # WriteRecords attempts on throttling, internal or connection errors, with exponential
+    # backoff from `retry_base_seconds` up to `retry_max_seconds` between them.
+    max_attempts: int = 5
+    retry_base_seconds: float = 0.2
+    retry_max_seconds: float = 5.0
+    # Where records Timestream rejects for what they are go, as JSON objects.
+    rejected_bucket: str = "qis-local-timestream-rejected"
+    rejected_prefix: str = "rejected-records/"
+    # Retention `qis timestream setup` gives the tables it creates (the architecture's).
+    official_values_memory_hours: int = 168
+    official_values_magnetic_days: int = 2555
+    quality_metrics_memory_hours: int = 24
+    quality_metrics_magnetic_days: int = 365
+
+
 class Settings(_Section, frozen=True):
     db: DbSettings = DbSettings()
     kafka: KafkaSettings = KafkaSettings()
@@ -329,6 +367,8 @@ class Settings(_Section, frozen=True):
     backup: BackupSettings = BackupSettings()
 
     retention: RetentionSettings = RetentionSettings()
+
+    timestream: TimestreamSettings = TimestreamSettings()
 
 
 _SECRET_FIELDS = frozenset({"password", "sasl_password", "token", "secret_access_key"})
@@ -397,6 +437,20 @@ def _security_problems(settings: Settings) -> list[str]:
         problems.append("QIS_RATE_LIMIT__*_PER_SECOND must be above 0 and *_BURST at least 1")
     if settings.backup.restore_jobs < 1 or settings.backup.timeout_seconds <= 0:
         problems.append("QIS_BACKUP__RESTORE_JOBS must be at least 1, *_TIMEOUT_SECONDS above 0")
+    series = settings.timestream
+    if series.batch_size < 1 or not 1 <= series.max_attempts <= 20:
+        problems.append(
+            "QIS_TIMESTREAM__BATCH_SIZE must be at least 1, QIS_TIMESTREAM__MAX_ATTEMPTS 1 to 20"
+        )
+    names = (series.database, series.official_values_table, series.quality_metrics_table)
+    if not all(_TIMESTREAM_NAME.fullmatch(name) for name in names):
+        problems.append(
+            "QIS_TIMESTREAM__DATABASE and the *_TABLE names must be 3 to 256 of A-Z a-z 0-9 _ . -"
+        )
+    if not 0 <= series.retry_base_seconds <= series.retry_max_seconds:
+        problems.append(
+            "QIS_TIMESTREAM__RETRY_BASE_SECONDS must be at least 0 and at most *_RETRY_MAX_SECONDS"
+        )
     if cache.password and cache.password_secret_id:
         problems.append("QIS_REDIS__PASSWORD and QIS_REDIS__PASSWORD_SECRET_ID exclude each other")
     return problems

@@ -19,6 +19,7 @@ export QIS_AUTH__ISSUER="${QIS_AUTH__ISSUER:-http://127.0.0.1:$issuer_port}"
 .venv/bin/qis db migrate
 .venv/bin/qis kafka topics
 .venv/bin/qis lake buckets
+.venv/bin/qis timestream setup
 
 .venv/bin/python scripts/supervise.py --grace "${SUPERVISE_GRACE:-30}" \
   --child "issuer=.venv/bin/qis dev issuer --port $issuer_port" \

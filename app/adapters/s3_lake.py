@@ -24,12 +24,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from app.domain.lake import Manifest, ObjectConflict, manifest_key, manifest_prefix
 
 if TYPE_CHECKING:
-    from app.settings import LakeSettings
+    from app.settings import LakeSettings, TimestreamSettings
 
 __all__ = [
     "LAKE_ERRORS",
     "ObjectConflict",
     "S3Lake",
+    "ensure_bucket",
     "ensure_buckets",
     "s3_client",
 ]
@@ -42,8 +43,9 @@ _encode = msgspec.json.Encoder()
 _manifest = msgspec.json.Decoder(Manifest)
 
 
-def s3_client(settings: LakeSettings) -> Any:
-    """A boto3 S3 client for the lake's endpoint (path-style addressing on a custom one)."""
+def s3_client(settings: LakeSettings | TimestreamSettings) -> Any:
+    """A boto3 S3 client for the settings' endpoint (path-style addressing on a custom one):
+    the lake's, or the bucket of the records Timestream rejects."""
     kwargs: dict[str, Any] = {"region_name": settings.region}
     if settings.endpoint_url:
         kwargs["endpoint_url"] = settings.endpoint_url
@@ -67,27 +69,34 @@ def _status(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
 
 
+def ensure_bucket(client: Any, bucket: str, region: str) -> bool:
+    """Create `bucket` in `region` when missing; True when created now."""
+    try:
+        client.head_bucket(Bucket=bucket)
+        return False
+    except ClientError as exc:
+        if _status(exc) != 404 and _code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
+            raise
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        client.create_bucket(**kwargs)
+        return True
+    except ClientError as exc:
+        if _code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+            raise
+    return False
+
+
 def ensure_buckets(settings: LakeSettings, client: Any = None) -> list[str]:
     """Create the lake and backup buckets when missing; return the ones created."""
     client = client or s3_client(settings)
-    created = []
-    for bucket in dict.fromkeys((settings.bucket, settings.backup_bucket)):
-        try:
-            client.head_bucket(Bucket=bucket)
-            continue
-        except ClientError as exc:
-            if _status(exc) != 404 and _code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
-                raise
-        kwargs: dict[str, Any] = {"Bucket": bucket}
-        if settings.region != "us-east-1":
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": settings.region}
-        try:
-            client.create_bucket(**kwargs)
-            created.append(bucket)
-        except ClientError as exc:
-            if _code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
-                raise
-    return created
+    return [
+        bucket
+        for bucket in dict.fromkeys((settings.bucket, settings.backup_bucket))
+        if ensure_bucket(client, bucket, settings.region)
+    ]
 
 
 class S3Lake:

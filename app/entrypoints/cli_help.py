@@ -41,6 +41,7 @@ COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "backup": ("db", "lake", "backup", _LOG),
     "restore-drill": ("db", "lake", "backup", _LOG),
     "lake query": ("lake", _LOG),
+    "timestream setup": ("timestream", _LOG),
     "sizing": ("db", "kafka", "redis", _LOG),
     "dev issuer": (_LOG,),
     "dev token": ("auth.issuer", _LOG),

@@ -7,11 +7,12 @@ service APIs; the rest is left to cfn-lint and checkov (`make lint`):
   repository (moto keeps its tag mutability, not its scanning), the alarm topic
   (encrypted with that key) and the stack's exports. moto ignores the X-Ray sampling
   rules and the e-mail subscription.
-- `data.yaml`, the subset moto creates: the three S3 buckets (their KMS encryption
+- `data.yaml`, the subset moto creates: the four S3 buckets (their KMS encryption
   resolved through `Fn::ImportValue` of foundation's key). moto fails the whole stack on
-  MSK, Aurora and ElastiCache (no CloudFormation support, and the outputs read their
-  attributes), ignores the bucket policies and the Secrets Manager secret, and keeps no
-  versioning, Object Lock, lifecycle or public access block of a bucket.
+  MSK, Aurora, ElastiCache and Timestream (no CloudFormation support, and the outputs
+  read their attributes), ignores the bucket policies and the Secrets Manager secret, and
+  keeps no versioning, Object Lock, lifecycle or public access block of a bucket. The
+  Timestream resources are read from the template instead.
 - `network.yaml`, `cluster.yaml`, `identity.yaml`, `edge.yaml` are not deployed: moto
   cannot evaluate `!Select [0, !GetAZs '']` in network.yaml, and has no EKS, Cognito,
   ACM or WAFv2 CloudFormation support; the outputs of the others read those resources.
@@ -197,7 +198,12 @@ def test_data_lake_buckets_encrypted_with_the_environment_key(moto_url: str) -> 
     )
     assert status == "CREATE_COMPLETE"
     subset = moto_subset(load_template("data.yaml"), MOTO_DATA_TYPES)
-    assert set(subset["Resources"]) == {"AccessLogBucket", "DataLakeBucket", "BackupBucket"}
+    assert set(subset["Resources"]) == {
+        "AccessLogBucket",
+        "DataLakeBucket",
+        "BackupBucket",
+        "TimestreamRejectedBucket",
+    }
     status = deploy(moto_url, region, "qis-staging-data", subset, Environment="staging")
     assert status == "CREATE_COMPLETE"
 
@@ -208,6 +214,7 @@ def test_data_lake_buckets_encrypted_with_the_environment_key(moto_url: str) -> 
     expected = {
         f"qis-staging-data-lake-{suffix}": ("aws:kms", key_arn),
         f"qis-staging-backups-{suffix}": ("aws:kms", key_arn),
+        f"qis-staging-timestream-rejected-{suffix}": ("aws:kms", key_arn),
         f"qis-staging-access-logs-{suffix}": ("AES256", None),
     }
     assert set(expected) <= names
@@ -219,3 +226,63 @@ def test_data_lake_buckets_encrypted_with_the_environment_key(moto_url: str) -> 
     # S3 bucket names are global: the account and region in each keep environments and
     # regions apart.
     assert all(len(name) <= 63 for name in expected)
+
+
+def test_timestream_tables_keep_the_architectures_retention_and_the_scheduler_writes() -> None:
+    """Not deployable on moto (no Timestream in its CloudFormation): the template is read.
+    The retention defaults are the architecture's and `qis timestream setup`'s, and the
+    scheduler's role may write exactly the two tables and report rejected records."""
+    from app.settings import TimestreamSettings
+
+    data = load_template("data.yaml")
+    parameters, resources = data["Parameters"], data["Resources"]
+    local = TimestreamSettings()
+
+    def retention(table: str) -> tuple[int, int]:
+        props = resources[table]["Properties"]["RetentionProperties"]
+        memory = parameters[props["MemoryStoreRetentionPeriodInHours"]["Ref"]]["Default"]
+        magnetic = parameters[props["MagneticStoreRetentionPeriodInDays"]["Ref"]]["Default"]
+        return memory, magnetic
+
+    assert retention("OfficialValuesTable") == (168, 2555)
+    assert retention("QualityMetricsTable") == (24, 365)
+    assert retention("OfficialValuesTable") == (
+        local.official_values_memory_hours,
+        local.official_values_magnetic_days,
+    )
+    assert retention("QualityMetricsTable") == (
+        local.quality_metrics_memory_hours,
+        local.quality_metrics_magnetic_days,
+    )
+    tables = {}
+    for name in ("OfficialValuesTable", "QualityMetricsTable"):
+        props = resources[name]["Properties"]
+        assert props["DatabaseName"] == {"Ref": "TimestreamDatabase"}
+        magnetic = props["MagneticStoreWriteProperties"]
+        assert magnetic["EnableMagneticStoreWrites"] is True
+        location = magnetic["MagneticStoreRejectedDataLocation"]["S3Configuration"]
+        assert location["BucketName"] == {"Ref": "TimestreamRejectedBucket"}
+        assert location["ObjectKeyPrefix"].startswith("rejected-writes/")
+        tables[name] = props["TableName"]
+    assert tables == {
+        "OfficialValuesTable": local.official_values_table,
+        "QualityMetricsTable": local.quality_metrics_table,
+    }
+    assert resources["TimestreamDatabase"]["Properties"]["DatabaseName"] == {
+        "Fn::Sub": "qis-${Environment}-timeseries"
+    }
+
+    identity = load_template("identity.yaml")
+    role = identity["Resources"]["SchedulerRole"]["Properties"]
+    [policy] = role["Policies"]
+    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    write = statements["TimestreamWrite"]
+    assert write["Action"] == "timestream:WriteRecords"
+    arns = [entry["Fn::Sub"][0] for entry in write["Resource"]]
+    assert sorted(arn.rsplit("/", 1)[1] for arn in arns) == sorted(tables.values())
+    assert all(":database/${Database}/table/" in arn for arn in arns)
+    assert statements["TimestreamEndpoints"]["Action"] == "timestream:DescribeEndpoints"
+    reports = statements["TimestreamRejectedRecords"]
+    assert sorted(reports["Action"]) == ["s3:GetObject", "s3:PutObject"]
+    prefixes = sorted(entry["Fn::Sub"][0].rsplit("}/", 1)[1] for entry in reports["Resource"])
+    assert prefixes == sorted([local.rejected_prefix + "*", "rejected-writes/*"])

@@ -43,3 +43,36 @@ def test_worker_lanes_must_leave_a_connection_in_the_pool(lanes: str, pool: str)
 def test_worker_lanes_below_the_pool_size_are_accepted() -> None:
     settings = load_settings({"QIS_WORKER__LANES": "3", "QIS_DB__POOL_MAX_SIZE": "4"})
     assert (settings.worker.lanes, settings.db.pool_max_size) == (3, 4)
+
+
+def test_timestream_is_off_by_default_and_set_by_its_variables() -> None:
+    assert Settings().timestream.enabled is False
+    s = load_settings(
+        {
+            "QIS_TIMESTREAM__ENABLED": "true",
+            "QIS_TIMESTREAM__DATABASE": "qis-prod-timeseries",
+            "QIS_TIMESTREAM__ENDPOINT_URL": "",
+            "QIS_TIMESTREAM__SECRET_ACCESS_KEY": "hush",
+        }
+    )
+    assert (s.timestream.enabled, s.timestream.database, s.timestream.endpoint_url) == (
+        True,
+        "qis-prod-timeseries",
+        "",
+    )
+    assert "hush" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("QIS_TIMESTREAM__DATABASE", "qis timeseries"),
+        ("QIS_TIMESTREAM__OFFICIAL_VALUES_TABLE", "ov"),
+        ("QIS_TIMESTREAM__BATCH_SIZE", "0"),
+        ("QIS_TIMESTREAM__MAX_ATTEMPTS", "21"),
+        ("QIS_TIMESTREAM__RETRY_BASE_SECONDS", "9"),
+    ],
+)
+def test_unusable_timestream_settings_are_refused(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match="QIS_TIMESTREAM__"):
+        load_settings({name: value})
