@@ -28,7 +28,7 @@ _LOG = "telemetry.log_level"
 COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "api": ("api", "db", "kafka", "redis", "cache", "telemetry", "auth", "rate_limit", "lake"),
     "worker": ("worker", "db", "kafka", "telemetry"),
-    "scheduler": ("scheduler", "db", "kafka", "telemetry", "lake", "retention"),
+    "scheduler": ("scheduler", "db", "kafka", "telemetry", "lake", "retention", "timestream"),
     "db migrate": ("db", "retention.partitions_ahead_days", _LOG),
     "kafka topics": ("kafka", _LOG),
     "lake buckets": ("lake", _LOG),

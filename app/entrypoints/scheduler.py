@@ -20,6 +20,7 @@ from app.adapters.postgres.partitions import PostgresRetentionStore, ensure_part
 from app.adapters.postgres.pipeline import PostgresDatabase
 from app.adapters.postgres.pool import connector
 from app.adapters.s3_lake import S3Lake
+from app.adapters.timestream import timestream_sink
 from app.ports import EventSink
 from app.services.archive import ArchivePolicy, Archiver
 from app.services.journal import Topics
@@ -136,7 +137,9 @@ def build_sinks(
     settings: Settings, db: PostgresDatabase, metrics: QisMetrics | None
 ) -> list[SinkRelay]:
     """A relay for each enabled sink, over the official-value and quality-alert topics."""
-    enabled: list[EventSink] = []
+    enabled: list[EventSink] = [
+        sink for sink in (timestream_sink(settings.timestream),) if sink is not None
+    ]
     topics = Topics.from_settings(settings.kafka)
     return [
         SinkRelay(

@@ -110,7 +110,7 @@ class SinkRelay:
     ) -> None:
         self.sink = sink
         self._db = db
-        self._topics = tuple(topics)
+        self.topics = tuple(topics)
         self._metrics: SinkMetrics = metrics or _NoMetrics()
         self._span = span
         self.failures = 0
@@ -122,7 +122,7 @@ class SinkRelay:
         name = position_name(self.sink)
         async with self._db.transaction() as store:
             position = await store.relay_position(name)
-            messages = await store.outbox_after(position, self._topics, self.sink.batch_size)
+            messages = await store.outbox_after(position, self.topics, self.sink.batch_size)
         if not messages:
             return 0
         events = sink_events(messages)
