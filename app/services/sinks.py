@@ -69,9 +69,9 @@ def _no_span(_: str, __: Sequence[SinkEvent]) -> AbstractContextManager[None]:
 
 def sink_events(messages: Sequence[PendingMessage]) -> list[SinkEvent]:
     """The outbox rows a sink receives, decoded (the relay reads only the official-value
-    and quality-alert topics, so all three domain events). A row
-    this release cannot decode (a newer release's event, or a row written by hand) is
-    logged and left out: it must never stop a sink."""
+    and quality-alert topics, so all three domain events). A row this release cannot
+    decode (a newer release's event, or a row written by hand) is logged and left out:
+    it must never stop a sink."""
     events: list[SinkEvent] = []
     for message in messages:
         try:
