@@ -407,7 +407,9 @@ class SinkEvent(msgspec.Struct, frozen=True, kw_only=True):
     """An official-value or quality-alert event, as a downstream sink receives it.
 
     `position` is the event's place in the outbox (commit order); `key` is its series id;
-    `payload` is the event's JSON as published on Kafka; `event` is that JSON decoded.
+    `payload` is the event's JSON as published on Kafka; `event` is that JSON decoded;
+    `headers` are the outbox row's stored headers (the trace context of the work that
+    wrote the event: `traceparent`, `X-Amzn-Trace-Id`), empty when nothing was traced.
     """
 
     position: int
@@ -416,6 +418,7 @@ class SinkEvent(msgspec.Struct, frozen=True, kw_only=True):
     key: str
     payload: bytes
     event: OfficialValuePublished | QualityAlertRaised | ReconciliationFailed
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class SinkUnavailable(RuntimeError):
