@@ -26,10 +26,11 @@ stack-status: ## Show the local stack's state
 	@bash $(STACK) status
 
 .PHONY: migrate
-migrate: setup stack-up ## Apply database migrations, create Kafka topics and the S3 buckets
+migrate: setup stack-up ## Apply database migrations, create Kafka topics, the S3 buckets and the local event bus
 	@$(VENV)/qis db migrate
 	@$(VENV)/qis kafka topics
 	@eval "$$(bash $(STACK) env)" && $(VENV)/qis lake buckets
+	@eval "$$(bash $(STACK) env)" && $(VENV)/qis events setup
 
 .PHONY: run
 run: setup ## Run everything in the foreground: stack, migrations, api, worker, scheduler (Ctrl-C stops)

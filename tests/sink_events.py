@@ -23,15 +23,22 @@ ALERTS_TOPIC = "qis.quality-alerts.v1"
 TRACE_ID = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 
 
-def official(series: str, version: int, score: float, *, snap: datetime = SNAP) -> OfficialValue:
-    """Version `version` of the series' official value at `snap`, scored `score` (suspect
-    below the default threshold, 0.95)."""
+def official(
+    series: str,
+    version: int,
+    score: float,
+    *,
+    threshold: float = QualityPolicy().threshold,
+    snap: datetime = SNAP,
+) -> OfficialValue:
+    """Version `version` of the series' official value at `snap`, scored `score`: suspect
+    below the series' `threshold` (the default policy's 0.95)."""
     return OfficialValue(
         reference_data_id=series,
         snap=snap,
         version=version,
         value=100.0 + version / 1000,
-        status="official" if score >= QualityPolicy().threshold else "suspect",
+        status="official" if score >= threshold else "suspect",
         method="median",
         sources_used=("bloomberg", "refinitiv"),
         sources_excluded=(),

@@ -43,9 +43,9 @@ __all__ = [
     "DETAIL_TYPES",
     "MAX_ENTRIES_PER_CALL",
     "EventBridgeSink",
+    "aws_client",
     "entry_size",
     "eventbridge_sink",
-    "events_client",
     "plan_calls",
 ]
 
@@ -71,9 +71,10 @@ _TIME_BYTES = 14
 Sleep = Callable[[float], Awaitable[None]]
 
 
-def events_client(settings: EventBridgeSettings) -> Any:
-    """A boto3 EventBridge client for the settings' endpoint; whole calls are retried by
-    the SDK's standard mode (connection errors, throttling, 5xx), `call_attempts` in all."""
+def aws_client(service: str, settings: EventBridgeSettings) -> Any:
+    """A boto3 client of `service` ("events", "sqs") for the settings' endpoint, region and
+    credentials; whole calls are retried by the SDK's standard mode (connection errors,
+    throttling, 5xx), `call_attempts` in all."""
     kwargs: dict[str, Any] = {"region_name": settings.region}
     if settings.endpoint_url:
         kwargs["endpoint_url"] = settings.endpoint_url
@@ -85,7 +86,7 @@ def events_client(settings: EventBridgeSettings) -> Any:
         read_timeout=10,
         retries={"max_attempts": settings.call_attempts, "mode": "standard"},
     )
-    return boto3.client("events", config=config, **kwargs)
+    return boto3.client(service, config=config, **kwargs)
 
 
 class Entry(NamedTuple):
@@ -171,7 +172,7 @@ class EventBridgeSink:
     @classmethod
     def from_settings(cls, settings: EventBridgeSettings, client: Any = None) -> EventBridgeSink:
         return cls(
-            client if client is not None else events_client(settings),
+            client if client is not None else aws_client("events", settings),
             bus_name=settings.bus_name,
             source=settings.source,
             batch_size=settings.batch_size,
