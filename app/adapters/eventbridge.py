@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import boto3
+import msgspec
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -42,8 +43,10 @@ if TYPE_CHECKING:
 __all__ = [
     "DETAIL_TYPES",
     "MAX_ENTRIES_PER_CALL",
+    "SCHEMA_DIALECT",
     "EventBridgeSink",
     "aws_client",
+    "detail_schemas",
     "entry_size",
     "eventbridge_sink",
     "plan_calls",
@@ -57,6 +60,7 @@ DETAIL_TYPES: dict[type, str] = {
     QualityAlertRaised: "Quality Alert Raised",
     ReconciliationFailed: "Reconciliation Failed",
 }
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 # PutEvents takes at most 10 entries per call.
 MAX_ENTRIES_PER_CALL = 10
 # Entry error codes that say the entry itself is wrong: another attempt cannot help.
@@ -87,6 +91,23 @@ def aws_client(service: str, settings: EventBridgeSettings) -> Any:
         retries={"max_attempts": settings.call_attempts, "mode": "standard"},
     )
     return boto3.client(service, config=config, **kwargs)
+
+
+def detail_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON schema of each detail type's Detail, by file name
+    (`official-value-published.schema.json`, ...), generated from the event structs with
+    msgspec; docs/events/ holds them (`qis events schemas --write docs/events`)."""
+    out: dict[str, dict[str, Any]] = {}
+    for event_type, detail_type in DETAIL_TYPES.items():
+        schema: dict[str, Any] = {
+            "$schema": SCHEMA_DIALECT,
+            "title": detail_type,
+            "description": f"The detail of a '{detail_type}' event: the event's JSON as"
+            " published on Kafka; consumers deduplicate on event_id.",
+            **msgspec.json.schema(event_type),
+        }
+        out[f"{detail_type.lower().replace(' ', '-')}.schema.json"] = schema
+    return out
 
 
 class Entry(NamedTuple):

@@ -35,6 +35,7 @@ COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "lake archive": ("lake", "db", _LOG),
     "lake retention": ("retention", "lake", "db", _LOG),
     "events setup": ("eventbridge", _LOG),
+    "events schemas": (_LOG,),
     "audit verify": ("db", _LOG),
     "dlq list": ("kafka", _LOG),
     "dlq replay": ("kafka", _LOG),

@@ -29,8 +29,27 @@ def cmd_setup(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schemas(_: Settings, args: argparse.Namespace) -> int:
+    """Print the detail schemas (JSON), or write one file each into --write DIR."""
+    import json
+    from pathlib import Path
+
+    from app.adapters.eventbridge import detail_schemas
+
+    schemas = detail_schemas()
+    if args.write is None:
+        sys.stdout.write(json.dumps(schemas, indent=2) + "\n")
+        return 0
+    directory = Path(args.write)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, schema in schemas.items():
+        (directory / name).write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
+        sys.stdout.write(f"{directory / name}\n")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `events setup` to `qis`."""
+    """Add `events setup` and `events schemas` to `qis`."""
     events = sub.add_parser(
         "events", help="the EventBridge bus: local resources", description=__doc__
     ).add_subparsers(dest="events", required=True)
@@ -44,3 +63,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         " enabling the sink needs nothing else. Refuses to run without an endpoint URL: in"
         " AWS the events stack creates them. Exit 2 when the endpoint does not answer.",
     ).set_defaults(run=cmd_setup)
+    schemas = events.add_parser(
+        "schemas",
+        help="the JSON schema of each event's detail",
+        description="Generate the JSON schema (draft 2020-12) of each detail type's Detail"
+        " from the event structs: printed as one JSON object by file name, or written one"
+        " file each into --write DIR (docs/events in the repository, checked by a test).",
+    )
+    schemas.add_argument("--write", metavar="DIR", help="write <detail-type>.schema.json files")
+    schemas.set_defaults(run=cmd_schemas)

@@ -15,8 +15,9 @@ from typing import Any
 
 import msgspec
 import pytest
+from jsonschema import Draft202012Validator
 
-from app.adapters.eventbridge import EventBridgeSink, aws_client
+from app.adapters.eventbridge import EventBridgeSink, aws_client, detail_schemas
 from app.adapters.eventbridge_routing import ensure_local_routing, rule_patterns
 from app.domain.events import OfficialValuePublished, QualityAlertRaised, ReconciliationFailed
 from app.entrypoints.cli import main
@@ -120,10 +121,13 @@ async def test_events_reach_each_rule_s_queue_in_order_per_series(
         per_series[message["detail"]["reference_data_id"]].append(message["detail"]["version"])
     assert per_series == {"A": [1, 2, 3], "B": [1, 2, 3], "C": [1, 2, 3]}
 
-    # Content: the detail is the event's JSON as on Kafka; the envelope names the event.
+    # Content: the detail is the event's JSON as on Kafka, valid against the schema of its
+    # detail type (docs/events/); the envelope names the event.
+    schemas = {s["title"]: Draft202012Validator(s) for s in detail_schemas().values()}
     for message in published + alerts:
         event = by_id[message["detail"]["event_id"]]
         assert message["detail"] == msgspec.json.decode(event.payload)
+        assert list(schemas[message["detail-type"]].iter_errors(message["detail"])) == []
         assert message["source"] == "qis.reference-data"
         time = getattr(event.event, "recorded_at", None) or event.event.failed_at  # type: ignore[union-attr]
         assert message["time"] == time.strftime("%Y-%m-%dT%H:%M:%SZ")
