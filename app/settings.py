@@ -294,6 +294,7 @@ class EventBridgeSettings(_Section, frozen=True):
     source: str = "qis.reference-data"
     # Empty: the AWS default endpoint for the region. Locally the stack's moto server.
     endpoint_url: str = "http://127.0.0.1:59000"
+    # Empty: the SDK's region (AWS_REGION; EKS sets it in every pod).
     region: str = "us-east-1"
     # Static credentials for the local endpoint only; empty in AWS (the pod's IAM role).
     access_key_id: str = ""

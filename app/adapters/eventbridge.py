@@ -79,7 +79,9 @@ def aws_client(service: str, settings: EventBridgeSettings) -> Any:
     """A boto3 client of `service` ("events", "sqs") for the settings' endpoint, region and
     credentials; whole calls are retried by the SDK's standard mode (connection errors,
     throttling, 5xx), `call_attempts` in all."""
-    kwargs: dict[str, Any] = {"region_name": settings.region}
+    kwargs: dict[str, Any] = {}
+    if settings.region:  # empty: the SDK's (AWS_REGION, set in EKS pods)
+        kwargs["region_name"] = settings.region
     if settings.endpoint_url:
         kwargs["endpoint_url"] = settings.endpoint_url
     if settings.access_key_id:

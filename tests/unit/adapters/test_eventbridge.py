@@ -356,3 +356,11 @@ def test_settings_come_from_qis_eventbridge_variables() -> None:
         load_settings({"QIS_EVENTBRIDGE__BATCH_SIZE": "0"})
     with pytest.raises(SettingsError, match="RETRY_INITIAL_SECONDS"):
         load_settings({"QIS_EVENTBRIDGE__RETRY_INITIAL_SECONDS": "9"})
+
+
+def test_an_empty_region_is_the_sdk_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    # EKS pods carry AWS_REGION; the chart leaves QIS_EVENTBRIDGE__REGION empty.
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-northeast-1")
+    bridge = eventbridge_sink(EventBridgeSettings(enabled=True, region="", endpoint_url=""))
+    assert bridge is not None
+    assert bridge.client.meta.region_name == "ap-northeast-1"
