@@ -26,10 +26,11 @@ stack-status: ## Show the local stack's state
 	@bash $(STACK) status
 
 .PHONY: migrate
-migrate: setup stack-up ## Apply database migrations, create Kafka topics, the S3 buckets, the Timestream tables
+migrate: setup stack-up ## Apply database migrations, create Kafka topics, the S3 buckets, the local event bus and the Timestream tables
 	@$(VENV)/qis db migrate
 	@$(VENV)/qis kafka topics
 	@eval "$$(bash $(STACK) env)" && $(VENV)/qis lake buckets
+	@eval "$$(bash $(STACK) env)" && $(VENV)/qis events setup
 	@eval "$$(bash $(STACK) env)" && $(VENV)/qis timestream setup
 
 .PHONY: run

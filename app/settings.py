@@ -287,6 +287,40 @@ class LakeSettings(_Section, frozen=True):
     row_group_rows: int = 16_384
 
 
+class EventBridgeSettings(_Section, frozen=True):
+    """Amazon EventBridge: the official-value and quality-alert events also go to an event
+    bus (docs/events.md). Locally the stack's moto server (`qis events setup` creates the
+    bus, its rules and their SQS queues); in AWS `endpoint_url` is empty and the bus is the
+    events stack's (infra/cloudformation/events.yaml)."""
+
+    enabled: bool = False
+    bus_name: str = "qis-local-events"
+    # The events' Source: what every rule of the bus matches first.
+    source: str = "qis.reference-data"
+    # Empty: the AWS default endpoint for the region. Locally the stack's moto server.
+    endpoint_url: str = "http://127.0.0.1:59000"
+    # Empty: the SDK's region (AWS_REGION; EKS sets it in every pod).
+    region: str = "us-east-1"
+    # Static credentials for the local endpoint only; empty in AWS (the pod's IAM role).
+    access_key_id: str = ""
+    secret_access_key: str = ""
+    # Events the sink relay hands over at once (PutEvents calls carry at most 10 each).
+    batch_size: int = 100
+    # PutEvents attempts of one whole call (connection errors, throttling, 5xx), by the
+    # SDK's standard retry mode; then the batch is handed over again later.
+    call_attempts: int = 3
+    # Attempts of the entries PutEvents reports as failed (InternalFailure, throttling),
+    # waiting from retry_initial_seconds doubling up to retry_max_seconds (with jitter).
+    entry_attempts: int = 4
+    retry_initial_seconds: float = 0.2
+    retry_max_seconds: float = 5.0
+    # PutEvents' limit on the entries of one call (an entry larger than it is refused).
+    max_request_bytes: int = 262_144
+    # The quality-alert rule also routes official values scored below this
+    # (`qis events setup`; the events stack's LowQualityScore).
+    low_quality_score: float = 0.8
+
+
 class BackupSettings(_Section, frozen=True):
     """`qis backup` and `qis restore-drill` (docs/backup.md); the bucket is
     QIS_LAKE__BACKUP_BUCKET."""
@@ -364,6 +398,7 @@ class Settings(_Section, frozen=True):
     auth: AuthSettings = AuthSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     lake: LakeSettings = LakeSettings()
+    eventbridge: EventBridgeSettings = EventBridgeSettings()
     backup: BackupSettings = BackupSettings()
 
     retention: RetentionSettings = RetentionSettings()
@@ -451,6 +486,11 @@ def _security_problems(settings: Settings) -> list[str]:
         problems.append(
             "QIS_TIMESTREAM__RETRY_BASE_SECONDS must be at least 0 and at most *_RETRY_MAX_SECONDS"
         )
+    bus = settings.eventbridge
+    if min(bus.batch_size, bus.call_attempts, bus.entry_attempts) < 1:
+        problems.append("QIS_EVENTBRIDGE__BATCH_SIZE and *_ATTEMPTS must be at least 1")
+    if not 0 <= bus.retry_initial_seconds <= bus.retry_max_seconds:
+        problems.append("QIS_EVENTBRIDGE__RETRY_INITIAL_SECONDS must be 0..*_RETRY_MAX_SECONDS")
     if cache.password and cache.password_secret_id:
         problems.append("QIS_REDIS__PASSWORD and QIS_REDIS__PASSWORD_SECRET_ID exclude each other")
     return problems

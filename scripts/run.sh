@@ -19,6 +19,8 @@ export QIS_AUTH__ISSUER="${QIS_AUTH__ISSUER:-http://127.0.0.1:$issuer_port}"
 .venv/bin/qis db migrate
 .venv/bin/qis kafka topics
 .venv/bin/qis lake buckets
+# The local event bus, its rules and their SQS queues (used when QIS_EVENTBRIDGE__ENABLED).
+.venv/bin/qis events setup
 .venv/bin/qis timestream setup
 
 .venv/bin/python scripts/supervise.py --grace "${SUPERVISE_GRACE:-30}" \

@@ -399,13 +399,23 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     verify.set_defaults(run=cmd_audit_verify)
     _add_dev(sub)
     _add_tools(sub, argv)
-    from app.entrypoints import backup, dlq, ingest, lake, lake_query, retention, timestream
+    from app.entrypoints import (
+        backup,
+        dlq,
+        events,
+        ingest,
+        lake,
+        lake_query,
+        retention,
+        timestream,
+    )
 
     dlq.register(sub)
     ingest.register(sub)
     lake_commands = lake.register(sub)
     lake_query.register(lake_commands)
     retention.register(lake_commands)
+    events.register(sub)
     backup.register(sub)
     timestream.register(sub)
     annotate(parser)  # each command's --help: the QIS_* settings it reads

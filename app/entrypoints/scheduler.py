@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from app.adapters.eventbridge import eventbridge_sink
 from app.adapters.failures import is_transient
 from app.adapters.kafka_events import KafkaEventPublisher
 from app.adapters.postgres.archive import PostgresArchiveSource
@@ -137,9 +138,11 @@ def build_sinks(
     settings: Settings, db: PostgresDatabase, metrics: QisMetrics | None
 ) -> list[SinkRelay]:
     """A relay for each enabled sink, over the official-value and quality-alert topics."""
-    enabled: list[EventSink] = [
-        sink for sink in (timestream_sink(settings.timestream),) if sink is not None
-    ]
+    candidates: tuple[EventSink | None, ...] = (
+        eventbridge_sink(settings.eventbridge),
+        timestream_sink(settings.timestream),
+    )
+    enabled = [sink for sink in candidates if sink is not None]
     topics = Topics.from_settings(settings.kafka)
     return [
         SinkRelay(

@@ -985,7 +985,8 @@ cmd_status() {
   return $rc
 }
 
-# The lake's S3 endpoint and Timestream's (plain HTTP in both variants: moto serves no TLS).
+# The lake's S3 endpoint (plain HTTP in both variants: moto serves no TLS); the same
+# moto server is the local EventBridge (and SQS, its rules' targets) and Timestream.
 s3_env() {
   printf 'export QIS_LAKE__ENDPOINT_URL=%q\n' "http://127.0.0.1:$STACK_S3_PORT"
   printf 'export QIS_LAKE__ACCESS_KEY_ID=testing\n'
@@ -994,6 +995,9 @@ s3_env() {
   printf 'export QIS_TIMESTREAM__ENDPOINT_URL=%q\n' "http://127.0.0.1:$STACK_S3_PORT"
   printf 'export QIS_TIMESTREAM__ACCESS_KEY_ID=testing\n'
   printf 'export QIS_TIMESTREAM__SECRET_ACCESS_KEY=testing\n'
+  printf 'export QIS_EVENTBRIDGE__ENDPOINT_URL=%q\n' "http://127.0.0.1:$STACK_S3_PORT"
+  printf 'export QIS_EVENTBRIDGE__ACCESS_KEY_ID=testing\n'
+  printf 'export QIS_EVENTBRIDGE__SECRET_ACCESS_KEY=testing\n'
 }
 
 cmd_env() {

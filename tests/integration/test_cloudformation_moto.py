@@ -13,6 +13,11 @@ service APIs; the rest is left to cfn-lint and checkov (`make lint`):
   read their attributes), ignores the bucket policies and the Secrets Manager secret, and
   keeps no versioning, Object Lock, lifecycle or public access block of a bucket. The
   Timestream resources are read from the template instead.
+- `events.yaml` whole: the bus, its archive, the two rules and their KMS-encrypted SQS
+  queues; then events put by `EventBridgeSink` are read back from the queues. moto takes
+  a rule's EventPattern as an object only, so the test substitutes the parameters into
+  the template's JSON strings (checking them against `rule_patterns`) and deploys the
+  objects.
 - `network.yaml`, `cluster.yaml`, `identity.yaml`, `edge.yaml` are not deployed: moto
   cannot evaluate `!Select [0, !GetAZs '']` in network.yaml, and has no EKS, Cognito,
   ACM or WAFv2 CloudFormation support; the outputs of the others read those resources.
@@ -23,6 +28,7 @@ an account: every name and export carries the environment.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -31,7 +37,11 @@ import boto3
 import pytest
 import yaml
 
+from app.adapters.eventbridge import EventBridgeSink
+from app.adapters.eventbridge_routing import RULES, rule_patterns
+from app.settings import EventBridgeSettings
 from tests.integration import test_ops_moto
+from tests.sink_events import Outbox, official
 
 pytestmark = pytest.mark.integration
 
@@ -169,6 +179,10 @@ def test_foundation_for_staging_and_prod_in_one_account(moto_url: str) -> None:
             "AccountAdministers",
             "CloudWatchLogsEncrypts",
             "CloudWatchAlarmsPublish",
+            "EventBridgeSendsToQueues",
+        }
+        assert by_sid["EventBridgeSendsToQueues"]["Principal"] == {
+            "Service": "events.amazonaws.com"
         }
         assert by_sid["CloudWatchAlarmsPublish"]["Principal"] == {
             "Service": "cloudwatch.amazonaws.com"
@@ -286,3 +300,99 @@ def test_timestream_tables_keep_the_architectures_retention_and_the_scheduler_wr
     assert sorted(reports["Action"]) == ["s3:GetObject", "s3:PutObject"]
     prefixes = sorted(entry["Fn::Sub"][0].rsplit("}/", 1)[1] for entry in reports["Resource"])
     assert prefixes == sorted([local.rejected_prefix + "*", "rejected-writes/*"])
+
+
+def test_events_stack_routes_like_the_local_rules(moto_url: str) -> None:
+    """events.yaml whole: the bus, its rules with the patterns of `qis events setup`, the
+    encrypted queues they target; then the sink's events routed through it."""
+    region = "ap-southeast-2"
+    foundation = load_template("foundation.yaml")
+    assert deploy(moto_url, region, "qis-prod-foundation", foundation, Environment="prod") == (
+        "CREATE_COMPLETE"
+    )
+    template = load_template("events.yaml")
+    # The template's patterns are JSON strings (a numeric filter needs a JSON number, and
+    # !Ref of a Number parameter is a string): with the defaults substituted they are the
+    # patterns `qis events setup` creates locally.
+    patterns = rule_patterns("qis.reference-data", 0.8)
+    defaults = {k: str(v["Default"]) for k, v in template["Parameters"].items() if "Default" in v}
+    rules_by_id = {"OfficialValuesRule": "official-values", "QualityAlertsRule": "quality-alerts"}
+    for logical_id, rule in rules_by_id.items():
+        properties = template["Resources"][logical_id]["Properties"]
+        text = properties["EventPattern"]["Fn::Sub"]
+        for name, value in defaults.items():
+            text = text.replace("${" + name + "}", value)
+        assert json.loads(text) == patterns[rule]
+        # moto's CloudFormation takes an EventPattern object only (it encodes it again).
+        properties["EventPattern"] = patterns[rule]
+    assert deploy(moto_url, region, "qis-prod-events", template, Environment="prod") == (
+        "CREATE_COMPLETE"
+    )
+
+    events = boto3.client("events", region_name=region, endpoint_url=moto_url)
+    sqs = boto3.client("sqs", region_name=region, endpoint_url=moto_url)
+    bus = "qis-prod-events"
+    assert (
+        events.describe_event_bus(Name=bus)["Arn"]
+        == exports(moto_url, region)["qis-prod-EventBusArn"]
+    )
+    listed = events.list_rules(EventBusName=bus)["Rules"]
+    # The archive's own rule (EventBridge makes one per archive) is the archive's.
+    rules = {r["Name"]: r for r in listed if not r["Name"].startswith("Events-Archive-")}
+    archive = events.describe_archive(ArchiveName=bus)
+    assert (archive["EventSourceArn"], archive["RetentionDays"]) == (
+        exports(moto_url, region)["qis-prod-EventBusArn"],
+        30,
+    )
+    assert set(rules) == {f"{bus}-{rule}" for rule in RULES}
+    key_arn = exports(moto_url, region)["qis-prod-DataKeyArn"]
+    queues = {}
+    for rule in RULES:
+        assert json.loads(rules[f"{bus}-{rule}"]["EventPattern"]) == patterns[rule]
+        (target,) = events.list_targets_by_rule(Rule=f"{bus}-{rule}", EventBusName=bus)["Targets"]
+        url = sqs.get_queue_url(QueueName=f"qis-prod-{rule}")["QueueUrl"]
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert target["Arn"] == attributes["QueueArn"]
+        assert attributes["KmsMasterKeyId"] == key_arn
+        # Undeliverable events: retried for a day, then to the dead-letter queue.
+        dlq = sqs.get_queue_url(QueueName="qis-prod-events-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])
+        assert target["DeadLetterConfig"] == {"Arn": dlq_arn["Attributes"]["QueueArn"]}
+        assert target["RetryPolicy"] == {
+            "MaximumEventAgeInSeconds": 86400,
+            "MaximumRetryAttempts": 185,
+        }
+        queues[rule] = url
+
+    bridge = EventBridgeSettings(
+        enabled=True,
+        bus_name=bus,
+        endpoint_url=moto_url,
+        region=region,
+        access_key_id="testing",
+        secret_access_key="testing",
+    )
+    outbox = Outbox()
+    batch = outbox.versions(
+        [official("A", 1, 0.99), official("B", 1, 0.5), official("C", 1, 0.7, threshold=0.6)]
+    )
+    assert asyncio.run(EventBridgeSink.from_settings(bridge).deliver(batch)) == 0
+    received = {rule: _drain(sqs, url) for rule, url in queues.items()}
+    assert sorted(d["reference_data_id"] for d in received["official-values"]) == ["A", "B", "C"]
+    assert sorted((d["type"], d["reference_data_id"]) for d in received["quality-alerts"]) == [
+        ("official_value_published", "C"),
+        ("quality_alert_raised", "B"),
+    ]
+
+
+def _drain(sqs: Any, url: str) -> list[dict[str, Any]]:
+    """The details of every message in the queue (bounded polls)."""
+    details: list[dict[str, Any]] = []
+    for _ in range(20):
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            details.append(json.loads(message["Body"])["detail"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return details

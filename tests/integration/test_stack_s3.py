@@ -63,6 +63,9 @@ def test_s3_service_keeps_objects_across_a_restart(own_s3: dict[str, str]) -> No
     exports = stack("env", env=own_s3)
     assert f"export QIS_LAKE__ENDPOINT_URL=http://127.0.0.1:{port}" in exports
     assert "export QIS_LAKE__ACCESS_KEY_ID=testing" in exports
+    # The same moto server is the local EventBridge.
+    assert f"export QIS_EVENTBRIDGE__ENDPOINT_URL=http://127.0.0.1:{port}" in exports
+    assert "export QIS_EVENTBRIDGE__ACCESS_KEY_ID=testing" in exports
 
     bucket = f"stack-{uuid.uuid4().hex[:12]}"
     body = bytes(range(256)) * 300

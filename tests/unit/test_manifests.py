@@ -220,7 +220,7 @@ def test_collector_receives_otlp_and_exports_to_xray_and_emf() -> None:
 # ---- CloudFormation parameter files (infra/cloudformation/deploy.sh reads them) --------
 
 TEMPLATES = ROOT / "infra" / "cloudformation"
-STACKS = ("foundation", "network", "cluster", "data", "identity", "edge", "monitoring")
+STACKS = ("foundation", "network", "cluster", "data", "events", "identity", "edge", "monitoring")
 # Parameters without a default that docs/deploy.md passes on deploy.sh's command line.
 ON_COMMAND_LINE = {
     "cluster": {"ApiAccessCidrs"},
