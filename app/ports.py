@@ -238,6 +238,11 @@ class PipelineStore(Protocol):
         """Where the relay `name` stopped in its log (0 before the first record)."""
         ...
 
+    async def open_relay_position(self, name: str) -> int:
+        """Where the relay `name` stopped; a relay without a position starts after the
+        newest committed outbox row (and that start is saved)."""
+        ...
+
     async def save_relay_position(self, name: str, position: int) -> None:
         """Record that the relay `name` has published everything up to `position`."""
         ...

@@ -316,6 +316,9 @@ class EventBridgeSettings(_Section, frozen=True):
     retry_max_seconds: float = 5.0
     # PutEvents' limit on the entries of one call (an entry larger than it is refused).
     max_request_bytes: int = 262_144
+    # PutEvents calls made at once; calls made together never share a series, and each
+    # group ends (retries included) before the next starts, so order per series holds.
+    concurrent_calls: int = 5
     # The quality-alert rule also routes official values scored below this
     # (`qis events setup`; the events stack's LowQualityScore).
     low_quality_score: float = 0.8
@@ -487,8 +490,10 @@ def _security_problems(settings: Settings) -> list[str]:
             "QIS_TIMESTREAM__RETRY_BASE_SECONDS must be at least 0 and at most *_RETRY_MAX_SECONDS"
         )
     bus = settings.eventbridge
-    if min(bus.batch_size, bus.call_attempts, bus.entry_attempts) < 1:
-        problems.append("QIS_EVENTBRIDGE__BATCH_SIZE and *_ATTEMPTS must be at least 1")
+    if min(bus.batch_size, bus.call_attempts, bus.entry_attempts, bus.concurrent_calls) < 1:
+        problems.append(
+            "QIS_EVENTBRIDGE__BATCH_SIZE, *_ATTEMPTS and *_CONCURRENT_CALLS must be at least 1"
+        )
     if not 0 <= bus.retry_initial_seconds <= bus.retry_max_seconds:
         problems.append("QIS_EVENTBRIDGE__RETRY_INITIAL_SECONDS must be 0..*_RETRY_MAX_SECONDS")
     if cache.password and cache.password_secret_id:

@@ -164,6 +164,22 @@ def plan_calls(entries: Sequence[Entry], max_bytes: int) -> list[list[Entry]]:
     return calls
 
 
+def plan_waves(calls: Sequence[list[Entry]], width: int) -> list[list[list[Entry]]]:
+    """Group consecutive calls into waves of at most `width` calls that share no series:
+    the calls of a wave may be made at once, and every call of a wave (retries included)
+    ends before the next wave starts, so each series' entries still go in order."""
+    waves: list[list[list[Entry]]] = []
+    series: set[str] = set()
+    for call in calls:
+        keys = {entry.key for entry in call}
+        if not waves or len(waves[-1]) >= width or keys & series:
+            waves.append([])
+            series = set()
+        waves[-1].append(call)
+        series |= keys
+    return waves
+
+
 class EventBridgeSink:
     """The `eventbridge` sink: events on an EventBridge bus (see the module docstring)."""
 
@@ -180,6 +196,7 @@ class EventBridgeSink:
         retry_initial_seconds: float = 0.2,
         retry_max_seconds: float = 5.0,
         max_request_bytes: int = 262_144,
+        concurrent_calls: int = 5,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.client = client
@@ -190,6 +207,7 @@ class EventBridgeSink:
         self.retry_initial_seconds = retry_initial_seconds
         self.retry_max_seconds = retry_max_seconds
         self.max_request_bytes = max_request_bytes
+        self.concurrent_calls = concurrent_calls
         self._sleep = sleep
 
     @classmethod
@@ -203,6 +221,7 @@ class EventBridgeSink:
             retry_initial_seconds=settings.retry_initial_seconds,
             retry_max_seconds=settings.retry_max_seconds,
             max_request_bytes=settings.max_request_bytes,
+            concurrent_calls=settings.concurrent_calls,
         )
 
     def entry(self, event: SinkEvent) -> Entry:
@@ -238,8 +257,14 @@ class EventBridgeSink:
                 _refused(entry, "EntryTooLarge", f"{entry.size} bytes")
             else:
                 entries.append(entry)
-        for call in plan_calls(entries, self.max_request_bytes):
-            refused += await self._put(call)
+        for wave in plan_waves(plan_calls(entries, self.max_request_bytes), self.concurrent_calls):
+            outcomes = await asyncio.gather(
+                *(self._put(call) for call in wave), return_exceptions=True
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                refused += outcome
         return refused
 
     async def _put(self, call: list[Entry]) -> int:

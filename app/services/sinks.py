@@ -13,8 +13,9 @@ past them only once `deliver` returned. So:
 - an event a sink refuses for what it is is reported by the adapter and counted here
   (`SinkEventsRefused`); it never blocks the sink.
 
-A sink enabled for the first time starts at position 0: it receives every event the
-outbox still holds (the outbox retention), then the new ones.
+A sink enabled for the first time starts after the newest event in the outbox: it
+receives the events committed from then on, not a burst of old ones (history is in the
+data lake). Disabled and enabled again, it resumes from its saved position.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class SinkRelay:
         stays)."""
         name = position_name(self.sink)
         async with self._db.transaction() as store:
-            position = await store.relay_position(name)
+            position = await store.open_relay_position(name)
             messages = await store.outbox_after(position, self.topics, self.sink.batch_size)
         if not messages:
             return 0

@@ -8,8 +8,10 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import asyncpg
 import httpx
@@ -20,7 +22,7 @@ from app.adapters.kafka import ensure_topics
 from app.adapters.postgres.migrate import bundled_migrations, migrate
 from app.adapters.postgres.pool import open_pool
 from app.entrypoints.dev_issuer import LocalIssuer
-from app.settings import Settings
+from app.settings import EventBridgeSettings, Settings, TimestreamSettings
 from tests import auth
 from tests.stack import REPO, stack
 
@@ -225,11 +227,71 @@ def worker(settings: Settings, running_stack: None) -> Iterator[Service]:
         service.stop()
 
 
+class Downstream(NamedTuple):
+    """The session's EventBridge bus (its rules' SQS queues) and Timestream database, on
+    the stack's moto server: the e2e scheduler copies every event there, as `make run`."""
+
+    eventbridge: EventBridgeSettings
+    timestream: TimestreamSettings
+    queues: dict[str, str]  # rule name -> queue URL
+
+    def env(self) -> dict[str, str]:
+        bus, series = self.eventbridge, self.timestream
+        return {
+            "QIS_EVENTBRIDGE__ENABLED": "true",
+            "QIS_EVENTBRIDGE__ENDPOINT_URL": bus.endpoint_url,
+            "QIS_EVENTBRIDGE__BUS_NAME": bus.bus_name,
+            "QIS_EVENTBRIDGE__ACCESS_KEY_ID": bus.access_key_id,
+            "QIS_EVENTBRIDGE__SECRET_ACCESS_KEY": bus.secret_access_key,
+            "QIS_TIMESTREAM__ENABLED": "true",
+            "QIS_TIMESTREAM__ENDPOINT_URL": series.endpoint_url,
+            "QIS_TIMESTREAM__DATABASE": series.database,
+            "QIS_TIMESTREAM__ACCESS_KEY_ID": series.access_key_id,
+            "QIS_TIMESTREAM__SECRET_ACCESS_KEY": series.secret_access_key,
+            "QIS_SCHEDULER__SINK_INTERVAL_SECONDS": "0.2",
+        }
+
+
 @pytest.fixture(scope="session")
-def scheduler(settings: Settings, running_stack: None) -> Iterator[Service]:
-    """A running `qis scheduler` (closes windows, relays the outbox to Kafka)."""
+async def downstream(settings: Settings, running_stack: None) -> Downstream:
+    """A bus, its rules and queues, and a Timestream database of this session's own; the
+    sinks' positions are dropped, so they start after the newest event (not where an
+    earlier session left them, which would first replay everything since)."""
+    from app.adapters.eventbridge_routing import ensure_local_routing
+    from app.adapters.timestream import ensure_timeseries
+
+    run = uuid.uuid4().hex[:10]
+    bridge = EventBridgeSettings(
+        endpoint_url=settings.lake.endpoint_url,
+        bus_name=f"qis-e2e-{run}",
+        access_key_id="testing",
+        secret_access_key="testing",
+    )
+    series = TimestreamSettings(
+        endpoint_url=settings.lake.endpoint_url,
+        database=f"qis-e2e-{run}",
+        rejected_bucket=f"qis-e2e-rejected-{run}",
+        access_key_id="testing",
+        secret_access_key="testing",
+    )
+    _, queues = ensure_local_routing(bridge)
+    ensure_timeseries(series)
+    conn = await asyncpg.connect(settings.db.writer_dsn)
+    try:
+        await conn.execute("DELETE FROM relay_positions WHERE name LIKE 'sink.%'")
+    finally:
+        await conn.close()
+    return Downstream(bridge, series, queues)
+
+
+@pytest.fixture(scope="session")
+def scheduler(settings: Settings, running_stack: None, downstream: Downstream) -> Iterator[Service]:
+    """A running `qis scheduler` (closes windows, relays the outbox to Kafka and to the
+    session's EventBridge bus and Timestream database)."""
     service = Service(
-        "scheduler", ["scheduler"], service_env(settings, QIS_SCHEDULER__INTERVAL_SECONDS="0.2")
+        "scheduler",
+        ["scheduler"],
+        service_env(settings, QIS_SCHEDULER__INTERVAL_SECONDS="0.2", **downstream.env()),
     )
     offset = service.log.stat().st_size if service.log.exists() else 0
     service.start()

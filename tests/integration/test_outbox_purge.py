@@ -111,3 +111,17 @@ async def test_a_sink_relay_reads_its_topics_after_its_position_published_or_not
     assert [(m.id, m.event_id) for m in read] == [(ids[3], "e3"), (ids[5], "e5")]
     rest = await outbox.fetch_after(empty_db, read[-1].id, ["values"], 10)
     assert [m.event_id for m in rest] == ["e7"]
+
+
+async def test_a_new_relay_position_starts_after_the_newest_row_and_is_kept(
+    empty_db: asyncpg.Connection,
+) -> None:
+    from app.adapters.postgres import relay_positions
+
+    assert await relay_positions.open_position(empty_db, "sink.empty") == 0
+    ids = await queue(empty_db, 3)
+    assert await relay_positions.open_position(empty_db, "sink.new") == ids[-1]
+    # Saved: opening it again later does not jump over what came since.
+    assert await relay_positions.open_position(empty_db, "sink.empty") == 0
+    await relay_positions.save_position(empty_db, "sink.new", ids[0])  # never backwards
+    assert await relay_positions.open_position(empty_db, "sink.new") == ids[-1]

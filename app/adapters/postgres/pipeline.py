@@ -120,6 +120,9 @@ class PostgresPipelineStore:
     async def relay_position(self, name: str) -> int:
         return await relay_positions.read_position(self._conn, name)
 
+    async def open_relay_position(self, name: str) -> int:
+        return await relay_positions.open_position(self._conn, name)
+
     async def save_relay_position(self, name: str, position: int) -> None:
         await relay_positions.save_position(self._conn, name, position)
 

@@ -24,3 +24,16 @@ async def save_position(conn: Connection, name: str, position: int) -> None:
         name,
         position,
     )
+
+
+async def open_position(conn: Connection, name: str) -> int:
+    """Relay `name`'s position; a relay without one starts after the newest committed
+    outbox row (rows still in flight have larger ids: the outbox hands ids out in commit
+    order), and that start is saved."""
+    await conn.execute(
+        """INSERT INTO relay_positions (name, position)
+           SELECT $1, coalesce(max(id), 0) FROM outbox
+           ON CONFLICT (name) DO NOTHING""",
+        name,
+    )
+    return await read_position(conn, name)

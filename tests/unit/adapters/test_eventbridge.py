@@ -25,6 +25,7 @@ from app.adapters.eventbridge import (
     entry_size,
     eventbridge_sink,
     plan_calls,
+    plan_waves,
 )
 from app.domain.events import OfficialValuePublished, QualityAlertRaised, ReconciliationFailed
 from app.ports import EventSink, SinkUnavailable
@@ -316,6 +317,34 @@ def test_plan_calls_keeps_every_series_in_order(items: list[tuple[str, int]]) ->
         assert sum(e.size for e in call) <= 250
         assert len({e.key for e in call}) == len(call)
     for key in {e.key for e in given_entries}:
+        assert [e for e in flat if e.key == key] == [e for e in given_entries if e.key == key]
+
+
+def test_plan_waves_groups_calls_that_share_no_series_up_to_the_width() -> None:
+    a1, b1, a2, c1, d1, e1 = entries(["A", "B", "A", "C", "D", "E"], [1] * 6)
+    calls = [[a1, b1], [c1], [a2], [d1], [e1]]
+    waves = plan_waves(calls, width=2)
+    assert [[[e.event_id for e in call] for call in wave] for wave in waves] == [
+        [["e0", "e1"], ["e3"]],  # A, B then C: no series shared
+        [["e2"], ["e4"]],  # A again: a new wave, after the first ended
+        [["e5"]],  # the width
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from("ABCDEFGH"), max_size=60),
+    st.integers(min_value=1, max_value=6),
+)
+def test_waves_keep_every_series_in_order(keys: list[str], width: int) -> None:
+    given_entries = entries(keys, [1] * len(keys))
+    waves = plan_waves(plan_calls(given_entries, max_bytes=250), width)
+    for wave in waves:
+        assert 1 <= len(wave) <= width
+        series = [e.key for call in wave for e in call]
+        assert len(series) == len(set(series))
+    flat = [e for wave in waves for call in wave for e in call]
+    for key in set(keys):
         assert [e for e in flat if e.key == key] == [e for e in given_entries if e.key == key]
 
 

@@ -183,6 +183,10 @@ class FakeStore:
     async def relay_position(self, name: str) -> int:
         return self._s.positions.get(name, 0)
 
+    async def open_relay_position(self, name: str) -> int:
+        end = self._s.outbox[-1].id if self._s.outbox else 0
+        return self._s.positions.setdefault(name, end)
+
     async def save_relay_position(self, name: str, position: int) -> None:
         self._s.positions[name] = max(position, self._s.positions.get(name, 0))
 

@@ -45,9 +45,9 @@ class RecordingMetrics:
 
 
 async def queue(db: FakeDatabase, topics: Sequence[str]) -> list[str]:
-    """One event per topic given (an alert-like event, decodable), in this order."""
+    """One new event per topic given (an alert-like event, decodable), in this order."""
     messages = []
-    for n, topic in enumerate(topics):
+    for n, topic in enumerate(topics, start=len(db.state.outbox)):
         event = reconciliation_failed(
             f"S{n % 2}", SNAP + timedelta(minutes=n), stage="window", error="x", failed_at=SNAP
         )
@@ -68,9 +68,10 @@ async def queue(db: FakeDatabase, topics: Sequence[str]) -> list[str]:
 
 async def test_a_sink_gets_its_topics_in_outbox_order_in_batches_and_keeps_its_position() -> None:
     db = FakeDatabase()
-    ids = await queue(db, ["ov", "audit", "alerts", "ov", "ov", "audit", "ov"])
     sink, metrics = RecordingSink(batch_size=3), RecordingMetrics()
     relay = SinkRelay(sink, db, ("ov", "alerts"), metrics=metrics)
+    assert await relay.drain() == 0  # started on an empty outbox: position 0
+    ids = await queue(db, ["ov", "audit", "alerts", "ov", "ov", "audit", "ov"])
 
     assert await relay.drain() == 5
     assert sink.batches == [[ids[0], ids[2], ids[3]], [ids[4], ids[6]]]
@@ -84,15 +85,16 @@ async def test_a_sink_gets_its_topics_in_outbox_order_in_batches_and_keeps_its_p
 
 async def test_a_failed_batch_keeps_the_position_and_is_sent_again_whole() -> None:
     db = FakeDatabase()
-    ids = await queue(db, ["ov"] * 5)
     sink, metrics = RecordingSink(batch_size=2), RecordingMetrics()
     relay = SinkRelay(sink, db, ("ov",), metrics=metrics)
+    await relay.drain()
+    ids = await queue(db, ["ov"] * 5)
     sink.fail_next = 1
 
     assert await relay.drain() == 0
     assert relay.failures == 1
     assert metrics.failed == ["recording"]
-    assert db.state.positions.get(position_name(sink), 0) == 0
+    assert db.state.positions[position_name(sink)] == 0
 
     assert await relay.drain() == 5
     assert [e for batch in sink.batches for e in batch] == ids
@@ -100,9 +102,10 @@ async def test_a_failed_batch_keeps_the_position_and_is_sent_again_whole() -> No
 
 async def test_refused_events_are_counted_and_do_not_block_the_sink() -> None:
     db = FakeDatabase()
+    metrics = RecordingMetrics()
     ids = await queue(db, ["ov"] * 3)
     sink = RecordingSink(batch_size=10, refuse=frozenset({ids[1]}))
-    metrics = RecordingMetrics()
+    db.state.positions[position_name(sink)] = 0  # started before these events
     relay = SinkRelay(sink, db, ("ov",), metrics=metrics)
 
     assert await relay.drain() == 3
@@ -112,14 +115,15 @@ async def test_refused_events_are_counted_and_do_not_block_the_sink() -> None:
 
 async def test_an_undecodable_row_is_left_out_but_passed() -> None:
     db = FakeDatabase()
+    sink = RecordingSink()
+    relay = SinkRelay(sink, db, ("ov",))
+    await relay.drain()
     async with db.transaction() as store:
         await store.open_journal()
         await store.enqueue(
             [OutboxMessage(event_id="junk", topic="ov", key="k", payload=b'{"type": "newer"}')]
         )
     ids = await queue(db, ["ov"])
-    sink = RecordingSink()
-    relay = SinkRelay(sink, db, ("ov",))
 
     assert await relay.drain() == 2
     assert sink.batches == [ids]
@@ -128,10 +132,24 @@ async def test_an_undecodable_row_is_left_out_but_passed() -> None:
 
 async def test_a_halted_relay_stops_between_batches() -> None:
     db = FakeDatabase()
-    await queue(db, ["ov"] * 4)
     sink = RecordingSink(batch_size=2)
     relay = SinkRelay(sink, db, ("ov",))
+    await relay.drain()
+    await queue(db, ["ov"] * 4)
     calls = iter([False, True])
 
     assert await relay.drain(lambda: next(calls)) == 2
     assert len(sink.batches) == 1
+
+
+async def test_a_new_sink_starts_after_the_newest_event_then_keeps_its_position() -> None:
+    db = FakeDatabase()
+    await queue(db, ["ov"] * 3)  # before the sink was enabled: not sent
+    sink = RecordingSink()
+    relay = SinkRelay(sink, db, ("ov",))
+
+    assert await relay.drain() == 0
+    assert db.state.positions[position_name(sink)] == 3
+    later = await queue(db, ["ov"] * 2)
+    assert await relay.drain() == 2
+    assert sink.batches == [later]
