@@ -13,6 +13,10 @@ eval "$(bash infra/local/stack.sh env)"
 # Local runs keep their telemetry in files an SRE can evaluate and render offline.
 export QIS_TELEMETRY__TRACES_EXPORTER="${QIS_TELEMETRY__TRACES_EXPORTER:-file}"
 export QIS_TELEMETRY__METRICS_EXPORTER="${QIS_TELEMETRY__METRICS_EXPORTER:-file}"
+# The downstream copies the stack serves locally (EventBridge -> SQS and Timestream, on
+# its moto server): on in a local run, off by default elsewhere (docs/sinks.md).
+export QIS_EVENTBRIDGE__ENABLED="${QIS_EVENTBRIDGE__ENABLED:-true}"
+export QIS_TIMESTREAM__ENABLED="${QIS_TIMESTREAM__ENABLED:-true}"
 # The local token issuer the api checks tokens against (STACK_ISSUER_PORT moves it).
 issuer_port="${STACK_ISSUER_PORT:-58080}"
 export QIS_AUTH__ISSUER="${QIS_AUTH__ISSUER:-http://127.0.0.1:$issuer_port}"
