@@ -104,6 +104,9 @@ class Lookup:
     scoped: bool = False
     absent_l1_ttl: float = 0.0
     absent_l2_ttl: int = 0
+    # Whether the loader may read a replica that lags the writer (Aurora readers): then
+    # loads started within `replica_lag_guard_seconds` after a change are not stored.
+    replica_reads: bool = True
 
 
 @dataclass
@@ -268,7 +271,11 @@ class TwoLevelCache:
             return False
         # A precise key is changed by publications of its own snap only.
         notified = self._notified.get(lookup.series if lookup.scoped else lookup.key)
-        return notified is None or notified + self._policy.replica_lag_guard_seconds <= started
+        if notified is None:
+            return True
+        if not lookup.replica_reads:
+            return notified < started
+        return notified + self._policy.replica_lag_guard_seconds <= started
 
     def _l2_readable(self, now: float) -> bool:
         return not self._failed and now >= self._l2_down_until

@@ -103,6 +103,7 @@ class Descriptors:
             scoped=True,
             absent_l1_ttl=min(p.descriptor_l1_ttl_seconds, p.absent_ttl_seconds),
             absent_l2_ttl=p.absent_ttl_seconds,
+            replica_reads=False,  # the document store's primary: no lag to guard against
         )
 
         async def load() -> bytes:
