@@ -15,9 +15,11 @@ that is audited is stored and no change is stored without its audit record commi
 The series lock and the journal lock are held from 1 to 3, so changes of one series are
 serialised and audited in the order they are stored. What remains is the moment between
 2 and 3: a reader may see the new document a few milliseconds before its audit record
-commits, and if the commit fails and the undo fails too (both stores down at once), the
-document keeps a change without an audit record; that is logged as an error naming the
-series and revision.
+commits; if the commit fails and the undo fails too (both stores down at once), the
+document keeps a change without an audit record (logged as an error naming the series
+and revision); and a commit whose outcome is unknown (connection lost during COMMIT)
+counts as failed, so should it have gone through, the trail holds a revision the store
+was put back from (logged as a warning; the client's retry stores it again).
 
 Reads go through the query cache (`TwoLevelCache`) as scoped entries of the scope
 `descriptor/<id>`: a replacement calls `changed()`, which drops the entry from this
