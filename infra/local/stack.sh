@@ -1005,7 +1005,7 @@ docdb_up() {
   local args=(--handler=postgresql --listen-addr="127.0.0.1:$STACK_DOCDB_PORT"
               --listen-tls="127.0.0.1:$STACK_DOCDB_TLS_PORT"
               --listen-tls-cert-file="$TLS_DIR/server.pem" --listen-tls-key-file="$TLS_DIR/server.key"
-              --state-dir="$DOCDB_DIR" --debug-addr=- --telemetry=disable --log-level=WARN)
+              --state-dir="$DOCDB_DIR" --debug-addr=- --telemetry=disable --log-level=ERROR)
   printf '%s\n' "${args[@]}" "$(tls_fingerprint)" > "$DOCDB_DIR/args.tmp"
   local changed=0
   if install_if_changed "$DOCDB_DIR/args.tmp" "$DOCDB_DIR/args"; then changed=1; fi
@@ -1069,7 +1069,15 @@ normalize_services() {
       *) die "unknown service '$s' (pg|redis|kafka|s3|pg-tls|redis-tls|docdb)" ;;
     esac
   done
-  printf '%s\n' "${out[@]}"
+  # In the order of ALL_SERVICES, once each: up starts pg before docdb (which needs it)
+  # and down, reversing, stops docdb before pg, whatever order they were named in.
+  local want ordered=()
+  for want in pg redis kafka s3 pg_tls redis_tls docdb; do
+    for s in "${out[@]}"; do
+      if [[ $s == "$want" ]]; then ordered+=("$want"); break; fi
+    done
+  done
+  printf '%s\n' "${ordered[@]}"
 }
 
 cmd_up() {
