@@ -1015,7 +1015,7 @@ docdb_up() {
       log "docdb: already running (pid $(docdb_pid), ports $STACK_DOCDB_PORT, TLS $STACK_DOCDB_TLS_PORT)"
       return 0
     fi
-    log "docdb: configuration changed (ports or certificate): restarting"
+    log "docdb: configuration changed (arguments or certificate): restarting"
     docdb_down
   fi
   local p
