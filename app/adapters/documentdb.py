@@ -7,7 +7,7 @@ One collection, one document per series, `_id` = the series id:
 
 The descriptor is stored as plain JSON types (msgspec's builtins: dates and times as
 strings), so what is read back decodes into the same structs. `updated_at` is a string
-too: BSON dates keep milliseconds only, and it must equal the audit record's time.
+too: BSON dates keep milliseconds only, and the api's timestamps have microseconds.
 
 What DocumentDB asks of a client: TLS with its CA bundle (`tls_ca_file`), no retryable
 writes (`retryWrites=false`; a write is retried by the caller, against the revision), and

@@ -143,7 +143,8 @@ class Descriptor(_Part, frozen=True, kw_only=True):
 
 class StoredDescriptor(msgspec.Struct, frozen=True, kw_only=True):
     """A series' descriptor as stored: `revision` counts its changes (1 for the first),
-    `updated_at` is when the current revision was recorded (its audit record's time)."""
+    `updated_at` is when the current revision was written (the database clock, a moment
+    before its audit record's time)."""
 
     reference_data_id: str
     revision: int

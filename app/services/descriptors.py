@@ -4,17 +4,19 @@ The descriptor lives in the document store, its audit record in PostgreSQL's tra
 stores, no shared transaction. A replacement orders the two writes so that every change
 that is audited is stored and no change is stored without its audit record committing:
 
-1. In one PostgreSQL transaction: lock the series (it must exist), read the stored
-   descriptor, open the journal and append the audit record (before, after, revision).
+1. In one PostgreSQL transaction: lock the series (it must exist) and read the stored
+   descriptor.
 2. Still inside it, write the document, conditional on the revision read in 1 (so a
    concurrent writer cannot be overwritten unseen). If that write fails, the transaction
-   rolls back: neither the change nor its audit record exists.
-3. Commit. If the commit fails after the document was written, the write is undone
-   (`DescriptorStore.restore`, conditional on the new revision) and the error raised.
+   rolls back: nothing is stored, nothing audited.
+3. Open the journal and append the audit record (before, after, revision), then commit.
+   If either fails, the document write is undone (`DescriptorStore.restore`, conditional
+   on the new revision) and the error raised.
 
-The series lock and the journal lock are held from 1 to 3, so changes of one series are
-serialised and audited in the order they are stored. What remains is the moment between
-2 and 3: a reader may see the new document a few milliseconds before its audit record
+The series lock is held from 1 to 3, so changes of one series are serialised and audited
+in the order they are stored. The journal lock, which every writer's commit waits for,
+is only taken in 3, never across a round trip to the document store. What remains is the
+moment between 2 and 3: a reader may see the new document a few milliseconds before its audit record
 commits; if the commit fails and the undo fails too (both stores down at once), the
 document keeps a change without an audit record (logged as an error naming the series
 and revision); and a commit whose outcome is unknown (connection lost during COMMIT)
@@ -133,14 +135,19 @@ class Descriptors:
                 before = await self._store.get(reference_data_id)
                 if before is not None and before.descriptor == descriptor:
                     return before
-                at = await tx.open_journal()
                 revision = 0 if before is None else before.revision
                 candidate = StoredDescriptor(
                     reference_data_id=reference_data_id,
                     revision=revision + 1,
-                    updated_at=at,
+                    updated_at=await tx.clock(),
                     descriptor=descriptor,
                 )
+                if not await self._store.put(candidate, revision):
+                    raise DescriptorConflict(reference_data_id)
+                after = candidate
+                # The journal lock serialises every writer's commit: it is taken after
+                # the document store's round trip, never held across it.
+                at = await tx.open_journal()
                 entry = AuditEntry(
                     actor=actor,
                     action="descriptor.created" if before is None else "descriptor.replaced",
@@ -150,9 +157,6 @@ class Descriptors:
                     after=descriptor_state(candidate),
                 )
                 await write_journal(tx, at, [entry], [])
-                if not await self._store.put(candidate, revision):
-                    raise DescriptorConflict(reference_data_id)
-                after = candidate
         except BaseException:
             if after is not None:  # stored, but the audit record did not commit
                 await self._undo(before, after)
