@@ -18,7 +18,7 @@ setup: ## Install uv if missing, then the locked Python dependencies into .venv
 	@$$(command -v uv || echo $(UV)) sync --frozen --extra tools --extra ingest --quiet
 
 .PHONY: stack-up stack-down stack-status
-stack-up: ## Install (if needed) and start PostgreSQL, Redis, Kafka and S3 (moto) on loopback
+stack-up: ## Install (if needed) and start PostgreSQL, Redis, Kafka, S3 (moto) and the document store (FerretDB) on loopback
 	@bash $(STACK) up
 stack-down: ## Stop the local stack; leaves no process behind
 	@bash $(STACK) down

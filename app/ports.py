@@ -12,6 +12,7 @@ import msgspec
 
 from app.domain.audit import AuditRecord
 from app.domain.dead_letter import DeadLetter
+from app.domain.descriptor import StoredDescriptor
 from app.domain.events import DomainEvent
 from app.domain.observation import Observation, ObservationsRecorded
 from app.domain.reading import Granularity, HistoryItem, QualitySummary
@@ -267,6 +268,35 @@ class ReferenceDataReader(Protocol):
 
     async def list_series(self, after: str | None, limit: int) -> list[Series]:
         """Series ordered by id, starting after `after`."""
+        ...
+
+
+class DescriptorStoreUnavailable(RuntimeError):
+    """The document store did not answer in time (unreachable, timed out): a 503."""
+
+
+@runtime_checkable
+class DescriptorStore(Protocol):
+    """Series descriptor documents (Amazon DocumentDB; docs/descriptors.md), one per
+    series, each with the revision that counts its changes. Writes are conditional on
+    the revision the writer read, so two writers never both win."""
+
+    async def get(self, reference_data_id: str) -> StoredDescriptor | None:
+        """The series' descriptor, or None when it has none."""
+        ...
+
+    async def put(self, stored: StoredDescriptor, previous_revision: int) -> bool:
+        """Store `stored` if the stored revision is still `previous_revision` (0: no
+        descriptor yet); False, storing nothing, when it is not."""
+        ...
+
+    async def restore(self, previous: StoredDescriptor | None, revision: int, series: str) -> None:
+        """Undo a `put` of `revision` of `series`'s descriptor: put `previous` back
+        (None: delete it), unless the stored revision is no longer `revision`."""
+        ...
+
+    async def with_vendor_symbol(self, vendor: str, symbol: str) -> list[str]:
+        """The series whose descriptor maps `vendor`'s `symbol` to them, ordered by id."""
         ...
 
 

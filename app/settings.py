@@ -128,6 +128,11 @@ class CacheSettings(_Section, frozen=True):
     quality_ttl_seconds: int = 600
     immutable_ttl_seconds: int = 3600
     absent_ttl_seconds: int = 60
+    # Series descriptors (docs/descriptors.md): a PUT starts a new L2 generation of the
+    # series' descriptor before it answers; other api processes keep their L1 copy up to
+    # descriptor_l1_ttl_seconds.
+    descriptor_ttl_seconds: int = 300
+    descriptor_l1_ttl_seconds: float = 5.0
     # An as_of this far in the past is settled: no transaction still open can record a
     # version at or before it, so what it reads is immutable.
     settle_seconds: float = 60.0
@@ -388,6 +393,28 @@ class TimestreamSettings(_Section, frozen=True):
     quality_metrics_magnetic_days: int = 365
 
 
+class DocumentSettings(_Section, frozen=True):
+    """The series descriptor documents in Amazon DocumentDB (docs/descriptors.md); locally
+    FerretDB (`stack.sh up docdb`). Disabled: the descriptor routes answer 404 and
+    nothing else changes."""
+
+    enabled: bool = False
+    # A MongoDB connection string; DocumentDB: mongodb://USER:PASSWORD@CLUSTER:27017/?tls=true
+    # (retryWrites is always off: DocumentDB does not support retryable writes).
+    url: str = "mongodb://127.0.0.1:57017/"
+    database: str = "qis"
+    collection: str = "descriptors"
+    # CA bundle (PEM) the server certificate is checked against, with the host name; set,
+    # it turns TLS on. DocumentDB: the RDS global-bundle.pem.
+    tls_ca_file: str = ""
+    # Bounds on opening a connection, on finding a usable server, and on one operation.
+    connect_timeout_seconds: float = 5.0
+    server_selection_timeout_seconds: float = 5.0
+    operation_timeout_seconds: float = 5.0
+    # Connections per api process.
+    max_pool_size: int = 10
+
+
 class Settings(_Section, frozen=True):
     db: DbSettings = DbSettings()
     kafka: KafkaSettings = KafkaSettings()
@@ -403,6 +430,7 @@ class Settings(_Section, frozen=True):
     lake: LakeSettings = LakeSettings()
     eventbridge: EventBridgeSettings = EventBridgeSettings()
     backup: BackupSettings = BackupSettings()
+    documents: DocumentSettings = DocumentSettings()
 
     retention: RetentionSettings = RetentionSettings()
 
@@ -496,6 +524,19 @@ def _security_problems(settings: Settings) -> list[str]:
         )
     if not 0 <= bus.retry_initial_seconds <= bus.retry_max_seconds:
         problems.append("QIS_EVENTBRIDGE__RETRY_INITIAL_SECONDS must be 0..*_RETRY_MAX_SECONDS")
+    documents = settings.documents
+    if (
+        min(
+            documents.connect_timeout_seconds,
+            documents.server_selection_timeout_seconds,
+            documents.operation_timeout_seconds,
+        )
+        <= 0
+        or documents.max_pool_size < 1
+    ):
+        problems.append(
+            "QIS_DOCUMENTS__*_TIMEOUT_SECONDS must be above 0, MAX_POOL_SIZE at least 1"
+        )
     if cache.password and cache.password_secret_id:
         problems.append("QIS_REDIS__PASSWORD and QIS_REDIS__PASSWORD_SECRET_ID exclude each other")
     return problems

@@ -19,6 +19,8 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
+from app.ports import DescriptorStoreUnavailable
+
 _TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
@@ -28,6 +30,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.OperatorInterventionError,  # class 57: statement timeout, admin shutdown
     asyncpg.InsufficientResourcesError,  # class 53: disk full, too many connections
     KafkaError,  # broker unavailable, not acknowledged in time
+    DescriptorStoreUnavailable,  # the document store (DocumentDB) did not answer in time
 )
 # What the broker refuses about a record itself: sending it again is refused again.
 _RECORD_REFUSED: tuple[type[KafkaError], ...] = (

@@ -9,7 +9,7 @@ domain structs (so they have the shapes the api returns) and fixed, so the commi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -17,6 +17,16 @@ from litestar.openapi.spec import Example, Reference
 
 from app.api.problems import Problem, ProblemItem
 from app.api.wire import ObservationsAccepted
+from app.domain.descriptor import (
+    Calendar,
+    Descriptor,
+    EarlyClose,
+    Instrument,
+    StoredDescriptor,
+    TradingSession,
+    VendorSymbol,
+    Venue,
+)
 from app.domain.observation import Observation, derive_observation_id
 from app.domain.quality import Quality
 from app.domain.reading import (
@@ -104,6 +114,48 @@ ACCEPTED = ObservationsAccepted(
 SERIES_EXAMPLE = Series(
     reference_data_id=SERIES, config=CONFIG, updated_at=SNAP - timedelta(days=1)
 )
+DESCRIPTOR = Descriptor(
+    instrument=Instrument(
+        asset_class="crypto", name="Ether / US dollar", currency="ETH", quote_currency="USD"
+    ),
+    venues=[
+        Venue(
+            mic="XCME",
+            name="CME Globex",
+            timezone="America/Chicago",
+            primary=True,
+            sessions=[
+                TradingSession(
+                    days=["sun", "mon", "tue", "wed", "thu"], open="17:00", close="16:00"
+                )
+            ],
+        )
+    ],
+    vendor_symbols=[
+        VendorSymbol(vendor="bloomberg", symbol="XETUSD Curncy", field="PX_LAST"),
+        VendorSymbol(vendor="refinitiv", symbol="ETH=", venue="XCME"),
+    ],
+    calendars=[
+        Calendar(
+            name="cme-crypto",
+            timezone="America/Chicago",
+            holidays=[date(2026, 12, 25)],
+            early_closes=[EarlyClose(day=date(2026, 12, 24), close="12:15")],
+        )
+    ],
+    tags=["g10-crypto"],
+)
+DESCRIPTOR_EXAMPLES: dict[str, Example | Reference] = {
+    "eth-usd": Example(
+        summary="an instrument, a venue, two vendors, a calendar", value=value(DESCRIPTOR)
+    )
+}
+STORED_DESCRIPTOR = StoredDescriptor(
+    reference_data_id=SERIES,
+    revision=2,
+    updated_at=SNAP - timedelta(hours=2),
+    descriptor=DESCRIPTOR,
+)
 SERIES_PAGE = {"items": [value(SERIES_EXAMPLE)], "next_cursor": None}
 HISTORY = HistoryPage(
     items=[HistoryItem(**msgspec.structs.asdict(OFFICIAL), bucket=SNAP, count=1)],
@@ -144,6 +196,7 @@ PROBLEMS: dict[int, Problem] = {
     401: problem(401, "Unauthorized", "bearer token is not valid"),
     403: problem(403, "Forbidden", "the token does not grant the scope qis/admin"),
     404: problem(404, "Not Found", f"no official value of {SERIES} at {SNAP_TEXT}"),
+    409: problem(409, "Conflict", "the stored descriptor changed meanwhile; read it and retry"),
     413: problem(413, "Content Too Large", "Request Entity Too Large"),
     415: problem(415, "Unsupported Media Type", "expected application/json, got text/plain"),
     422: problem(

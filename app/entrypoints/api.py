@@ -33,12 +33,20 @@ from app.api.auth import Gate, access_guard, document_security, unguarded_routes
 from app.api.examples import STORE_UNAVAILABLE
 from app.api.openapi import document_request_body
 from app.api.problems import EXCEPTION_HANDLERS, handle_unexpected, problem_response
-from app.api.routes import health, observations, query, reference_data
+from app.api.routes import descriptors, health, observations, query, reference_data
+from app.domain.descriptor import Descriptor
 from app.domain.observation import ObservationSubmission
 from app.domain.series import SeriesConfig
 from app.entrypoints import unreachable
-from app.ports import HealthCheck, IngestionLog, QueryStore, VerifierUnavailable
+from app.ports import (
+    DescriptorStoreUnavailable,
+    HealthCheck,
+    IngestionLog,
+    QueryStore,
+    VerifierUnavailable,
+)
 from app.services.cache import CachePolicy, TwoLevelCache
+from app.services.descriptors import Descriptors
 from app.services.lake_query import TieredQueries
 from app.services.query import QueryService
 from app.settings import CacheSettings, Settings
@@ -60,6 +68,8 @@ class Resources:
     ingestion_log: IngestionLog
     query: QueryService
     health_checks: list[HealthCheck] = field(default_factory=list)
+    # None when descriptor documents are disabled (QIS_DOCUMENTS__ENABLED=false).
+    descriptors: Descriptors | None = None
 
 
 @asynccontextmanager
@@ -100,6 +110,15 @@ async def open_resources(
         )
         await listener.start()
         stack.push_async_callback(listener.aclose)
+        health_checks: list[HealthCheck] = [
+            PostgresHealth(writer),
+            KafkaHealth(producer),
+            RedisHealth(cache),
+        ]
+        descriptors = None
+        if settings.documents.enabled:
+            descriptors = await _descriptors(settings, stack, writer, query_cache, policy)
+            health_checks.append(descriptors[1])
         yield Resources(
             writer=writer,
             reader=reader,
@@ -107,8 +126,33 @@ async def open_resources(
             redis=cache,
             ingestion_log=KafkaIngestionLog(producer, settings.kafka),
             query=QueryService(query_store(settings, reader, writer), query_cache, policy),
-            health_checks=[PostgresHealth(writer), KafkaHealth(producer), RedisHealth(cache)],
+            health_checks=health_checks,
+            descriptors=None if descriptors is None else descriptors[0],
         )
+
+
+async def _descriptors(
+    settings: Settings,
+    stack: AsyncExitStack,
+    writer: asyncpg.Pool,
+    cache: TwoLevelCache,
+    policy: CachePolicy,
+) -> tuple[Descriptors, HealthCheck]:
+    """The descriptor use cases on the document store (docs/descriptors.md)."""
+    from app.adapters.documentdb import DocumentDbDescriptors, DocumentStoreHealth, new_client
+
+    client = new_client(settings.documents)
+    stack.push_async_callback(client.close)
+    store = DocumentDbDescriptors.from_settings(client, settings.documents)
+    try:
+        await store.setup()
+    except DescriptorStoreUnavailable as exc:
+        # Reads and writes work without the index; it is made on the next start.
+        _log.warning(
+            "document store unavailable at start; index not checked", extra={"error": str(exc)}
+        )
+    service = Descriptors(store, PostgresDatabase(writer), cache, policy)
+    return service, DocumentStoreHealth(store)
 
 
 def query_store(settings: Settings, reader: asyncpg.Pool, writer: asyncpg.Pool) -> QueryStore:
@@ -134,6 +178,8 @@ def cache_policy(cache: CacheSettings) -> CachePolicy:
         quality_ttl_seconds=cache.quality_ttl_seconds,
         immutable_ttl_seconds=cache.immutable_ttl_seconds,
         absent_ttl_seconds=cache.absent_ttl_seconds,
+        descriptor_ttl_seconds=cache.descriptor_ttl_seconds,
+        descriptor_l1_ttl_seconds=cache.descriptor_l1_ttl_seconds,
         settle_seconds=cache.settle_seconds,
         replica_lag_guard_seconds=cache.replica_lag_guard_seconds,
         floor_seconds=cache.floor_seconds,
@@ -223,6 +269,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
         "ingestion_log": Provide(lambda: resources().ingestion_log, sync_to_thread=False),
         "health_checks": Provide(lambda: resources().health_checks, sync_to_thread=False),
         "query_service": Provide(lambda: resources().query, sync_to_thread=False),
+        "descriptors": Provide(lambda: resources().descriptors, sync_to_thread=False),
         "pipeline_db": Provide(lambda: PostgresDatabase(resources().writer), sync_to_thread=False),
         "reference_data_reader": Provide(
             lambda: PostgresReadModel(resources().reader), sync_to_thread=False
@@ -240,6 +287,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
             observations.post_observations,
             *query.ROUTES,
             *reference_data.ROUTES,
+            *descriptors.ROUTES,
         ],
         lifespan=[lifespan],
         dependencies=dependencies,
@@ -266,5 +314,12 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
     )
     document_request_body(
         app, "/v1/reference-data/{reference_data_id}", "PUT", SeriesConfig, examples.CONFIG_EXAMPLES
+    )
+    document_request_body(
+        app,
+        "/v1/reference-data/{reference_data_id}/descriptor",
+        "PUT",
+        Descriptor,
+        examples.DESCRIPTOR_EXAMPLES,
     )
     return app

@@ -26,7 +26,18 @@ _LOG = "telemetry.log_level"
 
 # Command (its words after `qis`; a prefix covers the commands under it) -> what it reads.
 COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
-    "api": ("api", "db", "kafka", "redis", "cache", "telemetry", "auth", "rate_limit", "lake"),
+    "api": (
+        "api",
+        "db",
+        "kafka",
+        "redis",
+        "cache",
+        "telemetry",
+        "auth",
+        "rate_limit",
+        "lake",
+        "documents",
+    ),
     "worker": ("worker", "db", "kafka", "telemetry"),
     "scheduler": (
         "scheduler",

@@ -1,8 +1,10 @@
-"""Write or check the committed OpenAPI document (`openapi.json` at the repository root).
+"""Write or check the committed OpenAPI document (`openapi.json` at the repository root)
+and the descriptor's JSON schema (`docs/descriptor.schema.json`).
 
-`.venv/bin/python -m app.entrypoints.openapi_export [--check]`. The file is the contract:
-the document the api serves at `/schema/openapi.json`, pretty-printed with sorted keys so
-a change reads as a diff.
+`.venv/bin/python -m app.entrypoints.openapi_export [--check]`. The files are the contract:
+the document the api serves at `/schema/openapi.json` and the schema a descriptor
+document is validated against, pretty-printed with sorted keys so a change reads as a
+diff.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from typing import Any
 import msgspec
 from litestar.serialization import encode_json
 
+from app.domain import descriptor
 from app.entrypoints.api import create_app
 from app.settings import load_settings
 
 COMMAND = ".venv/bin/python -m app.entrypoints.openapi_export"
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "openapi.json"
+DESCRIPTOR_SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "descriptor.schema.json"
 
 
 def document() -> dict[str, Any]:
@@ -39,15 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail when the file is stale")
     parser.add_argument("--path", type=Path, default=DEFAULT_PATH)
     args = parser.parse_args(argv)
-    text = render(document())
+    files = {args.path: render(document()), DESCRIPTOR_SCHEMA_PATH: render(descriptor.schema())}
     if args.check:
-        current = args.path.read_text() if args.path.exists() else ""
-        if current != text:
-            sys.stderr.write(f"{args.path} is stale; regenerate with {COMMAND}\n")
-            return 1
-        return 0
-    args.path.write_text(text)
-    sys.stdout.write(f"wrote {args.path}\n")
+        stale = [p for p, text in files.items() if (p.read_text() if p.exists() else "") != text]
+        for path in stale:
+            sys.stderr.write(f"{path} is stale; regenerate with {COMMAND}\n")
+        return 1 if stale else 0
+    for path, text in files.items():
+        path.write_text(text)
+        sys.stdout.write(f"wrote {path}\n")
     return 0
 
 

@@ -73,6 +73,8 @@ class CachePolicy(msgspec.Struct, frozen=True, kw_only=True):
     quality_ttl_seconds: int = 600
     immutable_ttl_seconds: int = 3600
     absent_ttl_seconds: int = 60
+    descriptor_ttl_seconds: int = 300
+    descriptor_l1_ttl_seconds: float = 5.0
     # An as_of this far in the past is settled: what it reads is immutable.
     settle_seconds: float = 60.0
     # Loads started this soon after a publication of their series are served, not cached.
@@ -102,6 +104,9 @@ class Lookup:
     scoped: bool = False
     absent_l1_ttl: float = 0.0
     absent_l2_ttl: int = 0
+    # Whether the loader may read a replica that lags the writer (Aurora readers): then
+    # loads started within `replica_lag_guard_seconds` after a change are not stored.
+    replica_reads: bool = True
 
 
 @dataclass
@@ -266,7 +271,11 @@ class TwoLevelCache:
             return False
         # A precise key is changed by publications of its own snap only.
         notified = self._notified.get(lookup.series if lookup.scoped else lookup.key)
-        return notified is None or notified + self._policy.replica_lag_guard_seconds <= started
+        if notified is None:
+            return True
+        if not lookup.replica_reads:
+            return notified < started
+        return notified + self._policy.replica_lag_guard_seconds <= started
 
     def _l2_readable(self, now: float) -> bool:
         return not self._failed and now >= self._l2_down_until
@@ -305,6 +314,24 @@ class TwoLevelCache:
         self._pending_scopes[scope_key(series)] = None
         self.stats.invalidations += 1
         self._wake.set()
+
+    async def changed(self, scope: str) -> None:
+        """This process changed what the entries of `scope` (a `Lookup.series` of scoped
+        entries) hold, e.g. a descriptor PUT: drop them from L1, keep loads in flight from
+        storing, and start a new L2 generation of the scope before returning (if L2 does
+        not answer, the invalidation is queued and L2 is not read until it went through)."""
+        self._notified[scope] = self._clock()
+        self._l1.discard_tag(scope)
+        for key in [k for k, (_, s) in self._flights.items() if s == scope]:
+            del self._flights[key]
+        self.stats.invalidations += 1
+        try:
+            await self._l2.invalidate([], [scope_key(scope)])
+        except CacheUnavailable as exc:
+            self._failed = True
+            self._l2_failed(exc)
+            self._pending_scopes[scope_key(scope)] = None
+            self._wake.set()
 
     def connected(self) -> None:
         """The publication listener is (again) listening: mutable entries may be cached."""

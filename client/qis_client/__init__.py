@@ -40,6 +40,7 @@ from qis_client.errors import (
 )
 from qis_client.ids import derive_observation_id, observation_id
 from qis_client.models import (
+    Descriptor,
     HistoryItem,
     Observation,
     OfficialValue,
@@ -48,6 +49,7 @@ from qis_client.models import (
     QualityWeights,
     Series,
     SeriesConfig,
+    StoredDescriptor,
     SubmittedObservation,
 )
 
@@ -60,6 +62,7 @@ __all__ = [
     "AsyncTokenProvider",
     "Batch",
     "BearerAuth",
+    "Descriptor",
     "HistoryItem",
     "IngestResult",
     "InvalidRequest",
@@ -79,6 +82,7 @@ __all__ = [
     "Series",
     "SeriesConfig",
     "ServerError",
+    "StoredDescriptor",
     "SubmittedObservation",
     "Token",
     "TokenProvider",

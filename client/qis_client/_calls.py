@@ -8,6 +8,7 @@ import msgspec
 
 from qis_client._core import Call, instant, params, segment
 from qis_client.models import (
+    Descriptor,
     Granularity,
     HistoryPage,
     LineagePage,
@@ -18,6 +19,7 @@ from qis_client.models import (
     Series,
     SeriesConfig,
     SeriesPage,
+    StoredDescriptor,
     VersionList,
 )
 
@@ -37,6 +39,19 @@ def put_series(reference_data_id: str, config: SeriesConfig) -> Call[Series]:
 
 def get_series(reference_data_id: str) -> Call[Series]:
     return Call("GET", f"{SERIES}/{segment(reference_data_id)}", Series)
+
+
+def put_descriptor(reference_data_id: str, descriptor: Descriptor) -> Call[StoredDescriptor]:
+    return Call(
+        "PUT",
+        f"{SERIES}/{segment(reference_data_id)}/descriptor",
+        StoredDescriptor,
+        content=_encoder.encode(descriptor),
+    )
+
+
+def get_descriptor(reference_data_id: str) -> Call[StoredDescriptor]:
+    return Call("GET", f"{SERIES}/{segment(reference_data_id)}/descriptor", StoredDescriptor)
 
 
 def list_series(limit: int | None, cursor: str | None) -> Call[SeriesPage]:

@@ -26,6 +26,7 @@ from qis_client.auth import AsyncTokenProvider, BearerAuth, static_token
 from qis_client.client import DEFAULT_TIMEOUT, MAX_PAGES, Page, _add
 from qis_client.errors import QisConnectionError
 from qis_client.models import (
+    Descriptor,
     Granularity,
     HistoryItem,
     HistoryPage,
@@ -38,6 +39,7 @@ from qis_client.models import (
     Series,
     SeriesConfig,
     SeriesPage,
+    StoredDescriptor,
     SubmittedObservation,
 )
 
@@ -183,6 +185,17 @@ class AsyncQisClient:
     async def get_series(self, reference_data_id: str) -> Series:
         """One series' configuration (`NotFound` when unknown)."""
         return await self.call(_calls.get_series(reference_data_id))
+
+    async def put_descriptor(
+        self, reference_data_id: str, descriptor: Descriptor
+    ) -> StoredDescriptor:
+        """Create or replace a series' descriptor document (`qis/admin`); audited."""
+        return await self.call(_calls.put_descriptor(reference_data_id, descriptor))
+
+    async def get_descriptor(self, reference_data_id: str) -> StoredDescriptor:
+        """A series' descriptor (`NotFound` when the series has none, or descriptors are
+        disabled on the server)."""
+        return await self.call(_calls.get_descriptor(reference_data_id))
 
     async def list_series_page(
         self, limit: int | None = None, cursor: str | None = None

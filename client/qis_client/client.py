@@ -25,6 +25,7 @@ from qis_client._core import (
 from qis_client.auth import BearerAuth, TokenProvider, static_token
 from qis_client.errors import QisConnectionError
 from qis_client.models import (
+    Descriptor,
     Granularity,
     HistoryItem,
     HistoryPage,
@@ -37,6 +38,7 @@ from qis_client.models import (
     Series,
     SeriesConfig,
     SeriesPage,
+    StoredDescriptor,
     SubmittedObservation,
 )
 
@@ -175,6 +177,15 @@ class QisClient:
     def get_series(self, reference_data_id: str) -> Series:
         """One series' configuration (`NotFound` when unknown)."""
         return self.call(_calls.get_series(reference_data_id))
+
+    def put_descriptor(self, reference_data_id: str, descriptor: Descriptor) -> StoredDescriptor:
+        """Create or replace a series' descriptor document (`qis/admin`); audited."""
+        return self.call(_calls.put_descriptor(reference_data_id, descriptor))
+
+    def get_descriptor(self, reference_data_id: str) -> StoredDescriptor:
+        """A series' descriptor (`NotFound` when the series has none, or descriptors are
+        disabled on the server)."""
+        return self.call(_calls.get_descriptor(reference_data_id))
 
     def list_series_page(self, limit: int | None = None, cursor: str | None = None) -> SeriesPage:
         """One page of series, ordered by id."""

@@ -7,7 +7,7 @@ fields they do not know, so a newer server does not break an older client.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -22,13 +22,18 @@ AttributeValue = str | float | bool | None
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 __all__ = [
+    "AssetClass",
     "AttributeValue",
     "AwareDatetime",
+    "Calendar",
+    "Descriptor",
+    "EarlyClose",
     "Exclusion",
     "ExclusionReason",
     "Granularity",
     "HistoryItem",
     "HistoryPage",
+    "Instrument",
     "LineagePage",
     "Liveness",
     "Method",
@@ -49,8 +54,13 @@ __all__ = [
     "Series",
     "SeriesConfig",
     "SeriesPage",
+    "StoredDescriptor",
     "SubmittedObservation",
+    "TradingSession",
+    "VendorSymbol",
+    "Venue",
     "VersionList",
+    "Weekday",
 ]
 
 
@@ -132,6 +142,87 @@ class Series(msgspec.Struct, frozen=True, kw_only=True):
     reference_data_id: str
     config: SeriesConfig
     updated_at: AwareDatetime
+
+
+# --- descriptors (docs/descriptors.md: bounds and rules are the server's) ------------------
+
+AssetClass = Literal[
+    "fx", "equity", "rates", "credit", "commodity", "crypto", "index", "fund", "other"
+]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class Instrument(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What is priced; `quote_currency` for a pair (EUR/USD: EUR, then USD)."""
+
+    asset_class: AssetClass
+    name: str
+    currency: str
+    quote_currency: str | None = None
+    isin: str | None = None
+    description: str = ""
+
+
+class TradingSession(msgspec.Struct, frozen=True, kw_only=True):
+    """A session in the venue's time zone (`HH:MM`; close before open spans midnight)."""
+
+    days: list[Weekday]
+    open: str
+    close: str
+
+
+class Venue(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A market the instrument trades on (`mic`: ISO 10383)."""
+
+    mic: str
+    name: str
+    timezone: str
+    primary: bool = False
+    sessions: list[TradingSession] = []
+
+
+class VendorSymbol(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """How one vendor (a source) names the instrument."""
+
+    vendor: str
+    symbol: str
+    field: str | None = None
+    venue: str | None = None
+
+
+class EarlyClose(msgspec.Struct, frozen=True, kw_only=True):
+    """A day a calendar closes early (`HH:MM`)."""
+
+    day: date
+    close: str
+
+
+class Calendar(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A holiday calendar the series' snaps follow."""
+
+    name: str
+    timezone: str
+    holidays: list[date] = []
+    early_closes: list[EarlyClose] = []
+
+
+class Descriptor(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The descriptor document of a series (`PUT .../descriptor` body)."""
+
+    instrument: Instrument
+    venues: list[Venue] = []
+    vendor_symbols: list[VendorSymbol] = []
+    calendars: list[Calendar] = []
+    tags: list[str] = []
+
+
+class StoredDescriptor(msgspec.Struct, frozen=True, kw_only=True):
+    """A series' descriptor as stored, with the revision counting its changes."""
+
+    reference_data_id: str
+    revision: int
+    updated_at: AwareDatetime
+    descriptor: Descriptor
 
 
 class SeriesPage(msgspec.Struct, frozen=True, kw_only=True):

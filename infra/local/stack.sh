@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2030,SC2031  # with_pg_tls swaps the pg_* globals in a subshell, on purpose
 # Local service stack without Docker: PostgreSQL 15, Redis 7, a single-node
-# Apache Kafka (KRaft, broker+controller in one JVM) and an S3 endpoint (the moto
-# server from .venv, for the data lake and the backups), all bound to 127.0.0.1.
+# Apache Kafka (KRaft, broker+controller in one JVM), an S3 endpoint (the moto
+# server from .venv, for the data lake and the backups) and a MongoDB-protocol
+# document store (FerretDB on the PostgreSQL above, standing in for Amazon
+# DocumentDB), all bound to 127.0.0.1.
 # Next to the plaintext endpoints the application uses by default, secured ones:
 # a TLS-only PostgreSQL (pg-tls), a TLS + AUTH Redis (redis-tls) and a SASL_SSL
 # (SCRAM-SHA-512) Kafka listener, with certificates of a local CA made by openssl.
@@ -14,12 +16,13 @@
 #   infra/local/stack.sh env    [secure]               eval "$(infra/local/stack.sh env)"
 #   infra/local/stack.sh kafka-topics ARGS...          org.apache.kafka.tools.TopicCommand
 #
-# SERVICE: pg | redis | kafka | s3 | pg-tls | redis-tls (all six by default).
+# SERVICE: pg | redis | kafka | s3 | pg-tls | redis-tls | docdb (all seven by default).
 #
 # Ports and credentials: infra/local/stack.env, overridable by environment
 # variables of the same name. State (data, logs, pids): $STACK_DIR, default
-# <repo>/.local. Kafka jars are cached outside it (see KAFKA_CACHE below) so that
-# wiping .local does not cost a re-download.
+# <repo>/.local. Kafka jars and the FerretDB binary are cached outside it (see
+# KAFKA_CACHE and FERRETDB_CACHE below) so that wiping .local does not cost a
+# re-download or a rebuild.
 set -euo pipefail
 
 SCRIPT_PATH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
@@ -33,7 +36,7 @@ CFG_VARS=(STACK_PG_PORT STACK_REDIS_PORT STACK_KAFKA_PORT STACK_KAFKA_CONTROLLER
           STACK_REDIS_MAXMEMORY STACK_PG_USER STACK_PG_PASSWORD STACK_PG_DB
           STACK_PG_SHARED_BUFFERS STACK_PG_TLS_PORT STACK_REDIS_TLS_PORT
           STACK_REDIS_TLS_PASSWORD STACK_KAFKA_SASL_PORT STACK_KAFKA_SASL_USER
-          STACK_KAFKA_SASL_PASSWORD STACK_S3_PORT)
+          STACK_KAFKA_SASL_PASSWORD STACK_S3_PORT STACK_DOCDB_PORT STACK_DOCDB_TLS_PORT)
 
 load_config() {
   # The env file holds plain assignments; remember what the caller exported so
@@ -57,6 +60,7 @@ load_config() {
   : "${STACK_REDIS_TLS_PASSWORD:=qis-redis-auth}"
   : "${STACK_KAFKA_SASL_USER:=qis}" "${STACK_KAFKA_SASL_PASSWORD:=qis-scram-secret}"
   : "${STACK_S3_PORT:=59000}"
+  : "${STACK_DOCDB_PORT:=57017}" "${STACK_DOCDB_TLS_PORT:=57018}"
 }
 load_config
 
@@ -67,6 +71,7 @@ PG_TIMEOUT=${STACK_PG_TIMEOUT:-30}
 REDIS_TIMEOUT=${STACK_REDIS_TIMEOUT:-10}
 KAFKA_TIMEOUT=${STACK_KAFKA_TIMEOUT:-90}
 S3_TIMEOUT=${STACK_S3_TIMEOUT:-30}
+DOCDB_TIMEOUT=${STACK_DOCDB_TIMEOUT:-30}
 STOP_TIMEOUT=${STACK_STOP_TIMEOUT:-30}
 
 PG_DIR=$STACK_DIR/pg
@@ -79,6 +84,7 @@ REDIS_DIR=$STACK_DIR/redis
 REDIS_TLS_DIR=$STACK_DIR/redis-tls
 KAFKA_DIR=$STACK_DIR/kafka
 S3_DIR=$STACK_DIR/s3
+DOCDB_DIR=$STACK_DIR/docdb
 # Local CA and server certificate (127.0.0.1 and localhost) for the secured services.
 TLS_DIR=$STACK_DIR/tls
 # Set (in a subshell) while the pg_* functions work on the TLS-only cluster.
@@ -89,6 +95,13 @@ KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFK
 KAFKA_CACHE=${STACK_KAFKA_CACHE:-${XDG_CACHE_HOME:-${HOME:-$STACK_DIR}/.cache}/qis-kafka/$KAFKA_VERSION}
 KAFKA_LIBS=$KAFKA_CACHE/libs
 KAFKA_HEAP=${STACK_KAFKA_HEAP:--Xms256m -Xmx512m}
+
+# FerretDB is built once from its Go module source (see docdb_build) into this cache.
+FERRETDB_VERSION=1.24.2
+FERRETDB_CACHE=${STACK_FERRETDB_CACHE:-${XDG_CACHE_HOME:-${HOME:-$STACK_DIR}/.cache}/qis-ferretdb/$FERRETDB_VERSION}
+FERRETDB_BIN=$FERRETDB_CACHE/ferretdb
+# The PostgreSQL database FerretDB keeps its documents in (owned by STACK_PG_USER).
+FERRETDB_PG_DB=ferretdb
 
 IS_ROOT=0; [[ $(id -u) -eq 0 ]] && IS_ROOT=1
 
@@ -928,9 +941,118 @@ s3_down() {
 }
 
 # ---------------------------------------------------------------------------
+# Document store: FerretDB (MongoDB protocol) on the stack's PostgreSQL
+# ---------------------------------------------------------------------------
+# Amazon DocumentDB's local counterpart: FerretDB keeps its documents in the
+# database $FERRETDB_PG_DB of the plain cluster (pg must be up). A plaintext
+# listener and a TLS one (the local CA's server certificate; DocumentDB requires
+# TLS); no client authentication (FerretDB logs in to PostgreSQL itself).
+docdb_pid()     { read_pid "$DOCDB_DIR/docdb.pid"; }
+docdb_alive()   { local p; p=$(docdb_pid); [[ -n $p ]] && proc_is "$p" ferretdb; }
+docdb_ready()   { port_open "$STACK_DOCDB_PORT" && port_open "$STACK_DOCDB_TLS_PORT"; }
+docdb_running() { docdb_alive && docdb_ready; }
+
+# Build FerretDB once into $FERRETDB_CACHE; needs Go (1.24+) and the Go module proxy.
+# `go install ...@v1.24.2` builds a binary that panics at start ("Invalid
+# build/version/version.txt": the module zip lacks that generated file), so build
+# from a writable copy of the module source with the file written. GOPATH and
+# GOCACHE live under the cache and are dropped afterwards: only the binary stays.
+docdb_build() {
+  [[ -x $FERRETDB_BIN ]] && return 0
+  command -v go >/dev/null || die "docdb: Go 1.24+ is needed once to build FerretDB $FERRETDB_VERSION (or put a binary at $FERRETDB_BIN)"
+  mkdir -p "$FERRETDB_CACHE"
+  local work=$FERRETDB_CACHE/build.$$
+  rm -rf "$work"; mkdir -p "$work/empty"
+  log "docdb: building FerretDB $FERRETDB_VERSION into $FERRETDB_BIN (once; a few minutes)"
+  if ! (
+    export GOPATH=$work/gopath GOCACHE=$work/gocache GOFLAGS=-modcacherw GO111MODULE=on
+    cd "$work/empty"
+    dir=$(go mod download -json "github.com/FerretDB/FerretDB@v$FERRETDB_VERSION" \
+            | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [[ -n $dir && -d $dir ]] || { echo "go mod download gave no module directory"; exit 1; }
+    cp -r "$dir" "$work/src"
+    chmod -R u+w "$work/src"
+    printf 'v%s\n' "$FERRETDB_VERSION" > "$work/src/build/version/version.txt"
+    cd "$work/src"
+    go build -trimpath -o "$work/ferretdb" ./cmd/ferretdb
+    "$work/ferretdb" --version
+  ) > "$FERRETDB_CACHE/build.log" 2>&1; then
+    rm -rf "$work"
+    fail_with_log "docdb: building FerretDB failed" "$FERRETDB_CACHE/build.log"
+  fi
+  mv -f "$work/ferretdb" "$FERRETDB_BIN"
+  rm -rf "$work"
+  log "docdb: built $FERRETDB_BIN"
+}
+
+# The database FerretDB writes to, owned by the stack's role (idempotent).
+docdb_provision() {
+  pg_running || die "docdb: PostgreSQL (pg) must be up: stack.sh up pg docdb"
+  as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_DIR/run" -p "$STACK_PG_PORT" \
+        -U postgres -d postgres -v u="$STACK_PG_USER" -v db="$FERRETDB_PG_DB" >/dev/null <<'SQL' \
+    || die "docdb: creating database $FERRETDB_PG_DB failed"
+SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'u')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
+SQL
+}
+
+docdb_up() {
+  pg_setup_bin
+  pg_setup_user
+  tls_setup
+  mkdir -p "$DOCDB_DIR"
+  # The arguments, with the certificate's fingerprint: a change restarts the server.
+  local args=(--handler=postgresql --listen-addr="127.0.0.1:$STACK_DOCDB_PORT"
+              --listen-tls="127.0.0.1:$STACK_DOCDB_TLS_PORT"
+              --listen-tls-cert-file="$TLS_DIR/server.pem" --listen-tls-key-file="$TLS_DIR/server.key"
+              --state-dir="$DOCDB_DIR" --debug-addr=- --telemetry=disable --log-level=ERROR)
+  printf '%s\n' "${args[@]}" "$(tls_fingerprint)" > "$DOCDB_DIR/args.tmp"
+  local changed=0
+  if install_if_changed "$DOCDB_DIR/args.tmp" "$DOCDB_DIR/args"; then changed=1; fi
+  if docdb_alive; then
+    if (( ! changed )); then
+      wait_ready docdb "$DOCDB_TIMEOUT" "$DOCDB_DIR/docdb.log" docdb_alive docdb_ready
+      log "docdb: already running (pid $(docdb_pid), ports $STACK_DOCDB_PORT, TLS $STACK_DOCDB_TLS_PORT)"
+      return 0
+    fi
+    log "docdb: configuration changed (arguments or certificate): restarting"
+    docdb_down
+  fi
+  local p
+  for p in "$STACK_DOCDB_PORT" "$STACK_DOCDB_TLS_PORT"; do
+    port_open "$p" && die "docdb: port 127.0.0.1:$p is used by another process (see: ss -ltnp)"
+  done
+  docdb_build
+  docdb_provision
+  rm -f "$DOCDB_DIR/docdb.pid"
+  [[ -f $DOCDB_DIR/docdb.log ]] && mv -f "$DOCDB_DIR/docdb.log" "$DOCDB_DIR/docdb.log.1"
+  log "docdb: starting FerretDB $FERRETDB_VERSION on 127.0.0.1:$STACK_DOCDB_PORT (TLS $STACK_DOCDB_TLS_PORT)"
+  # The PostgreSQL URL (with the password) travels in the environment, not in argv.
+  # shellcheck disable=SC2016  # $$ is the inner shell's
+  FERRETDB_POSTGRESQL_URL="postgres://$(urlencode "$STACK_PG_USER"):$(urlencode "$STACK_PG_PASSWORD")@127.0.0.1:$STACK_PG_PORT/$FERRETDB_PG_DB" \
+  setsid nohup bash -c 'echo $$ > "$1"; shift; exec "$@"' docdb-launcher "$DOCDB_DIR/docdb.pid" \
+    "$FERRETDB_BIN" "${args[@]}" </dev/null >>"$DOCDB_DIR/docdb.log" 2>&1 &
+  local start=$SECONDS
+  while [[ ! -s $DOCDB_DIR/docdb.pid ]] && (( SECONDS - start < 5 )); do sleep 0.1; done
+  wait_ready docdb "$DOCDB_TIMEOUT" "$DOCDB_DIR/docdb.log" docdb_alive docdb_ready
+  log "docdb: ready (pid $(docdb_pid))"
+}
+
+docdb_down() {
+  local pid; pid=$(docdb_pid)
+  if [[ -z $pid ]] || ! proc_is "$pid" ferretdb; then
+    log "docdb: not running"; rm -f "$DOCDB_DIR/docdb.pid"; return 0
+  fi
+  log "docdb: stopping (pid $pid)"
+  stop_pid docdb "$pid"
+  rm -f "$DOCDB_DIR/docdb.pid"
+  log "docdb: stopped"
+}
+
+# ---------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------
-ALL_SERVICES=(pg redis kafka s3 pg-tls redis-tls)
+ALL_SERVICES=(pg redis kafka s3 pg-tls redis-tls docdb)
 
 normalize_services() {
   local s out=()
@@ -943,17 +1065,27 @@ normalize_services() {
       s3|moto) out+=(s3) ;;
       pg-tls|postgres-tls) out+=(pg_tls) ;;
       redis-tls) out+=(redis_tls) ;;
-      *) die "unknown service '$s' (pg|redis|kafka|s3|pg-tls|redis-tls)" ;;
+      docdb|documentdb|ferretdb) out+=(docdb) ;;
+      *) die "unknown service '$s' (pg|redis|kafka|s3|pg-tls|redis-tls|docdb)" ;;
     esac
   done
-  printf '%s\n' "${out[@]}"
+  # In the order of ALL_SERVICES, once each: up starts pg before docdb (which needs it)
+  # and down, reversing, stops docdb before pg, whatever order they were named in.
+  local want ordered=()
+  for want in pg redis kafka s3 pg_tls redis_tls docdb; do
+    for s in "${out[@]}"; do
+      if [[ $s == "$want" ]]; then ordered+=("$want"); break; fi
+    done
+  done
+  printf '%s\n' "${ordered[@]}"
 }
 
 cmd_up() {
   local s svcs t0=$SECONDS
   svcs=$(normalize_services "$@")
   reserve_ports "$STACK_PG_PORT" "$STACK_REDIS_PORT" "$STACK_KAFKA_PORT" "$STACK_KAFKA_CONTROLLER_PORT" \
-                "$STACK_PG_TLS_PORT" "$STACK_REDIS_TLS_PORT" "$STACK_KAFKA_SASL_PORT" "$STACK_S3_PORT"
+                "$STACK_PG_TLS_PORT" "$STACK_REDIS_TLS_PORT" "$STACK_KAFKA_SASL_PORT" "$STACK_S3_PORT" \
+                "$STACK_DOCDB_PORT" "$STACK_DOCDB_TLS_PORT"
   for s in $svcs; do "${s}_up"; done
   log "up done in $((SECONDS - t0))s"
   cmd_status >&2 || true
@@ -962,7 +1094,7 @@ cmd_up() {
 cmd_down() {
   local s svcs
   svcs=$(normalize_services "$@")
-  # Reverse order: redis-tls, pg-tls, s3, kafka, redis, pg.
+  # Reverse order: docdb, redis-tls, pg-tls, s3, kafka, redis, pg.
   for s in $(printf '%s\n' "$svcs" | tac); do "${s}_down"; done
 }
 
@@ -982,6 +1114,8 @@ cmd_status() {
   printf '%-9s %-4s 127.0.0.1:%-5s  pid %s  (TLS only)\n' pg-tls "$state" "$STACK_PG_TLS_PORT" "$pid"
   if command -v redis-cli >/dev/null && [[ -f $TLS_DIR/ca.pem ]] && redis_tls_running; then state=up; pid=$(redis_tls_pid); else state=down; pid=-; rc=3; fi
   printf '%-9s %-4s 127.0.0.1:%-5s  pid %s  (TLS + AUTH)\n' redis-tls "$state" "$STACK_REDIS_TLS_PORT" "$pid"
+  if docdb_running; then state=up; pid=$(docdb_pid); else state=down; pid=-; rc=3; fi
+  printf '%-9s %-4s 127.0.0.1:%-5s  pid %s  (TLS 127.0.0.1:%s)\n' docdb "$state" "$STACK_DOCDB_PORT" "$pid" "$STACK_DOCDB_TLS_PORT"
   return $rc
 }
 
@@ -1000,6 +1134,17 @@ s3_env() {
   printf 'export QIS_EVENTBRIDGE__SECRET_ACCESS_KEY=testing\n'
 }
 
+# The descriptor document store (FerretDB): plaintext, or TLS checked against the CA.
+docdb_env() {
+  printf 'export QIS_DOCUMENTS__ENABLED=true\n'
+  if [[ $1 == secure ]]; then
+    printf 'export QIS_DOCUMENTS__URL=%q\n' "mongodb://127.0.0.1:$STACK_DOCDB_TLS_PORT/?tls=true"
+    printf 'export QIS_DOCUMENTS__TLS_CA_FILE=%q\n' "$TLS_DIR/ca.pem"
+  else
+    printf 'export QIS_DOCUMENTS__URL=%q\n' "mongodb://127.0.0.1:$STACK_DOCDB_PORT/"
+  fi
+}
+
 cmd_env() {
   local dsn ca=$TLS_DIR/ca.pem
   case ${1:-plain} in
@@ -1010,6 +1155,7 @@ cmd_env() {
       printf 'export QIS_KAFKA__BOOTSTRAP_SERVERS=%q\n' "127.0.0.1:$STACK_KAFKA_PORT"
       printf 'export QIS_REDIS__URL=%q\n' "redis://127.0.0.1:$STACK_REDIS_PORT/0"
       s3_env
+      docdb_env plain
       ;;
     secure)
       # The secured endpoints, with certificate and host name verification.
@@ -1028,6 +1174,7 @@ cmd_env() {
       printf 'export QIS_REDIS__PASSWORD=%q\n' "$STACK_REDIS_TLS_PASSWORD"
       printf 'export QIS_REDIS__SSL_CA_FILE=%q\n' "$ca"
       s3_env
+      docdb_env secure
       ;;
     *) die "usage: stack.sh env [plain|secure]" ;;
   esac
@@ -1035,7 +1182,7 @@ cmd_env() {
 
 cmd_logs() {
   local svc f
-  svc=$(normalize_services "${1:?usage: stack.sh logs pg|redis|kafka|s3|pg-tls|redis-tls [-f]}")
+  svc=$(normalize_services "${1:?usage: stack.sh logs pg|redis|kafka|s3|pg-tls|redis-tls|docdb [-f]}")
   case $svc in
     pg) f=$PG_DIR/pg.log ;;
     redis) f=$REDIS_DIR/redis.log ;;
@@ -1043,6 +1190,7 @@ cmd_logs() {
     s3) f=$S3_DIR/s3.log ;;
     pg_tls) f=$PG_TLS_DIR/pg.log ;;
     redis_tls) f=$REDIS_TLS_DIR/redis.log ;;
+    docdb) f=$DOCDB_DIR/docdb.log ;;
   esac
   [[ -f $f ]] || die "no log yet at $f"
   if [[ ${2:-} == -f ]]; then exec tail -n 100 -F "$f"; else tail -n "${STACK_LOG_LINES:-100}" "$f"; fi
@@ -1056,7 +1204,7 @@ cmd_kafka_topics() {
 }
 
 usage() {
-  sed -n '3,18p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
+  sed -n '3,20p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 

@@ -115,6 +115,10 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         QIS_DB__READER_DSN=settings.db.reader_dsn,
         QIS_KAFKA__BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,
         QIS_REDIS__URL=settings.redis.url,
+        # Descriptor documents on the stack's document store (FerretDB), in the tests' database.
+        QIS_DOCUMENTS__ENABLED="true",
+        QIS_DOCUMENTS__URL=settings.documents.url,
+        QIS_DOCUMENTS__DATABASE=settings.documents.database,
         # The topics and the consumer group of the tests' settings (a run may use its own).
         QIS_KAFKA__OBSERVATIONS_TOPIC=settings.kafka.observations_topic,
         QIS_KAFKA__DLQ_TOPIC=settings.kafka.dlq_topic,
@@ -185,7 +189,8 @@ async def running_stack(settings: Settings) -> AsyncIterator[None]:
 
 
 async def _stack_ready(settings: Settings) -> None:
-    stack("up")
+    # On a fresh machine `up` also builds FerretDB once (a few minutes on two cores).
+    stack("up", timeout=1200)
     conn = await asyncpg.connect(settings.db.writer_dsn)
     try:
         await migrate(conn, bundled_migrations())

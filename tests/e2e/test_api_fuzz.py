@@ -53,7 +53,7 @@ def test_the_served_document_is_the_committed_one(api: str) -> None:
     served = httpx.get(f"{api}/schema/openapi.json", timeout=10).json()
     assert served == DOCUMENT
     assert "/v1/observations" in DOCUMENT["paths"]
-    assert len(DOCUMENT["paths"]) == 10
+    assert len(DOCUMENT["paths"]) == 11
 
 
 @pytest.fixture(scope="module")

@@ -102,8 +102,23 @@ async def test_a_snap_flows_through_the_secured_endpoints(
     series, snap = unique_series("S"), current_snap()
     async with httpx.AsyncClient(base_url=base_url, timeout=30, headers=bearer()) as http:
         ready = (await http.get("/health/ready")).json()
-        assert ready["checks"] == {"postgres": "ok", "kafka": "ok", "redis": "ok"}
+        assert ready["checks"] == {
+            "postgres": "ok",
+            "kafka": "ok",
+            "redis": "ok",
+            "documentdb": "ok",
+        }
         await configure(http, series, expected_sources=ABC)
+        # The series' descriptor, through the document store's TLS listener.
+        descriptor = {
+            "instrument": {"asset_class": "fx", "name": "secured", "currency": "EUR"},
+            "vendor_symbols": [{"vendor": "a", "symbol": f"{series} Curncy"}],
+        }
+        stored = await http.put(f"/v1/reference-data/{series}/descriptor", json=descriptor)
+        assert stored.status_code == 200, stored.text
+        assert stored.json()["revision"] == 1
+        read = await http.get(f"/v1/reference-data/{series}/descriptor")
+        assert read.json()["descriptor"]["vendor_symbols"][0]["symbol"] == f"{series} Curncy"
         await post(
             http,
             item(series, "a", 100.00, snap),

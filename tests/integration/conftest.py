@@ -21,7 +21,8 @@ from tests.stack import stack
 @pytest.fixture(scope="session", autouse=True)
 async def running_stack(settings: Settings) -> None:
     """Start the stack if needed (idempotent), migrate, create topics."""
-    stack("up")
+    # On a fresh machine `up` also builds FerretDB once (a few minutes on two cores).
+    stack("up", timeout=1200)
     conn = await asyncpg.connect(settings.db.writer_dsn)
     try:
         await migrate(conn, bundled_migrations())

@@ -256,12 +256,15 @@ async def test_redis_server_certificate_is_verified(secure: Settings) -> None:
 
 
 async def test_service_is_ready_on_the_secured_endpoints(secure: Settings) -> None:
-    # The API's own wiring (pools, publication listener, producer, cache client).
+    # The API's own wiring (pools, publication listener, producer, cache client, and the
+    # document store's client over TLS).
+    assert secure.documents.url.endswith("?tls=true")
+    assert secure.documents.tls_ca_file
     async with AsyncTestClient(app=create_app(secure)) as client:
         response = await client.get("/health/ready")
     assert response.status_code == 200
     body = response.json()
-    assert body["checks"] == {"postgres": "ok", "kafka": "ok", "redis": "ok"}
+    assert body["checks"] == {"postgres": "ok", "kafka": "ok", "redis": "ok", "documentdb": "ok"}
 
 
 def test_cli_migrates_and_creates_topics_over_tls(secure_env: dict[str, str]) -> None:

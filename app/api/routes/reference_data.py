@@ -77,6 +77,21 @@ def decode_config(body: bytes) -> SeriesConfig:
     return config
 
 
+def valid_id(reference_data_id: str) -> str:
+    if not is_valid_series_id(reference_data_id):
+        raise ApiProblem(
+            422,
+            "invalid series id",
+            errors=[
+                ProblemItem(
+                    loc=["path", "reference_data_id"],
+                    msg=f"must match {SERIES_ID_PATTERN}",
+                )
+            ],
+        )
+    return reference_data_id
+
+
 def _integral(node: Any) -> Any:
     """`node` with every float that is an exact integer (at most 2**53) as an int."""
     if isinstance(node, float):
@@ -86,6 +101,12 @@ def _integral(node: Any) -> Any:
     if isinstance(node, dict):
         return {key: _integral(item) for key, item in node.items()}
     return node
+
+
+def json_body(request: Request[Any, Any, Any]) -> None:
+    media_type, _ = request.content_type
+    if media_type != "application/json":
+        raise ApiProblem(415, f"expected application/json, got {media_type or 'nothing'}")
 
 
 def encode_cursor(last_id: str) -> str:
@@ -135,20 +156,8 @@ class ReferenceDataRoutes(Controller):
         pipeline_db: NamedDependency[PipelineDatabase],
     ) -> Series:
         """Create or replace a series configuration; every change is audited."""
-        media_type, _ = request.content_type
-        if media_type != "application/json":
-            raise ApiProblem(415, f"expected application/json, got {media_type or 'nothing'}")
-        if not is_valid_series_id(reference_data_id):
-            raise ApiProblem(
-                422,
-                "invalid series id",
-                errors=[
-                    ProblemItem(
-                        loc=["path", "reference_data_id"],
-                        msg=f"must match {SERIES_ID_PATTERN}",
-                    )
-                ],
-            )
+        json_body(request)
+        valid_id(reference_data_id)
         config = decode_config(await request.body())
         try:
             return await configure_series(

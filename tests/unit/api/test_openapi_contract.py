@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from app.api.routes.reference_data import decode_config
+from app.domain import descriptor
 from app.domain.series import CONFIGURED_SOURCE_PATTERN, SeriesConfig, validate_series_config
 from app.entrypoints import openapi_export
 
@@ -29,12 +30,24 @@ def test_the_committed_document_is_the_generated_one(document: dict[str, Any]) -
     )
 
 
+def test_the_committed_descriptor_schema_is_the_generated_one() -> None:
+    committed = openapi_export.DESCRIPTOR_SCHEMA_PATH.read_text()
+    assert committed == openapi_export.render(descriptor.schema()), (
+        f"docs/descriptor.schema.json is stale: regenerate it with `{openapi_export.COMMAND}`"
+    )
+    # What the api validates against is what the schema says: bounds and closed objects.
+    defs = descriptor.schema()["$defs"]
+    assert all(d["additionalProperties"] is False for d in defs.values())
+    assert defs["Descriptor"]["properties"]["vendor_symbols"]["maxItems"] == 64
+
+
 def test_the_document_is_the_same_on_every_build(document: dict[str, Any]) -> None:
     assert openapi_export.render(openapi_export.document()) == openapi_export.render(document)
 
 
 def test_operation_ids_are_short_and_stable(document: dict[str, Any]) -> None:
     assert sorted(operations(document)) == [
+        "getDescriptor",
         "getHistory",
         "getLineage",
         "getLiveness",
@@ -45,6 +58,7 @@ def test_operation_ids_are_short_and_stable(document: dict[str, Any]) -> None:
         "getVersions",
         "listSeries",
         "postObservations",
+        "putDescriptor",
         "putSeries",
     ]
 

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 from qis_client import (
     AsyncQisClient,
+    Descriptor,
     InvalidRequest,
     NotFound,
     QisClient,
@@ -396,6 +397,45 @@ def test_put_series_sends_only_the_fields_set() -> None:
     assert json.loads(recorder.requests[0].content) == {"min_sources": 2, "method": "priority"}
     assert recorder.requests[0].method == "PUT"
     assert series.config.min_sources == 2
+
+
+DESCRIPTOR_BODY = {
+    "reference_data_id": "EURUSD",
+    "revision": 3,
+    "updated_at": "2026-01-15T14:00:05.5Z",
+    "descriptor": {
+        "instrument": {"asset_class": "fx", "name": "EUR/USD", "currency": "EUR"},
+        "vendor_symbols": [{"vendor": "bloomberg", "symbol": "EURUSD Curncy"}],
+        "calendars": [{"name": "target", "timezone": "Europe/Berlin", "holidays": ["2026-12-25"]}],
+    },
+}
+
+
+def test_put_descriptor_sends_the_document_and_reads_the_revision() -> None:
+    recorder = Recorder(httpx.Response(200, json=DESCRIPTOR_BODY))
+    sent = msgspec.convert(DESCRIPTOR_BODY["descriptor"], Descriptor)
+    stored = client(recorder).put_descriptor("EURUSD", sent)
+    request = recorder.requests[0]
+    assert (request.method, request.url.path) == ("PUT", "/v1/reference-data/EURUSD/descriptor")
+    assert json.loads(request.content) == DESCRIPTOR_BODY["descriptor"]  # defaults not sent
+    assert stored.revision == 3
+    assert stored.updated_at == datetime(2026, 1, 15, 14, 0, 5, 500000, tzinfo=UTC)
+    assert stored.descriptor.calendars[0].holidays[0].isoformat() == "2026-12-25"
+
+
+def test_get_descriptor_of_a_series_without_one_is_not_found() -> None:
+    recorder = Recorder(problem(404, "no descriptor of 'EURUSD'"))
+    with pytest.raises(NotFound, match="no descriptor"):
+        client(recorder).get_descriptor("EURUSD")
+    assert recorder.requests[0].url.path == "/v1/reference-data/EURUSD/descriptor"
+
+
+async def test_async_get_descriptor() -> None:
+    recorder = Recorder(httpx.Response(200, json=DESCRIPTOR_BODY))
+    async with async_client(recorder, []) as qis:
+        stored = await qis.get_descriptor("EUR:USD")
+    assert recorder.requests[0].url.path == "/v1/reference-data/EUR:USD/descriptor"
+    assert stored.descriptor.vendor_symbols[0].symbol == "EURUSD Curncy"
 
 
 # --- async ---------------------------------------------------------------------------

@@ -33,6 +33,17 @@ BODIES: dict[tuple[str, str, str], type[msgspec.Struct]] = {
     ("put", "/v1/reference-data/{reference_data_id}", "200"): models.Series,
     ("get", "/v1/reference-data/{reference_data_id}", "200"): models.Series,
     ("get", "/v1/reference-data", "200"): models.SeriesPage,
+    ("put", "/v1/reference-data/{reference_data_id}/descriptor", "request"): models.Descriptor,
+    (
+        "put",
+        "/v1/reference-data/{reference_data_id}/descriptor",
+        "200",
+    ): models.StoredDescriptor,
+    (
+        "get",
+        "/v1/reference-data/{reference_data_id}/descriptor",
+        "200",
+    ): models.StoredDescriptor,
     (
         "get",
         "/v1/reference-data/{reference_data_id}/official-values/{snap}",
