@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every process of the service; the command selects it:
-#   qis api | qis worker | qis scheduler | qis db migrate | qis kafka topics
+#   qis api | qis worker | qis scheduler | qis db migrate | qis kafka topics | qis backup
 # Only the locked runtime dependencies (uv.lock, no dev group). Runs as uid 10001 and
 # writes nothing outside /tmp, so it suits readOnlyRootFilesystem with an emptyDir on /tmp.
 # Build: docker build -t qis:$(git rev-parse --short HEAD) .   (lint: make lint)
@@ -29,6 +29,13 @@ COPY alarms ./alarms
 RUN uv sync --frozen --no-dev --no-editable
 
 FROM ${PYTHON_IMAGE} AS runtime
+# pg_dump and pg_restore of PostgreSQL 15 (Debian bookworm's postgresql-client-15, the
+# version of the local stack) for `qis backup` (docs/backup.md): at least the major of
+# Aurora PostgreSQL 15. They land in /usr/lib/postgresql/15/bin, where the backup finds
+# them (QIS_BACKUP__PG_BIN empty). Pinned: bump with Debian's point releases.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql-client-15=15.18-0+deb12u1 \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 qis \
     && useradd --system --uid 10001 --gid qis --no-create-home --home-dir /tmp \
        --shell /usr/sbin/nologin qis

@@ -30,22 +30,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-import yaml
 
 from app.adapters.eventbridge import EventBridgeSink
 from app.adapters.eventbridge_routing import RULES, rule_patterns
 from app.settings import EventBridgeSettings
+from tests.cfn import load_template
 from tests.integration import test_ops_moto
 from tests.sink_events import Outbox, official
 
 pytestmark = pytest.mark.integration
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "infra" / "cloudformation"
 ACCOUNT = test_ops_moto.ACCOUNT
 # The moto server of test_ops_moto (one per module), and its override of the package's
 # autouse fixture that would start PostgreSQL and Kafka.
@@ -54,35 +52,6 @@ running_stack = test_ops_moto.running_stack
 
 # data.yaml resources moto's CloudFormation creates (see the module docstring).
 MOTO_DATA_TYPES = frozenset({"AWS::S3::Bucket"})
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short forms (`!Ref`, `!Sub`, ...) as their long forms."""
-
-
-def _short_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        assert isinstance(node, yaml.MappingNode)
-        value = loader.construct_mapping(node, deep=True)
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _short_form)
-
-
-def load_template(name: str) -> dict[str, Any]:
-    with (TEMPLATES / name).open(encoding="utf-8") as source:
-        template: dict[str, Any] = yaml.load(source, Loader=_CfnLoader)  # noqa: S506
-    return template
 
 
 def _refs(node: Any) -> set[str]:

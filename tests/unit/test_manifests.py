@@ -65,6 +65,9 @@ def pod_specs(env: str) -> Iterator[tuple[str, dict[str, Any]]]:
     for manifest in manifests(env):
         if manifest["kind"] in ("Deployment", "Job"):
             yield manifest["metadata"]["name"], manifest["spec"]["template"]["spec"]
+        elif manifest["kind"] == "CronJob":
+            job = manifest["spec"]["jobTemplate"]["spec"]
+            yield manifest["metadata"]["name"], job["template"]["spec"]
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -89,6 +92,7 @@ def test_every_pod_runs_non_root_read_only_without_capabilities(env: str) -> Non
     assert sorted(names) == [
         "qis-adot-collector",
         "qis-api",
+        "qis-backup",
         "qis-migrations",
         "qis-scheduler",
         "qis-worker",
@@ -112,6 +116,13 @@ def test_every_service_process_gets_a_valid_settings_tree(env: str) -> None:
             assert settings.kafka.observations_partitions == 12
             assert settings.kafka.security_protocol == "SASL_SSL"
             assert settings.db.ssl_mode == "verify-full"
+            # The lake and backup bucket in AWS: data.yaml's buckets, S3's own endpoint.
+            assert settings.lake.enabled is True
+            assert settings.lake.endpoint_url == ""
+            assert settings.lake.region == "eu-west-1"
+            assert settings.lake.bucket == "qis-example-data-lake-111122223333-eu-west-1"
+            assert settings.lake.backup_bucket == "qis-example-backups-111122223333-eu-west-1"
+            assert settings.lake.access_key_id == ""
             commands[(name, container["name"])] = container["args"]
     assert commands == {
         ("qis-api", "api"): ["api"],
@@ -119,6 +130,7 @@ def test_every_service_process_gets_a_valid_settings_tree(env: str) -> None:
         ("qis-scheduler", "scheduler"): ["scheduler"],
         ("qis-migrations", "db-migrate"): ["db", "migrate"],
         ("qis-migrations", "kafka-topics"): ["kafka", "topics"],
+        ("qis-backup", "backup"): ["backup"],
     }
 
 
@@ -196,11 +208,71 @@ def test_service_accounts_are_the_ones_the_irsa_roles_trust() -> None:
             "qis-scheduler",
             "qis-operator",
             "qis-migrations",
+            "qis-backup",
             "qis-adot-collector",
         }
     )
     for name, account in by_kind("staging", "ServiceAccount").items():
         assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"], name
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_backup_cronjob_runs_qis_backup_daily_as_its_own_service_account(env: str) -> None:
+    cronjob = by_kind(env, "CronJob")["qis-backup"]["spec"]
+    assert cronjob["schedule"] == "30 4 * * *"
+    assert cronjob["timeZone"] == "Etc/UTC"
+    assert cronjob["concurrencyPolicy"] == "Forbid"
+    job = cronjob["jobTemplate"]["spec"]
+    pod = job["template"]["spec"]
+    assert pod["serviceAccountName"] == "qis-backup"
+    assert pod["restartPolicy"] == "Never"
+    [container] = pod["containers"]
+    assert container["args"] == ["backup"]
+    settings = load_settings({e["name"]: e["value"] for e in container["env"]})
+    assert settings.backup.pg_bin == "/usr/lib/postgresql/15/bin"
+    assert settings.backup.timeout_seconds == 3600.0
+    assert settings.db.auth == "iam"
+    # The Job outlives the command's own bound, so the command reports its timeout.
+    assert job["activeDeadlineSeconds"] > settings.backup.timeout_seconds
+    account = by_kind(env, "ServiceAccount")["qis-backup"]
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(
+        "role/qis-example-backup"
+    )
+    # The backup settings are the CronJob's alone.
+    api = by_kind(env, "Deployment")["qis-api"]["spec"]["template"]["spec"]["containers"][0]
+    assert not [e for e in api["env"] if e["name"].startswith("QIS_BACKUP__")]
+
+
+def test_backup_and_lake_values_are_checked() -> None:
+    off = render("staging", "backup.enabled=false")
+    assert off.returncode == 0, off.stderr
+    kinds = [(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(off.stdout) if d]
+    assert ("ServiceAccount", "qis-api") in kinds
+    assert not [k for k in kinds if k[1] == "qis-backup"]
+    schedule = render("prod", "backup.schedule=0 2 * * 0")
+    assert schedule.returncode == 0, schedule.stderr
+    assert 'schedule: "0 2 * * 0"' in schedule.stdout
+    no_bucket = render("prod", "lake.backupBucket=")
+    assert no_bucket.returncode != 0
+    assert "lake.backupBucket is required when backup.enabled" in no_bucket.stderr
+    no_lake = render("staging", "lake.bucket=")
+    assert no_lake.returncode != 0
+    assert "lake.bucket is required when lake.enabled" in no_lake.stderr
+    owned = render("staging", "env.QIS_LAKE__BUCKET=elsewhere")
+    assert owned.returncode != 0
+    assert "env.QIS_LAKE__BUCKET is set by the chart" in owned.stderr
+    disabled = render("staging", "lake.enabled=false", "lake.bucket=", "backup.enabled=false")
+    assert disabled.returncode == 0, disabled.stderr
+    [api] = [
+        d
+        for d in yaml.safe_load_all(disabled.stdout)
+        if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "qis-api"
+    ]
+    environ = {
+        e["name"]: e["value"] for e in api["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert load_settings(environ).lake.enabled is False
+    assert "QIS_LAKE__BUCKET" not in environ
 
 
 def test_collector_receives_otlp_and_exports_to_xray_and_emf() -> None:
