@@ -205,6 +205,29 @@ GOLDEN_SIGNALS = Dashboard(
             period=60,
             y_label="fallbacks per minute",
         ),
+        MetricWidget(
+            title="Descriptor store (DocumentDB): p95 per command, failed commands",
+            lines=(
+                *(
+                    MetricLine(
+                        metric=_custom("DocumentStoreLatency", Service="api", Operation=op),
+                        stat="p95",
+                        label=f"{op} p95 ms",
+                    )
+                    for op in ("find", "insert", "update")
+                ),
+                *(
+                    MetricLine(
+                        metric=_custom("DocumentStoreFailures", Service="api", Operation=op),
+                        stat="Sum",
+                        label=f"{op} failed",
+                    )
+                    for op in ("find", "update")
+                ),
+            ),
+            period=300,
+            y_label="ms; failures per 5 minutes",
+        ),
         TextWidget(markdown="## worker - consumption, reconciliation, quality"),
         MetricWidget(
             title=f"Consumer lag, {OBSERVATIONS_TOPIC} (worst worker)",

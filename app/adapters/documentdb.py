@@ -21,13 +21,14 @@ and symbol is checked here).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeout
+from pymongo.monitoring import CommandListener
 
 from app.domain.descriptor import StoredDescriptor
 from app.domain.timestamps import rfc3339
@@ -38,9 +39,14 @@ VENDOR_SYMBOL_INDEX = "vendor_symbol"
 _UNAVAILABLE = (ConnectionFailure, ExecutionTimeout)  # ConnectionFailure: network, timeouts
 
 
-def new_client(settings: DocumentSettings) -> AsyncMongoClient[dict[str, Any]]:
-    """A client as DocumentDB needs it (connections open lazily, on the first operation)."""
+def new_client(
+    settings: DocumentSettings, listeners: Sequence[CommandListener] = ()
+) -> AsyncMongoClient[dict[str, Any]]:
+    """A client as DocumentDB needs it (connections open lazily, on the first operation);
+    `listeners` see every command (PyMongo's command monitoring: the api's metrics)."""
     options: dict[str, Any] = {}
+    if listeners:
+        options.update(event_listeners=list(listeners))
     if settings.tls_ca_file:
         options.update(tls=True, tlsCAFile=settings.tls_ca_file)
     return AsyncMongoClient(

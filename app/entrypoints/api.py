@@ -117,7 +117,9 @@ async def open_resources(
         ]
         descriptors = None
         if settings.documents.enabled:
-            descriptors = await _descriptors(settings, stack, writer, query_cache, policy)
+            descriptors = await _descriptors(
+                settings, stack, writer, query_cache, policy, metrics or noop_metrics("api")
+            )
             health_checks.append(descriptors[1])
         yield Resources(
             writer=writer,
@@ -137,11 +139,13 @@ async def _descriptors(
     writer: asyncpg.Pool,
     cache: TwoLevelCache,
     policy: CachePolicy,
+    metrics: QisMetrics,
 ) -> tuple[Descriptors, HealthCheck]:
     """The descriptor use cases on the document store (docs/descriptors.md)."""
     from app.adapters.documentdb import DocumentDbDescriptors, DocumentStoreHealth, new_client
+    from app.telemetry.documents import DocumentStoreCommands
 
-    client = new_client(settings.documents)
+    client = new_client(settings.documents, [DocumentStoreCommands(metrics)])
     stack.push_async_callback(client.close)
     store = DocumentDbDescriptors.from_settings(client, settings.documents)
     try:

@@ -17,6 +17,8 @@ CACHE_LEVELS = ("L1", "L2")
 LAKE_STATES = ("archived", "corrected", "unchanged")
 # The downstream sinks (the `Sink` dimension of the Sink* metrics; app/services/sinks.py).
 SINKS = ("eventbridge", "timestream")
+# The `Operation` dimension of the DocumentStore* metrics (app/telemetry/documents.py).
+DOCUMENT_OPERATIONS = ("find", "insert", "update", "delete", "createIndexes", "ping", "other")
 # Every metric carries the deployment's environment (QIS_TELEMETRY__ENVIRONMENT), so
 # staging and prod can share an account: the dashboards and alarms filter on it.
 ENVIRONMENT_DIMENSION = "Environment"
@@ -227,6 +229,22 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         dimensions=("Environment", "Service", "Sink"),
         services=("scheduler",),
         meaning="time to hand one batch to a sink, retries included",
+    ),
+    MetricSpec(
+        name="DocumentStoreLatency",
+        unit="Milliseconds",
+        kind="histogram",
+        dimensions=("Environment", "Service", "Operation"),
+        services=("api",),
+        meaning="one command to the descriptor document store (DocumentDB), by Operation",
+    ),
+    MetricSpec(
+        name="DocumentStoreFailures",
+        unit="Count",
+        kind="counter",
+        dimensions=("Environment", "Service", "Operation"),
+        services=("api",),
+        meaning="document store commands that failed (network, timeout, refused), by Operation",
     ),
 )
 

@@ -240,6 +240,10 @@ class QisMetrics:
         self._sink_latency = meter.create_histogram(
             "SinkDeliveryLatency", unit="ms", description="one batch handed to a sink"
         )
+        self._document_latency = meter.create_histogram(
+            "DocumentStoreLatency", unit="ms", description="one document store command"
+        )
+        self._document_failures = meter.create_counter("DocumentStoreFailures", unit="Count")
         meter.create_observable_gauge(
             "CacheHitRatio",
             callbacks=[self._cache_lookups.collect],
@@ -310,6 +314,12 @@ class QisMetrics:
 
     def sink_failed(self, sink: str) -> None:
         self._sink_failures.add(1, {**self._base, "Sink": sink})
+
+    def document_command(self, operation: str, milliseconds: float, failed: bool) -> None:
+        attributes = {**self._base, "Operation": operation}
+        self._document_latency.record(milliseconds, attributes)
+        if failed:
+            self._document_failures.add(1, attributes)
 
     def flush(self) -> None:
         """Add the requests counted since the last flush to the HttpRequests counter."""

@@ -94,10 +94,16 @@ def setup_telemetry(
 def _instrument_libraries(provider: TracerProvider) -> list[object]:
     from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
     instrumentors: list[object] = []
-    candidates = (AsyncPGInstrumentor(), RedisInstrumentor(), AIOKafkaInstrumentor())  # type: ignore[no-untyped-call]
+    candidates = (
+        AsyncPGInstrumentor(),  # type: ignore[no-untyped-call]
+        RedisInstrumentor(),
+        AIOKafkaInstrumentor(),
+        PymongoInstrumentor(),  # the descriptor store's commands (DocumentDB)
+    )
     for instrumentor in candidates:
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=provider)

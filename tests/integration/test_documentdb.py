@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
+from pymongo.errors import OperationFailure
 
 from app.adapters.documentdb import VENDOR_SYMBOL_INDEX, DocumentDbDescriptors, new_client
 from app.ports import DescriptorStoreUnavailable
@@ -156,3 +157,88 @@ async def test_an_unreachable_store_is_unavailable_within_its_bound() -> None:
             await store.put(stored("EURUSD", 1, descriptor()), 0)
     finally:
         await client.close()
+
+
+class RecordedCommands:
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, float, bool]] = []
+
+    def document_command(self, operation: str, milliseconds: float, failed: bool) -> None:
+        self.commands.append((operation, milliseconds, failed))
+
+
+async def test_every_command_is_measured_through_command_monitoring(
+    documents: DocumentSettings,
+) -> None:
+    from app.telemetry.documents import DocumentStoreCommands
+
+    recorded = RecordedCommands()
+    client = new_client(documents, [DocumentStoreCommands(recorded)])
+    store = DocumentDbDescriptors.from_settings(client, documents)
+    try:
+        await store.setup()
+        await store.put(stored("USDJPY", 1, descriptor(("bloomberg", "USDJPY Curncy"))), 0)
+        assert await store.put(stored("USDJPY", 2, descriptor(("x", "y"))), 1) is True
+        assert await store.get("USDJPY") is not None
+        await store.ping()
+    finally:
+        await client.drop_database(documents.database)
+        await client.close()
+
+    measured = [(op, failed) for op, _, failed in recorded.commands if op != "other"]
+    assert measured == [
+        ("createIndexes", False),
+        ("insert", False),
+        ("update", False),
+        ("find", False),
+        ("ping", False),
+    ]
+    assert all(ms >= 0 for _, ms, _ in recorded.commands)
+
+
+async def test_a_failed_command_is_counted_as_failed(documents: DocumentSettings) -> None:
+    from app.telemetry.documents import DocumentStoreCommands
+
+    recorded = RecordedCommands()
+    client = new_client(documents, [DocumentStoreCommands(recorded)])
+    try:
+        with pytest.raises(OperationFailure, match="no such command"):
+            await client[documents.database].command("qisNoSuchCommand")
+    finally:
+        await client.close()
+    assert ("other", True) in [(op, failed) for op, _, failed in recorded.commands]
+
+
+async def test_commands_are_traced_by_the_pymongo_instrumentation(running_stack: None) -> None:
+    """What app/telemetry/setup.py installs: a client span per command (X-Ray's
+    service map shows the document store). Once per process: PyMongo's command
+    listeners cannot be unregistered, so instrumenting twice is not a clean test."""
+    documents = document_settings("plain")
+    from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = PymongoInstrumentor()
+    already = instrumentor.is_instrumented_by_opentelemetry
+    if already:
+        instrumentor.uninstrument()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        async with descriptor_store(documents) as store:
+            tracer = provider.get_tracer("test")
+            with tracer.start_as_current_span("request"):
+                assert await store.get("NOPE") is None
+    finally:
+        instrumentor.uninstrument()
+        if already:
+            instrumentor.instrument()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    (find,) = [s for name, s in spans.items() if name.endswith("find")]
+    assert find.attributes is not None
+    assert find.attributes["db.system"] == "mongodb"
+    assert find.parent is not None
+    assert find.parent.span_id == spans["request"].context.span_id

@@ -68,6 +68,8 @@ def documents() -> list[dict[str, Any]]:
     metrics.sink_delivered("eventbridge", events=10, refused=2, seconds=0.05)
     metrics.sink_delivered("timestream", events=4, refused=0, seconds=0.02)
     metrics.sink_failed("timestream")
+    metrics.document_command("find", 2.5, failed=False)
+    metrics.document_command("update", 40.0, failed=True)
     data = reader.get_metrics_data()
     assert data is not None
     exporter.export(data)
@@ -166,6 +168,14 @@ def test_names_keep_their_cloudwatch_case_and_units(documents: list[dict[str, An
     assert [(d["Sink"], d["SinkFailures"]) for d in found["SinkFailures"]] == [("timestream", 1)]
     latency = {d["Sink"]: d["SinkDeliveryLatency"]["Max"] for d in found["SinkDeliveryLatency"]}
     assert latency == {"eventbridge": 50.0, "timestream": 20.0}
+    commands = {
+        d["Operation"]: d["DocumentStoreLatency"]["Max"] for d in found["DocumentStoreLatency"]
+    }
+    assert commands == {"find": 2.5, "update": 40.0}
+    failures = [
+        (d["Operation"], d["DocumentStoreFailures"]) for d in found["DocumentStoreFailures"]
+    ]
+    assert failures == [("update", 1)]
 
 
 def test_the_code_records_exactly_the_catalogues_metrics(documents: list[dict[str, Any]]) -> None:
