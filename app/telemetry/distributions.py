@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -72,22 +72,29 @@ class Distribution:
 
     def record(self, key: str, value: float) -> None:
         """Count `value` for `key`."""
+        self.record_many(((key, value),))
+
+    def record_many(self, values: Iterable[tuple[str, float]]) -> None:
+        """Count each `(key, value)`, under one acquisition of the lock."""
+        log, ceil, factor = math.log, math.ceil, self._factor
         with self._lock:
-            counts = self._counts.get(key)
-            if counts is None:
-                counts = self._counts[key] = _Counts()
-            counts.count += 1
-            counts.total += value
-            if value < counts.low:
-                counts.low = value
-            if value > counts.high:
-                counts.high = value
-            if value > 0.0:
-                index = math.ceil(math.log(value) * self._factor) - 1
-                buckets = counts.buckets
-                buckets[index] = buckets.get(index, 0) + 1
-            else:
-                counts.zero += 1
+            all_counts = self._counts
+            for key, value in values:
+                counts = all_counts.get(key)
+                if counts is None:
+                    counts = all_counts[key] = _Counts()
+                counts.count += 1
+                counts.total += value
+                if value < counts.low:
+                    counts.low = value
+                if value > counts.high:
+                    counts.high = value
+                if value > 0.0:
+                    index = ceil(log(value) * factor) - 1
+                    buckets = counts.buckets
+                    buckets[index] = buckets.get(index, 0) + 1
+                else:
+                    counts.zero += 1
 
     def collect(self) -> Metric | None:
         """The counts since the previous collection as one metric (None when there were
@@ -151,6 +158,12 @@ class Distributions:
 
     def __init__(self) -> None:
         self._all: list[Distribution] = []
+        self._before_collect: list[Callable[[], None]] = []
+
+    def before_collect(self, hook: Callable[[], None]) -> None:
+        """Call `hook` at the start of every `collect` (a recorder that buffers values
+        hands them over there)."""
+        self._before_collect.append(hook)
 
     def histogram(
         self,
@@ -165,4 +178,6 @@ class Distributions:
 
     def collect(self) -> list[Metric]:
         """Each distribution's counts since the previous collection (those with values)."""
+        for hook in self._before_collect:
+            hook()
         return [metric for d in self._all if (metric := d.collect()) is not None]

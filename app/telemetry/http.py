@@ -54,7 +54,10 @@ TRACE_HEADER = b"x-amzn-trace-id"
 _CONTEXT_HEADERS = frozenset((TRACE_HEADER, b"traceparent"))
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _LOW_96_BITS = (1 << 96) - 1
-_EMPTY = Context()
+# The key under which a Context holds its span, read once through the public API: an
+# untraced request's Context is built from it in one step (`set_span_in_context` copies
+# a Context twice).
+_SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 # Comma-separated regular expressions of paths never traced (searched in the path), as
 # OpenTelemetry's instrumentations read them; the first one set wins.
 EXCLUDED_URLS_VARIABLES = ("OTEL_PYTHON_LITESTAR_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")
@@ -139,6 +142,10 @@ class TracedRequests:
         self._ids = ids
         self._tracer = provider.get_tracer("qis.http")
         self._metrics = metrics
+        # Bound once: the untraced path calls each of these for every request.
+        self._new_ids = ids.new_ids
+        self._path_sampled = sampler.route.path_sampled
+        self._record = metrics.http_request
         self._excluded = excluded_paths()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -176,10 +183,8 @@ class TracedRequests:
         if trace_id:
             span_id = self._ids.generate_span_id()
         else:
-            trace_id, span_id = self._ids.new_ids()
-            if self._route_sampler.path_sampled(scope["path"], trace_id) and not self._is_excluded(
-                scope
-            ):
+            trace_id, span_id = self._new_ids()
+            if self._path_sampled(scope["path"], trace_id) and not self._is_excluded(scope):
                 with preset_trace_id(trace_id):
                     await self._traced(scope, receive, send, started, None)
                 return
@@ -203,14 +208,14 @@ class TracedRequests:
             await send(message)
 
         token = otel_context.attach(
-            trace.set_span_in_context(_UntracedSpan(trace_id, span_id, trace_state), _EMPTY)
+            Context({_SPAN_KEY: _UntracedSpan(trace_id, span_id, trace_state)})
         )
         try:
             await self.app(scope, receive, send_with_trace_header)
         finally:
             otel_context.detach(token)
             template = scope.get("path_template")
-            self._metrics.http_request(
+            self._record(
                 f"{scope['method']} {template or 'unmatched'}",
                 status,
                 (time.perf_counter() - started) * 1000.0,

@@ -11,6 +11,7 @@ Service, Route, and Series only for a bounded, configured set.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 
@@ -129,6 +130,9 @@ def build_meter_provider(
 
 
 _MAX_CACHED_ROUTES = 1000
+# Requests buffered before the recording request folds them into the counts: bounds the
+# buffer's memory whether or not a reader collects.
+FOLD_AT = 1024
 
 
 class _IntervalShare:
@@ -165,15 +169,19 @@ class QisMetrics:
     """The platform's instruments; names and units are the dashboards' and alarms' contract.
 
     Per-request recording is on the hot path of every HTTP request, so it avoids work
-    that does not change the exported data: attribute dicts are built when a reader
-    collects, not per request, and HttpRequests is counted in a plain dict and added to the
-    OpenTelemetry counter when a reader collects (the ConsumerLag callback runs before
-    any instrument is collected), one `add(n)` per route and status class. An interval
+    that does not change the exported data: a request is one `deque.append` of
+    `(route, status, milliseconds)` (atomic, no lock); every `FOLD_AT` requests, and
+    whenever a reader collects, the buffer is folded in one pass: HttpRequests counted
+    per route and status class (added to the OpenTelemetry counter when a reader
+    collects, one `add(n)` per route and status class; the ConsumerLag callback runs
+    before any instrument is collected) and HttpLatency counted in `distributions`.
+    Attribute dicts are built when a reader collects, not per request. An interval
     without requests still exports nothing, as with a per-request `add(1)`.
 
     HttpLatency and IngestionLatency, one value per request, are counted in
-    `distributions`, which the EMF exporter given the same object drains at each export.
-    Without `distributions` (telemetry off, unit tests of other instruments) they are not
+    `distributions`, which the EMF exporter given the same object drains at each export
+    (after the buffer is folded: `Distributions.before_collect`). Without
+    `distributions` (telemetry off, unit tests of other instruments) they are not
     recorded.
     """
 
@@ -194,6 +202,10 @@ class QisMetrics:
         self._status_attributes: dict[tuple[str, int], dict[str, str]] = {}
         self._pending_lock = threading.Lock()
         self._pending_requests: dict[tuple[str, int], int] = {}
+        self._requests: deque[tuple[str, int, float]] = deque()
+        self._fold_lock = threading.Lock()
+        if distributions is not None:
+            distributions.before_collect(self._fold)
         self._ingestion_latency = (
             None
             if distributions is None
@@ -262,11 +274,30 @@ class QisMetrics:
         return {**self._base, "Route": route}
 
     def http_request(self, route: str, status: int, milliseconds: float) -> None:
-        key = (route, status // 100)
+        requests = self._requests
+        requests.append((route, status, milliseconds))
+        if len(requests) >= FOLD_AT:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Count the buffered requests, from any thread: `http_request` appends without
+        a lock and each `popleft` takes one request exactly once, so a fold racing an
+        append loses nothing; folds take turns."""
+        requests = self._requests
+        with self._fold_lock:
+            taken = [requests.popleft() for _ in range(len(requests))]
+        if not taken:
+            return
+        counted: dict[tuple[str, int], int] = {}
+        for route, status, _ in taken:
+            key = (route, status // 100)
+            counted[key] = counted.get(key, 0) + 1
         with self._pending_lock:
-            self._pending_requests[key] = self._pending_requests.get(key, 0) + 1
+            pending = self._pending_requests
+            for key, count in counted.items():
+                pending[key] = pending.get(key, 0) + count
         if self._http_latency is not None:
-            self._http_latency.record(route, milliseconds)
+            self._http_latency.record_many((route, ms) for route, _, ms in taken)
 
     def reconciliation(self, succeeded: bool) -> None:
         self._reconciliations.add("", succeeded)
@@ -323,6 +354,7 @@ class QisMetrics:
 
     def flush(self) -> None:
         """Add the requests counted since the last flush to the HttpRequests counter."""
+        self._fold()
         with self._pending_lock:
             pending, self._pending_requests = self._pending_requests, {}
         for (route, status_class), count in pending.items():
