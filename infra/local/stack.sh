@@ -896,6 +896,47 @@ s3_running() { s3_alive && s3_ready; }
 # A moto server someone else started on the port (its management API answers).
 s3_foreign() { ! s3_alive && curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$STACK_S3_PORT/moto-api/" 2>/dev/null; }
 
+# Only readable S3 requests are kept for the replay:
+# - the same server is the local EventBridge, SQS and Timestream (JSON-protocol requests,
+#   with an X-Amz-Target header): replaying them would put every event again at each
+#   start, and the sinks' writes would grow the file with every run; their resources are
+#   made again by `qis events setup` and `qis timestream setup` (make migrate, make run);
+# - moto's recorder appends from concurrent request threads, so two large requests can
+#   interleave into one unreadable line, which would fail the whole replay and leave the
+#   stack unstartable: such a line is left out (and counted) instead.
+# Runs while the server is down.
+s3_keep_s3_requests() {
+  local counts
+  counts=$("$REPO/.venv/bin/python" - "$S3_RECORDING" <<'PY'
+import json
+import os
+import sys
+
+path = sys.argv[1]
+kept = other = unreadable = 0
+with open(path, "rb") as src, open(path + ".tmp", "wb") as dst:
+    for line in src:
+        try:
+            headers = json.loads(line).get("headers") or {}
+        except (ValueError, AttributeError):
+            unreadable += 1
+            continue
+        if any(name.lower() == "x-amz-target" for name in headers):
+            other += 1
+            continue
+        dst.write(line)
+        kept += 1
+os.replace(path + ".tmp", path)
+print(kept, other, unreadable)
+PY
+) || fail_with_log "s3: filtering $S3_RECORDING failed" "$S3_DIR/s3.log"
+  local kept other unreadable
+  read -r kept other unreadable <<<"$counts"
+  if (( other + unreadable > 0 )); then
+    log "s3: replaying $kept S3 requests; left out $other EventBridge/SQS/Timestream requests and $unreadable unreadable lines"
+  fi
+}
+
 s3_up() {
   [[ -x $S3_BIN ]] || die "s3: $S3_BIN not found (run 'make setup': moto[server] is a dev dependency)"
   command -v curl >/dev/null || apt_install curl
@@ -921,6 +962,7 @@ s3_up() {
   while [[ ! -s $S3_DIR/s3.pid ]] && (( SECONDS - start < 5 )); do sleep 0.1; done
   wait_ready s3 "$S3_TIMEOUT" "$S3_DIR/s3.log" s3_alive s3_ready
   if [[ -s $S3_RECORDING ]]; then
+    s3_keep_s3_requests
     log "s3: restoring buckets and objects from $S3_RECORDING ($(du -h "$S3_RECORDING" | cut -f1))"
     curl -fsS -o /dev/null -X POST --max-time 600 \
       "http://127.0.0.1:$STACK_S3_PORT/moto-api/recorder/replay-recording" \

@@ -90,3 +90,34 @@ def test_s3_service_keeps_objects_across_a_restart(own_s3: dict[str, str]) -> No
     assert keys == ["a/kept"]
     assert s3.get_object(Bucket=bucket, Key="a/kept")["Body"].read() == body
     assert "PUT /" in stack("logs", "s3", env=own_s3)  # the server's request log
+
+
+def test_the_replay_keeps_s3_only_and_survives_an_unreadable_line(
+    own_s3: dict[str, str],
+) -> None:
+    """The recording also holds the server's EventBridge (and SQS, Timestream) requests,
+    and concurrent requests can interleave into an unreadable line: a restart replays
+    the S3 requests and leaves the rest out instead of failing."""
+    port = own_s3["STACK_S3_PORT"]
+    stack("up", "s3", env=own_s3)
+    _client(port).create_bucket(Bucket="kept")
+    events = boto3.client(
+        "events",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    events.create_event_bus(Name="not-replayed")
+    stack("down", "s3", env=own_s3)
+    recording = Path(own_s3["STACK_DIR"]) / "s3" / "recording.jsonl"
+    with recording.open("a") as f:
+        f.write('{"headers": {"Host": "x"}, "method": "PUT"}{"interleaved": \n')
+
+    stack("up", "s3", env=own_s3)
+
+    assert [b["Name"] for b in _client(port).list_buckets()["Buckets"]] == ["kept"]
+    kept = recording.read_text().splitlines()
+    assert not any('"X-Amz-Target"' in line or "interleaved" in line for line in kept)
+    buses = [b["Name"] for b in events.list_event_buses()["EventBuses"]]
+    assert "not-replayed" not in buses
