@@ -34,6 +34,7 @@ import msgspec
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from app.adapters.aws_clients import endpoint_options
 from app.domain.events import OfficialValuePublished, QualityAlertRaised, ReconciliationFailed
 from app.ports import SinkEvent, SinkUnavailable
 
@@ -82,11 +83,7 @@ def aws_client(service: str, settings: EventBridgeSettings) -> Any:
     kwargs: dict[str, Any] = {}
     if settings.region:  # empty: the SDK's (AWS_REGION, set in EKS pods)
         kwargs["region_name"] = settings.region
-    if settings.endpoint_url:
-        kwargs["endpoint_url"] = settings.endpoint_url
-    if settings.access_key_id:
-        kwargs["aws_access_key_id"] = settings.access_key_id
-        kwargs["aws_secret_access_key"] = settings.secret_access_key
+    kwargs.update(endpoint_options(settings))
     config = Config(
         connect_timeout=5,
         read_timeout=10,

@@ -21,6 +21,7 @@ import msgspec
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from app.adapters.aws_clients import endpoint_options, error_code
 from app.domain.lake import Manifest, ObjectConflict, manifest_key, manifest_prefix
 
 if TYPE_CHECKING:
@@ -47,11 +48,7 @@ def s3_client(settings: LakeSettings | TimestreamSettings) -> Any:
     """A boto3 S3 client for the settings' endpoint (path-style addressing on a custom one):
     the lake's, or the bucket of the records Timestream rejects."""
     kwargs: dict[str, Any] = {"region_name": settings.region}
-    if settings.endpoint_url:
-        kwargs["endpoint_url"] = settings.endpoint_url
-    if settings.access_key_id:
-        kwargs["aws_access_key_id"] = settings.access_key_id
-        kwargs["aws_secret_access_key"] = settings.secret_access_key
+    kwargs.update(endpoint_options(settings))
     config = Config(
         connect_timeout=5,
         read_timeout=60,
@@ -59,10 +56,6 @@ def s3_client(settings: LakeSettings | TimestreamSettings) -> Any:
         s3={"addressing_style": "path"} if settings.endpoint_url else {},
     )
     return boto3.client("s3", config=config, **kwargs)
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _status(exc: ClientError) -> int:
@@ -75,7 +68,7 @@ def ensure_bucket(client: Any, bucket: str, region: str) -> bool:
         client.head_bucket(Bucket=bucket)
         return False
     except ClientError as exc:
-        if _status(exc) != 404 and _code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
+        if _status(exc) != 404 and error_code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
             raise
     kwargs: dict[str, Any] = {"Bucket": bucket}
     if region != "us-east-1":
@@ -84,7 +77,7 @@ def ensure_bucket(client: Any, bucket: str, region: str) -> bool:
         client.create_bucket(**kwargs)
         return True
     except ClientError as exc:
-        if _code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+        if error_code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
             raise
     return False
 
@@ -133,7 +126,7 @@ class S3Lake:
             return True
         except ClientError as exc:
             # 412: the key exists; 409: a concurrent conditional write of it is in flight.
-            if _status(exc) not in (409, 412) and _code(exc) not in {
+            if _status(exc) not in (409, 412) and error_code(exc) not in {
                 "PreconditionFailed",
                 "ConditionalRequestConflict",
             }:
@@ -151,7 +144,7 @@ class S3Lake:
             self.client.head_object(Bucket=self.bucket, Key=self._key(key))
             return True
         except ClientError as exc:
-            if _status(exc) == 404 or _code(exc) in {"404", "NoSuchKey", "NotFound"}:
+            if _status(exc) == 404 or error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
                 return False
             raise
 

@@ -39,6 +39,7 @@ import msgspec
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from app.adapters.aws_clients import endpoint_options, error_code
 from app.adapters.s3_lake import S3Lake, ensure_bucket, s3_client
 from app.adapters.timestream_records import Record, Table, records_for
 from app.ports import SinkEvent, SinkUnavailable
@@ -78,21 +79,13 @@ def timestream_client(settings: TimestreamSettings) -> Any:
     """A boto3 `timestream-write` client for the settings' endpoint, without retries of its
     own (`TimestreamSink` retries)."""
     kwargs: dict[str, Any] = {"region_name": settings.region}
-    if settings.endpoint_url:
-        kwargs["endpoint_url"] = settings.endpoint_url
-    if settings.access_key_id:
-        kwargs["aws_access_key_id"] = settings.access_key_id
-        kwargs["aws_secret_access_key"] = settings.secret_access_key
+    kwargs.update(endpoint_options(settings))
     config = Config(
         connect_timeout=5,
         read_timeout=30,
         retries={"total_max_attempts": 1, "mode": "standard"},
     )
     return boto3.client("timestream-write", config=config, **kwargs)
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +215,7 @@ class TimestreamSink:
                 )
                 return []
             except ClientError as exc:
-                code = _code(exc)
+                code = error_code(exc)
                 if code == "RejectedRecordsException":
                     return self._rejections(chunk, exc.response.get("RejectedRecords", []))
                 if code == "ValidationException":
@@ -324,7 +317,7 @@ MAGNETIC_REJECTED_PREFIX = "rejected-writes/"
 
 
 def _missing(exc: ClientError) -> bool:
-    return _code(exc) == "ResourceNotFoundException"
+    return error_code(exc) == "ResourceNotFoundException"
 
 
 def ensure_timeseries(
@@ -354,7 +347,7 @@ def ensure_timeseries(
             client.create_database(DatabaseName=database)
             states.append((database, "created"))
         except ClientError as conflict:
-            if _code(conflict) != "ConflictException":
+            if error_code(conflict) != "ConflictException":
                 raise
             states.append((database, "exists"))
     tables = (
