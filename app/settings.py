@@ -161,6 +161,9 @@ class ApiSettings(_Section, frozen=True):
 class WorkerSettings(_Section, frozen=True):
     group_id: str = "qis-worker"
     max_batch_records: int = 5000
+    # A polled batch is stored in transactions of at most this many observations (a
+    # record carries a whole request's observations for its partition).
+    max_transaction_observations: int = 5000
     poll_timeout_ms: int = 200
     # Transactions a polled batch is split into, by partition, run concurrently: one
     # lane's Python work overlaps another's database round trips. Each lane commits its
@@ -561,6 +564,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         settings = msgspec.convert(tree, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise SettingsError(f"bad setting value: {exc}") from exc
+    for name, value in (
+        ("MAX_BATCH_RECORDS", settings.worker.max_batch_records),
+        ("MAX_TRANSACTION_OBSERVATIONS", settings.worker.max_transaction_observations),
+    ):
+        if not 1 <= value <= 100_000:
+            raise SettingsError(f"QIS_WORKER__{name}={value} must be between 1 and 100000")
     if not 1 <= settings.worker.lanes < settings.db.pool_max_size:
         raise SettingsError(
             f"QIS_WORKER__LANES={settings.worker.lanes} must be at least 1 and below "

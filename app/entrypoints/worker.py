@@ -69,6 +69,7 @@ def build_consumer(
             longest=worker.retry_max_seconds,
         ),
         max_batch_records=worker.max_batch_records,
+        max_transaction_observations=worker.max_transaction_observations,
         poll_timeout_ms=worker.poll_timeout_ms,
         lanes=worker.lanes,
     )

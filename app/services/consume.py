@@ -24,7 +24,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -202,16 +210,16 @@ def _first_of_each(observations: Sequence[Observation]) -> list[Observation]:
     return first
 
 
-def decode_units(
+def iter_units(
     batch: Batch,
     epochs: dict[int, int] | None = None,
     sampled: Callable[[Sequence[tuple[str, bytes]]], bool] = lambda _: False,
-) -> list[Unit]:
-    """Every record of the batch as a unit, partitions one after the other, each in order.
+) -> Iterator[Unit]:
+    """Every record of the batch as a unit, partitions one after the other, each in order,
+    decoded as it is reached.
 
     Decoding never raises: a record that cannot be used becomes a `decode` dead letter.
     """
-    units: list[Unit] = []
     for partition, records in batch.items():
         epoch = (epochs or {}).get(partition, -1)
         for record in records:
@@ -219,19 +227,43 @@ def decode_units(
                 observations = decode_record(record).observations
             except Exception as exc:  # anything a record can make the decoder do
                 letter = dead_letter(record, "decode", error_text(exc))
-                units.append(Unit(record, [], letter, epoch=epoch))
+                yield Unit(record, [], letter, epoch=epoch)
                 continue
-            units.append(
-                Unit(
-                    record,
-                    observations,
-                    None,
-                    sampled(record.headers),
-                    actor_of(record.headers),
-                    epoch,
-                )
+            yield Unit(
+                record,
+                observations,
+                None,
+                sampled(record.headers),
+                actor_of(record.headers),
+                epoch,
             )
-    return units
+
+
+def decode_units(
+    batch: Batch,
+    epochs: dict[int, int] | None = None,
+    sampled: Callable[[Sequence[tuple[str, bytes]]], bool] = lambda _: False,
+) -> list[Unit]:
+    """`iter_units`, all of them."""
+    return list(iter_units(batch, epochs, sampled))
+
+
+def transactions(units: Iterable[Unit], max_observations: int) -> Iterator[list[Unit]]:
+    """The units in order, cut into runs of at most `max_observations` observations (a
+    record is never cut: one holding more is a run of its own). A record carries up to a
+    whole request's observations for its partition, so a batch bounded in records only
+    could be one transaction of millions of observations after a backlog."""
+    run: list[Unit] = []
+    count = 0
+    for unit in units:
+        size = len(unit.observations)
+        if run and count + size > max_observations:
+            yield run
+            run, count = [], 0
+        run.append(unit)
+        count += size
+    if run:
+        yield run
 
 
 def merge(units: Sequence[Unit]) -> Decoded:
@@ -307,6 +339,7 @@ class Consumer:
         tracing: ConsumeTracing | None = None,
         retry: RetryPolicy | None = None,
         max_batch_records: int = 5000,
+        max_transaction_observations: int = 5000,
         poll_timeout_ms: int = 200,
         lanes: int = 1,
     ) -> None:
@@ -322,6 +355,7 @@ class Consumer:
         self._tracing: ConsumeTracing = tracing or NoTracing()
         self._retry = retry or RetryPolicy()
         self._max_batch_records = max_batch_records
+        self._max_transaction_observations = max_transaction_observations
         self._poll_timeout_ms = poll_timeout_ms
         self._lanes = lanes
         self._epochs: dict[int, int] = {}
@@ -407,8 +441,15 @@ class Consumer:
             self._metrics.consumer_lag(self.topic, lag)
 
     async def _process_lane(self, batch: Batch) -> None:
+        """The lane's records in transactions of at most `max_transaction_observations`
+        observations, one after the other: each commits its partitions' positions, so a
+        failure in a later one rewinds only past what is not committed."""
+        units = iter_units(batch, dict(self._epochs), self._tracing.record_sampled)
+        for run in transactions(units, self._max_transaction_observations):
+            await self._process_units(run, len(batch))
+
+    async def _process_units(self, units: Sequence[Unit], partitions: int) -> None:
         started = time.perf_counter()
-        units = decode_units(batch, dict(self._epochs), self._tracing.record_sampled)
         letters = [u.dead_letter for u in units if u.dead_letter is not None]
         if letters:
             await self._send(letters)
@@ -425,7 +466,7 @@ class Consumer:
         _log.debug(
             "batch committed",
             extra={
-                "partitions": len(batch),
+                "partitions": partitions,
                 "records": len(units),
                 "stored": stored,
                 "seconds": round(time.perf_counter() - started, 4),

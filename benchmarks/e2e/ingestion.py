@@ -1,6 +1,6 @@
 """Ingestion benchmark on the local stack (api, worker, broker and database on this machine).
 
-    .venv/bin/python -m benchmarks.e2e.ingestion [--seconds 15] [--with-worker]
+    .venv/bin/python -m benchmarks.e2e.ingestion [--seconds 15] [--with-worker] [--worker-only]
 
 Reports, side by side in one run:
 - 100-observation requests, closed loop: observations/s and P50/P95/P99 request latency
@@ -9,7 +9,10 @@ Reports, side by side in one run:
 - single-observation requests, open loop at 1,000 requests/s, the same two routes;
 - each of those with telemetry off and on (tracing at the seed's rates to a JSON-lines
   file, EMF metrics to a file), for the telemetry-cost ratio;
-- worker persistence: observations stored per second draining a backlog.
+- worker persistence: observations stored per second draining a backlog, every
+  observation a new version (unconfigured series, closed windows), and with configured
+  series (5 expected sources, open windows: one version per snap, when its fifth source
+  arrives). `--worker-only` runs only these two.
 
 The HTTP scenarios measure the api (request -> broker ack) with no worker running, unless
 `--with-worker`: on a 2-core machine a worker draining at ~10,000 obs/s, with its
@@ -103,8 +106,28 @@ async def stored(pool: asyncpg.Pool, prefix: str) -> int:
     )
 
 
-async def worker_persistence(prefix: str, total: int, dsn: str) -> dict[str, float]:
-    """Post a backlog while no worker runs, then time one worker draining it."""
+SERIES = 1000
+SOURCES = [f"src{i}" for i in range(5)]
+
+
+def configure_requests(prefix: str) -> list[bytes]:
+    """`PUT /v1/reference-data/{id}` for the backlog's series: their 5 sources expected
+    within 60 s of a snap, so a snap's version 1 comes when its fifth source arrives."""
+    config = json.dumps({"expected_sources": SOURCES, "window_seconds": 60}).encode()
+    return [
+        request_bytes("PUT", f"/v1/reference-data/{prefix}-{n:04d}", config) for n in range(SERIES)
+    ]
+
+
+async def worker_persistence(
+    prefix: str, total: int, dsn: str, *, configured: bool = False
+) -> dict[str, float]:
+    """Post a backlog while no worker runs, then time one worker draining it.
+
+    Unconfigured: snaps of 2026-01-01 (windows long closed), every observation a new
+    version. Configured: the series expect their 5 sources and the snaps start 5 minutes
+    ahead (windows open during the drain), so each snap gets one version, when its fifth
+    source arrives."""
     isolation = {
         **telemetry_settings(False, "ingestion"),
         **own_topic_and_group(prefix),
@@ -114,8 +137,14 @@ async def worker_persistence(prefix: str, total: int, dsn: str) -> dict[str, flo
     port = free_port()
     api = start_api(port, **isolation)
     try:
+        base = None
+        if configured:
+            configs = await send_all(port, configure_requests(prefix), 4)
+            assert set(configs.statuses) <= {200, 201}, configs.statuses
+            base = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=5)
         payloads = [
-            request_bytes("POST", "/v1/observations", b) for b in bodies(prefix, 500, total // 500)
+            request_bytes("POST", "/v1/observations", b)
+            for b in bodies(prefix, 500, total // 500, SERIES, base)
         ]
         posted = await send_all(port, payloads, 4)
     finally:
@@ -135,12 +164,19 @@ async def worker_persistence(prefix: str, total: int, dsn: str) -> dict[str, flo
             if first is None and count:
                 first = time.perf_counter()
         done = time.perf_counter()
+        versions = int(
+            await pool.fetchval(
+                "SELECT count(*) FROM official_values WHERE reference_data_id LIKE $1",
+                prefix + "%",
+            )
+        )
     finally:
         worker.stop()
         await pool.close()
     assert first is not None
     return {
         "observations": count,
+        "versions": versions,
         "seconds_from_start": round(done - started, 2),
         "seconds_from_first_row": round(done - first, 2),
         "observations_per_s": round(count / (done - first), 1),
@@ -158,14 +194,19 @@ def print_table(results: dict[str, dict[str, float]]) -> None:
                 f"{name:58} {r['req_per_s']:>9} {r['items_per_s']:>10} {r['p50_ms']:>7}"
                 f" {r['p95_ms']:>7} {r['p99_ms']:>7} {r['non_2xx']:>6}"
             )
-    for telemetry in ("off", "on"):
-        route = results[f"batch100 max /v1/observations telemetry={telemetry}"]["items_per_s"]
-        ceiling = results[f"batch100 max /bench/decode telemetry={telemetry}"]["items_per_s"]
-        print(f"batch100 ingestion / decode ceiling (telemetry {telemetry}): {route / ceiling:.2f}")
-    off = results["batch100 max /v1/observations telemetry=off"]["items_per_s"]
-    on = results["batch100 max /v1/observations telemetry=on"]["items_per_s"]
-    print(f"telemetry cost on batch ingestion throughput: {100 * (1 - on / off):.1f} %")
+    if "batch100 max /v1/observations telemetry=on" in results:
+        for telemetry in ("off", "on"):
+            route = results[f"batch100 max /v1/observations telemetry={telemetry}"]
+            ceiling = results[f"batch100 max /bench/decode telemetry={telemetry}"]
+            ratio = route["items_per_s"] / ceiling["items_per_s"]
+            print(f"batch100 ingestion / decode ceiling (telemetry {telemetry}): {ratio:.2f}")
+        off = results["batch100 max /v1/observations telemetry=off"]["items_per_s"]
+        on = results["batch100 max /v1/observations telemetry=on"]["items_per_s"]
+        print(f"telemetry cost on batch ingestion throughput: {100 * (1 - on / off):.1f} %")
     print(f"worker persistence: {results['worker persistence']}")
+    if "worker persistence, configured series" in results:
+        configured = results["worker persistence, configured series"]
+        print(f"worker persistence, configured series: {configured}")
 
 
 def main() -> None:
@@ -175,6 +216,7 @@ def main() -> None:
     parser.add_argument(
         "--with-worker", action="store_true", help="a worker drains during the HTTP scenarios"
     )
+    parser.add_argument("--worker-only", action="store_true", help="only the worker drains")
     args = parser.parse_args()
     prepare_stack()
     prefix = "BENCH" + uuid.uuid4().hex[:6].upper()
@@ -188,14 +230,17 @@ def main() -> None:
         if args.with_worker
         else None
     )
+    results: dict[str, dict[str, float]] = {}
     try:
-        results: dict[str, dict[str, float]] = {}
-        for telemetry in ("off", "on"):
+        for telemetry in () if args.worker_only else ("off", "on"):
             results.update(asyncio.run(http_scenarios(args.seconds, telemetry, prefix, isolation)))
     finally:
         if worker is not None:
             worker.stop()
     results["worker persistence"] = asyncio.run(worker_persistence(prefix + "W", args.backlog, dsn))
+    results["worker persistence, configured series"] = asyncio.run(
+        worker_persistence(prefix + "C", args.backlog, dsn, configured=True)
+    )
     print(json.dumps(results, indent=1))
     print_table(results)
 

@@ -40,6 +40,18 @@ def test_worker_lanes_must_leave_a_connection_in_the_pool(lanes: str, pool: str)
         load_settings({"QIS_WORKER__LANES": lanes, "QIS_DB__POOL_MAX_SIZE": pool})
 
 
+@pytest.mark.parametrize("name", ["MAX_BATCH_RECORDS", "MAX_TRANSACTION_OBSERVATIONS"])
+@pytest.mark.parametrize("value", ["0", "-5", "100001"])
+def test_worker_batch_bounds_are_refused_outside_their_range(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"QIS_WORKER__{name}={value} must be between"):
+        load_settings({f"QIS_WORKER__{name}": value})
+
+
+def test_worker_transaction_bound_is_read() -> None:
+    settings = load_settings({"QIS_WORKER__MAX_TRANSACTION_OBSERVATIONS": "750"})
+    assert settings.worker.max_transaction_observations == 750
+
+
 def test_worker_lanes_below_the_pool_size_are_accepted() -> None:
     settings = load_settings({"QIS_WORKER__LANES": "3", "QIS_DB__POOL_MAX_SIZE": "4"})
     assert (settings.worker.lanes, settings.db.pool_max_size) == (3, 4)

@@ -26,6 +26,7 @@ def consumer(
     poison_source: str = "poison",
     attempts: int = 3,
     max_batch_records: int = 5000,
+    max_transaction_observations: int = 5000,
     recorded: list[tuple[list[str], str]] | None = None,
     hook: AfterStore | None = None,
 ) -> Consumer:
@@ -52,6 +53,7 @@ def consumer(
         on_set_aside=on_set_aside,
         retry=RetryPolicy(attempts=attempts, initial=0.001, longest=0.002),
         max_batch_records=max_batch_records,
+        max_transaction_observations=max_transaction_observations,
     )
 
 
@@ -271,3 +273,44 @@ def test_a_rebalance_during_bisection_fences_the_rest_of_the_batch() -> None:
 
     assert store.position(0) == 4  # the first half, committed before the rebalance
     assert sources(store) == ["s0", "s1", "s2", "s3"]
+
+
+def test_a_batch_is_stored_in_transactions_bounded_by_observations() -> None:
+    store, sink = FakeBatchStore(), FakeSink()
+    # Partition 0: records of 3, 3, 3 observations; partition 1: one record of 7 (more than
+    # the bound: a transaction of its own), then one of 1.
+    source = FakeSource(
+        {
+            0: [record(0, i, "A", *(f"a{i}{j}" for j in range(3))) for i in range(3)],
+            1: [record(1, 0, "B", *(f"b{j}" for j in range(7))), record(1, 1, "C", "c")],
+        }
+    )
+    seen: list[int] = []
+    store.after_commit = lambda: seen.append(len(store.state.observations))
+    c = consumer(store, source, sink, max_transaction_observations=5)
+    asyncio.run(c.assigned([0, 1]))
+
+    asyncio.run(c.process(polled(source)))
+
+    # [3] [3] [3] [7] [1]: a run closes before the unit that would pass 5.
+    assert seen == [3, 6, 9, 16, 17]
+    assert c.counters.transactions == 5
+    assert (store.position(0), store.position(1)) == (3, 2)
+    assert c.counters.stored == 17
+
+
+def test_a_failure_after_the_first_transaction_keeps_what_it_committed() -> None:
+    store, sink = FakeBatchStore(), FakeSink()
+    source = FakeSource({0: [record(0, i, "A", f"s{i}", f"t{i}") for i in range(4)]})
+    # The second transaction (records 2 and 3) cannot store while the database is down.
+    store.fail.when = lambda step, obs: (
+        OSError("down") if step == "store" and "s2" in {o.source for o in obs} else None
+    )
+    c = consumer(store, source, sink, attempts=1, max_transaction_observations=4)
+    asyncio.run(c.assigned([0]))
+
+    with pytest.raises(OSError, match="down"):
+        asyncio.run(c.process(polled(source)))
+
+    assert sources(store) == ["s0", "s1", "t0", "t1"]
+    assert store.position(0) == 2
