@@ -20,6 +20,9 @@ PREFIX = "QIS_"
 # Timestream's database and table names.
 _TIMESTREAM_NAME = re.compile(r"[a-zA-Z0-9_.-]{3,256}")
 REDACTED = "***"
+# Upper bound of QIS_API__PROCESSES: far above any pod's cores, low enough that a typo
+# (a port number, say) does not start thousands of processes and pools.
+MAX_API_PROCESSES = 64
 
 
 class SettingsError(ValueError):
@@ -156,6 +159,10 @@ class ApiSettings(_Section, frozen=True):
     max_body_bytes: int = 2 * 1024 * 1024
     retry_after_seconds: int = 1
     shutdown_grace_seconds: float = 10.0
+    # Processes serving the api from one listening socket (uvicorn's supervisor), each
+    # with its own event loop, pools, L1 cache and publication listener: one per core
+    # the pod is given (docs/operations.md#scaling).
+    processes: int = 1
 
 
 class WorkerSettings(_Section, frozen=True):
@@ -576,6 +583,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             f"QIS_DB__POOL_MAX_SIZE={settings.db.pool_max_size}"
         )
     problems = _security_problems(settings)
+    if not 1 <= settings.api.processes <= MAX_API_PROCESSES:
+        problems.append(
+            f"QIS_API__PROCESSES={settings.api.processes} must be 1 to {MAX_API_PROCESSES} "
+            "(one per core)"
+        )
     if problems:
         raise SettingsError("; ".join(problems))
     return settings

@@ -1,18 +1,18 @@
 """Token buckets per client and scope: shared in Redis, per process when Redis is down.
 
 One Lua script takes tokens atomically (read, refill by elapsed time on Redis's own
-clock, take, write, expire), so every api replica draws from the same bucket. A bucket
-holds `burst` tokens and refills at `per_second`; an idle bucket expires once it would
-be full again.
+clock, take, write, expire), so every api process of every replica draws from the same
+bucket. A bucket holds `burst` tokens and refills at `per_second`; an idle bucket
+expires once it would be full again.
 
 A round trip per request would cost more than the request (a cached read): each process
 takes a small lease of tokens at once, `lease_of(limit)` (50 ms of the rate, at most a
 tenth of the burst, at least one), spends it locally and asks again when it is used up
-or a second old. So a client may exceed its limit by at most one lease per api replica;
+or a second old. So a client may exceed its limit by at most one lease per api process;
 a limit of 20/s or less is exact (a lease of one token).
 
 When Redis does not answer, the request is limited by an in-process bucket with the same
-rates instead (so N replicas allow up to N times the limit while Redis is down), the
+rates instead (so N processes allow up to N times the limit while Redis is down), the
 fallback is counted (RateLimitFallbackCount), and Redis is skipped for
 `redis_retry_seconds` before it is tried again, as the query cache does.
 """

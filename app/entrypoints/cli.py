@@ -80,22 +80,18 @@ def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
     import uvicorn
 
     from app.entrypoints.api import create_app
+    from app.entrypoints.api_processes import serve, server_options
     from app.telemetry.setup import setup_telemetry
 
+    if settings.api.processes > 1:  # each process sets up its own telemetry
+        return serve(settings)
     telemetry = setup_telemetry(settings.telemetry, "api")
     # A dependency that does not answer at startup ends in one line (`main`), not in the
     # server's log of the lifespan's traceback.
     unreachable: list[Unreachable] = []
     config = uvicorn.Config(
-        quiet_startup_failure(create_app(settings, telemetry), unreachable),
-        host=settings.api.host,
-        port=settings.api.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=int(settings.api.shutdown_grace_seconds),
+        quiet_startup_failure(create_app(settings, telemetry), unreachable.append),
+        **server_options(settings),
     )
     # uvicorn handles SIGTERM: it stops accepting, lets requests in flight finish (bounded),
     # then runs the lifespan shutdown, which flushes and closes the producer.

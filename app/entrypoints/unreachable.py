@@ -112,9 +112,9 @@ def find(exc: BaseException) -> Unreachable | None:
 ASGIApp = Callable[..., Awaitable[None]]
 
 
-def quiet_startup_failure(app: ASGIApp, failures: list[Unreachable]) -> ASGIApp:
-    """`app` whose lifespan startup, when it fails on an `Unreachable`, records it in
-    `failures` instead of having the server log the whole traceback; other failures pass
+def quiet_startup_failure(app: ASGIApp, failed: Callable[[Unreachable], None]) -> ASGIApp:
+    """`app` whose lifespan startup, when it fails on an `Unreachable`, hands it to
+    `failed` instead of having the server log the whole traceback; other failures pass
     through unchanged."""
 
     async def wrapped(scope: Any, receive: Any, send: Any) -> None:
@@ -135,7 +135,7 @@ def quiet_startup_failure(app: ASGIApp, failures: list[Unreachable]) -> ASGIApp:
             unreachable = find(exc)
             if held:
                 if unreachable is not None:
-                    failures.append(unreachable)
+                    failed(unreachable)
                     await send({"type": "lifespan.startup.failed", "message": ""})
                 else:
                     await send(held[0])

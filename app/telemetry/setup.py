@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass, field
 
 from opentelemetry import metrics, trace
@@ -64,6 +66,10 @@ def setup_telemetry(
         {
             "service.name": f"{settings.service_name}-{service}",
             "deployment.environment": settings.environment,
+            # One identity per process: a pod may run several api processes, each with its
+            # own instruments and exporter (app.entrypoints.api_processes).
+            "service.instance.id": f"{socket.gethostname()}:{os.getpid()}",
+            "process.pid": os.getpid(),
         }
     )
     telemetry = Telemetry(service=service, metrics=noop_metrics(service))

@@ -32,6 +32,12 @@ auth-off and an auth-on process side by side and alternates the same rounds betw
 them, so the ratio is measured under the same machine load. Otherwise authentication
 is off: this benchmark measures the read path.
 
+`--processes 1,2` compares `qis api` itself (`python -m app.entrypoints.cli api`, telemetry
+and authentication off) run with `QIS_API__PROCESSES=1` and with 2: both are started
+side by side, warmed, and the same cached-latest wrk runs alternate between them round
+by round (the first of a round alternates too); the summary keeps each one's best and
+median round.
+
 wrk, not a Python client: on a 2-core machine a Python load generator needs more CPU
 per request than the server and would measure itself. wrk (C, epoll) takes one core,
 the API process the other.
@@ -318,7 +324,16 @@ def main() -> None:
         default="off",
         help="on: authenticated reads; both: auth-off and auth-on processes, rounds alternated",
     )
+    parser.add_argument(
+        "--processes",
+        default="",
+        help="e.g. 1,2: `qis api` with each QIS_API__PROCESSES, rounds alternated",
+    )
     args = parser.parse_args()
+    if args.processes:
+        counts = [int(n) for n in args.processes.split(",")]
+        print(json.dumps(run_processes(args, counts), indent=1))
+        return
     if args.auth == "both":
         print(json.dumps(run_auth_both(args), indent=2))
         return
@@ -475,6 +490,77 @@ def httpx_status(url: str) -> int:
     import httpx
 
     return httpx.get(url, timeout=5).status_code
+
+
+def start_qis_api(port: int, processes: int) -> Process:
+    """`qis api` as deployed (no benchmark routes) with `processes` processes."""
+    process = Process(
+        f"qis-api-{processes}p-{port}",
+        [sys.executable, "-m", "app.entrypoints.cli", "api"],
+        env(
+            **telemetry_settings(False, "query"),
+            **_db_env(),
+            QIS_API__PORT=str(port),
+            QIS_API__PROCESSES=str(processes),
+        ),
+    )
+    return wait_live(process, port, timeout=180, probe="/health/ready")
+
+
+def run_processes(args: argparse.Namespace, counts: list[int]) -> dict[str, Any]:
+    """`qis api` with each of `counts` processes, cached latest reads alternated round by
+    round between them (the same machine load for all)."""
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
+    if not args.no_stack:
+        prepare_stack()
+    asyncio.run(seed(load_settings(_db_env()).db.writer_dsn))
+    ports = {n: free_port() for n in counts}
+    processes: list[Process] = []
+    rounds: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
+    zipf = zipf_script()
+    try:
+        for n, port in ports.items():
+            processes.append(start_qis_api(port, n))
+        bases = {n: f"http://127.0.0.1:{port}" for n, port in ports.items()}
+        for base in bases.values():
+            asyncio.run(warm(base))
+            wrk(base, args.warmup_seconds, args.connections, zipf)
+        for round_ in range(args.rounds):
+            order = counts if round_ % 2 == 0 else counts[::-1]
+            for n in order:
+                run = wrk(bases[n], args.seconds, args.connections, zipf)
+                if run["non_2xx"] or run["errors"]:
+                    sys.exit(f"{n} processes: {run}")
+                rounds[n].append(run)
+            print(
+                f"round {round_ + 1}: "
+                + "  ".join(f"{n}p {rounds[n][-1]['req_per_s']:.0f} req/s" for n in counts),
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        for process in processes:
+            process.stop()
+    return {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "connections": args.connections,
+            "seconds": args.seconds,
+            "load": os.getloadavg(),
+        },
+        "workload": f"latest official value, Zipf(s={ZIPF_S}) over {SERIES} series, cached",
+        "telemetry": "off",
+        "auth": "off",
+        "processes": {
+            str(n): {
+                "best_req_per_s": max(r["req_per_s"] for r in runs),
+                "median": median_run(runs),
+            }
+            for n, runs in rounds.items()
+        },
+        "logs": str(LOGS),
+    }
 
 
 def run_once(args: argparse.Namespace, telemetry: bool, auth: bool = False) -> dict[str, Any]:

@@ -7,6 +7,7 @@ service of the local stack reachable, so the failure comes from the other one.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -161,3 +162,22 @@ def test_a_server_that_never_answers_ends_after_the_configured_timeout(
     )
     assert done.returncode == 2, done.stderr
     assert last_line(done) == line.format(address=address)
+
+
+def test_api_processes_that_cannot_start_say_why_and_stop_the_parent(settings: Settings) -> None:
+    # QIS_API__PROCESSES=2: each process prints its line; the parent stops the other and
+    # exits 3 (a process could not start), leaving no process behind.
+    env = down(settings, db=True, kafka=True)
+    address = env["QIS_DB__WRITER_DSN"].rsplit("@", 1)[1].split("/")[0]
+    done = qis("api", QIS_API__PROCESSES="2", **env)
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.splitlines()
+    reason = f"qis: cannot reach PostgreSQL at {address} (connection refused)"
+    assert 1 <= lines.count(reason) <= 2, done.stderr
+    exits = [json.loads(line) for line in lines if '"api process exited"' in line]
+    assert len(exits) == 2, done.stderr
+    # the one that failed first exits 3; the other failed too or was stopped (0)
+    codes = {e["exit_code"] for e in exits}
+    assert 3 in codes, done.stderr
+    assert codes <= {0, 3}, done.stderr

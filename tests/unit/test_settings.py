@@ -57,6 +57,24 @@ def test_worker_lanes_below_the_pool_size_are_accepted() -> None:
     assert (settings.worker.lanes, settings.db.pool_max_size) == (3, 4)
 
 
+def test_api_processes_default_to_one_and_accept_up_to_64() -> None:
+    assert load_settings({}).api.processes == 1
+    assert load_settings({"QIS_API__PROCESSES": "2"}).api.processes == 2
+    assert load_settings({"QIS_API__PROCESSES": "64"}).api.processes == 64
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "65", "8000"])
+def test_api_processes_out_of_bounds_are_refused_by_name(value: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings({"QIS_API__PROCESSES": value})
+    assert str(refused.value) == f"QIS_API__PROCESSES={value} must be 1 to 64 (one per core)"
+
+
+def test_api_processes_must_be_a_whole_number() -> None:
+    with pytest.raises(SettingsError, match="processes"):
+        load_settings({"QIS_API__PROCESSES": "two"})
+
+
 def test_timestream_is_off_by_default_and_set_by_its_variables() -> None:
     assert Settings().timestream.enabled is False
     s = load_settings(

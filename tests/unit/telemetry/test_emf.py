@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +229,23 @@ def test_the_configured_environment_reaches_the_recorded_attributes() -> None:
         assert [dict(p.attributes or {}) for p in points] == [
             {"Environment": "prod", "Service": "worker", "Stage": "decode"}
         ]
+    finally:
+        telemetry.shutdown()
+
+
+def test_each_process_exports_under_an_identity_of_its_own() -> None:
+    # Several api processes of one pod export side by side: their documents (and spans)
+    # say which process they come from; the dimensions stay the same.
+    reader = InMemoryMetricReader()
+    telemetry = setup_telemetry(TelemetrySettings(), "api", metric_readers=[reader])
+    try:
+        telemetry.metrics.dead_letters(1, "decode")
+        data = reader.get_metrics_data()
+        assert data is not None
+        attributes = data.resource_metrics[0].resource.attributes
+        assert attributes["service.instance.id"] == f"{socket.gethostname()}:{os.getpid()}"
+        assert attributes["process.pid"] == os.getpid()
+        assert attributes["service.name"] == "qis-api"
     finally:
         telemetry.shutdown()
 
