@@ -14,6 +14,8 @@ Layout (one bucket; `<hh>` is the UTC hour the rows belong to):
   Readers find the objects through it (its `objects`), never by guessing keys.
 
 An hour's rows: official values and observations by their `snap`, audit records by `at`.
+Only hours holding rows are archived: an hour without rows has no manifest, so "no
+manifest" before the newest archived hour means "no rows".
 A generation is immutable: a re-run writes the same keys with the same bytes (creation is
 conditional, so an existing key is never overwritten), and a late correction to an
 archived hour is a new generation, with its own objects and manifest. Readers take the

@@ -2,7 +2,7 @@
 
 Partitions are created ahead of time (`ensure_partitions`, by `qis db migrate` and the
 scheduler's leader); retention detaches and drops a whole day (`drop_day`) once the lake
-holds every hour of it (app/services/retention.py). Day bounds are UTC.
+holds every hour of it that holds rows (app/services/retention.py). Day bounds are UTC.
 """
 
 from __future__ import annotations
