@@ -47,6 +47,10 @@ Rows of an hour skipped as empty are thus archived the round after they are stor
 any distance back; corrections to an archived hour older than the recheck span are not
 (`qis lake archive --from H --to H`; verification and retention catch them).
 
+A generation written after retention dropped one dataset's day of the hour (a
+correction to another dataset) carries that dataset's objects and summary over from the
+newest manifest: the lake keeps what only it holds.
+
 `verify(hour)` compares the database's rows of an archived hour with its newest
 manifest (counts and fingerprints; a dataset whose day retention dropped is left out)
 and records the result (`lake_hours.verified_at`):
@@ -265,16 +269,23 @@ class Archiver:
         started = time.perf_counter()
         with self.span(hour):
             export = await self.source.export_hour(hour, encode=True)
-            exports = export.datasets
-            summaries = {e.dataset: e.summary for e in exports}
             newest = await asyncio.to_thread(self.lake.newest_manifest, hour)
+            # A dataset whose day retention dropped keeps the newest generation's rows
+            # (its objects and summary carried over): the database no longer has them.
+            gone = await self._gone(hour) if newest is not None else set()
+            exports = [e for e in export.datasets if e.dataset not in gone]
+            summaries = {e.dataset: e.summary for e in exports}
+            carried: list[ManifestObject] = []
+            if newest is not None:
+                summaries |= {d: v for d, v in newest.datasets.items() if d in gone}
+                carried = [o for o in newest.objects if o.dataset in gone]
             if newest is not None and newest.datasets == summaries:
                 await self.source.record_archived(hour, newest.generation, export.as_of)
                 return self._done(hour, newest.generation, "unchanged", exports, 0, started)
             base = newest.generation if newest is not None else 0
             for generation in range(base + 1, base + 1 + MAX_GENERATION_ATTEMPTS):
                 try:
-                    objects = await self._write_objects(hour, generation, exports)
+                    objects = carried + await self._write_objects(hour, generation, exports)
                 except ObjectConflict as exc:
                     _log.warning(
                         "lake generation left unfinished with other content; next number",
@@ -291,7 +302,7 @@ class Archiver:
                 )
                 await asyncio.to_thread(self.lake.put_manifest, manifest)
                 await self.source.record_archived(hour, generation, export.as_of)
-                size = sum(o.bytes for o in objects)
+                size = sum(o.bytes for o in objects if o not in carried)
                 state: HourState = "archived" if newest is None else "corrected"
                 return self._done(hour, generation, state, exports, size, started)
             raise ObjectConflict(f"{hour.isoformat()} generations {base + 1}..{generation}")
@@ -355,6 +366,10 @@ class Archiver:
             hour=hour, generation=generation, state=state, rows=rows, bytes=size, seconds=seconds
         )
 
+    async def _gone(self, hour: datetime) -> set[str]:
+        """The datasets whose rows of `hour` retention dropped from the database."""
+        return {d for d, t in (await self.source.retained_from()).items() if hour < t}
+
     async def verify(self, hour: datetime) -> bool:
         """Whether the lake holds exactly the database's rows of `hour`: those of its newest
         manifest (counts and fingerprints), recorded in `lake_hours.verified_at` (set when
@@ -371,7 +386,7 @@ class Archiver:
             return all(e.summary.rows == 0 for e in export.datasets)
         export = await self.source.export_hour(hour, encode=False)
         # A dataset whose day retention dropped is in the lake alone: nothing to compare.
-        gone = {d for d, t in (await self.source.retained_from()).items() if hour < t}
+        gone = await self._gone(hour)
         ok = {e.dataset: e.summary for e in export.datasets if e.dataset not in gone} == {
             d: summary for d, summary in newest.datasets.items() if d not in gone
         }

@@ -96,7 +96,20 @@ async def test_archived_verified_days_leave_the_database_and_the_chain_still_ver
     assert "first " + (START + timedelta(hours=7)).isoformat() in (decisions[0].reason or "")
     assert await pool.fetchval("SELECT count(*) FROM observations") == 10
 
-    # Archived again (a new generation), the day goes.
+    # A correction to hour 5 after its audit records left the database: the new
+    # generation keeps them (generation 1's audit object), and the hour still verifies.
+    await insert_observations(pool, [observation(START + timedelta(hours=5), 9)])
+    five = START + timedelta(hours=5)
+    corrected = await archiver.archive_hour(five)
+    assert (corrected.generation, corrected.state, corrected.rows) == (2, "corrected", 4)
+    old, new = own_lake.manifest(five, 1), own_lake.manifest(five, 2)
+    assert new.datasets[AUDIT] == old.datasets[AUDIT]
+    assert new.datasets[AUDIT].rows == 3
+    assert new.objects_of(AUDIT) == old.objects_of(AUDIT)
+    assert new.datasets[OBSERVATIONS].rows == 4
+    assert await archiver.verify(five) is True
+
+    # Hour 7 archived again (a new generation), the day goes.
     await archiver.archive_hour(START + timedelta(hours=7))
     async with pool.acquire() as conn:
         decisions = await apply_retention(
@@ -104,7 +117,7 @@ async def test_archived_verified_days_leave_the_database_and_the_chain_still_ver
         )
         assert DAY not in [p.day for p in await day_partitions(conn, OBSERVATIONS)]
         assert DAY not in [p.day for p in await day_partitions(conn, AUDIT)]
-    assert [(d.dataset, d.action, d.rows) for d in decisions] == [(OBSERVATIONS, "dropped", 10)]
+    assert [(d.dataset, d.action, d.rows) for d in decisions] == [(OBSERVATIONS, "dropped", 11)]
     assert await pool.fetchval("SELECT count(*) FROM observations") == 0
     horizon = await pool.fetch("SELECT dataset, retained_from FROM lake_horizon ORDER BY 1")
     assert [(r["dataset"], r["retained_from"]) for r in horizon] == [

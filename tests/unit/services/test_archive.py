@@ -362,3 +362,25 @@ async def test_verify_leaves_out_a_dataset_retention_dropped() -> None:
     assert await job.verify(H0) is True
     source.add(H0, OBSERVATIONS, "o2")
     assert await job.verify(H0) is False
+
+
+async def test_a_correction_after_a_drop_carries_the_dropped_dataset_over() -> None:
+    source, lake = FakeSource(), FakeLake()
+    source.add(H0, OBSERVATIONS, "o1")
+    source.add(H0, AUDIT, "a1")
+    job = archiver(source, lake, H0 + 3 * HOUR)
+    first = await job.archive_hour(H0)
+    before = lake.newest_manifest(H0)
+    assert before is not None
+    del source.rows[H0][AUDIT]  # retention dropped the audit day
+    source.horizon = {AUDIT: H0 + 24 * HOUR}
+    assert (await job.archive_hour(H0)).state == "unchanged"
+    source.add(H0, OBSERVATIONS, "o2")
+    result = await job.archive_hour(H0)
+    assert (first.generation, result.generation, result.state) == (1, 2, "corrected")
+    manifest = lake.newest_manifest(H0)
+    assert manifest is not None
+    assert manifest.datasets[AUDIT].rows == 1
+    assert manifest.datasets[OBSERVATIONS].rows == 2
+    assert manifest.objects_of(AUDIT) == before.objects_of(AUDIT)  # generation 1's object
+    assert await job.verify(H0) is True
