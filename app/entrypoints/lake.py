@@ -58,7 +58,7 @@ def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
         )
         try:
             archiver = build_archiver(settings.lake, pool)
-            progress = Progress("lake archive", steps=1)
+            progress = Progress("lake archive", steps=1, stream=sys.stderr)
             rows = size = done = 0
             started = time.monotonic()
 
