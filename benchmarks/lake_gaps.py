@@ -1,5 +1,6 @@
 """The lake archive's searches for hours with rows (migration 0010): their plans and times
-on a filled database, and what the two new observations indexes cost an insert
+on a filled database with the migration's BRIN indexes and again with B-trees on the same
+columns, and what each kind costs an insert of observations
 (benchmarks/results/lake-gaps.md).
 
     .venv/bin/python -m benchmarks.lake_gaps [--rows 600000] [--runs 50]
@@ -29,7 +30,8 @@ _INSERT = """
     SELECT 'o' || g || '-' || $3, 'S' || (g % 500), 'src',
            $1::timestamptz + (g % 240) * interval '1 hour' + (g % 60) * interval '1 minute',
            1, now(), now(), now() - interval '1 day'
-      FROM generate_series(1, $2) g"""
+      FROM generate_series(1, $2) g
+     ORDER BY 4"""
 
 
 async def fill(conn: asyncpg.Connection, day0: datetime, rows: int) -> None:
@@ -73,7 +75,8 @@ async def fill(conn: asyncpg.Connection, day0: datetime, rows: int) -> None:
         day0,
     )
     await conn.execute("INSERT INTO lake_archive VALUES (true, now() - interval '1 hour')")
-    await conn.execute("ANALYZE observations, official_values, audit_log, lake_hours")
+    # Summarizes the BRIN ranges, as autovacuum does (autosummarize) after live inserts.
+    await conn.execute("VACUUM ANALYZE observations, official_values, audit_log, lake_hours")
 
 
 async def timed(conn: asyncpg.Connection, sql: str, args: tuple[object, ...], runs: int) -> float:
@@ -87,24 +90,61 @@ async def timed(conn: asyncpg.Connection, sql: str, args: tuple[object, ...], ru
     return statistics.median(times) * 1e6
 
 
+_INDEXES = (
+    ("official_values", "snap"),
+    ("observations", "snap"),
+    ("audit_log", "at"),
+    ("official_values", "recorded_at"),
+    ("observations", "stored_at"),
+)
+
+
 async def insert_cost(conn: asyncpg.Connection, day0: datetime, rows: int) -> dict[str, float]:
-    """Seconds to insert `rows` observations into a day table with and without the indexes
-    (median of three runs each, alternating)."""
-    out: dict[str, list[float]] = {"without": [], "with": []}
-    for label, indexes in (("without", False), ("with", True)) * 3:
+    """Seconds to insert `rows` observations into a day table without the `snap` and
+    `stored_at` indexes, with them as B-trees, and as the migration's BRIN indexes (median
+    of three runs each, interleaved)."""
+    out: dict[str, list[float]] = {"none": [], "btree": [], "brin": []}
+    for kind in ("none", "btree", "brin") * 3:
         await conn.execute("DROP TABLE IF EXISTS bench_obs")
         await conn.execute(
             "CREATE TABLE bench_obs (LIKE observations INCLUDING DEFAULTS, "
             "PRIMARY KEY (reference_data_id, snap, observation_id))"
         )
-        if indexes:
-            await conn.execute("CREATE INDEX ON bench_obs (snap)")
-            await conn.execute("CREATE INDEX ON bench_obs (stored_at)")
+        for column in ("snap", "stored_at"):
+            if kind == "btree":
+                await conn.execute(f"CREATE INDEX ON bench_obs ({column})")
+            elif kind == "brin":
+                await conn.execute(
+                    f"CREATE INDEX ON bench_obs USING brin ({column}) "
+                    "WITH (pages_per_range = 32, autosummarize = on)"
+                )
         started = time.perf_counter()
-        await conn.execute(_INSERT.format(table="bench_obs"), day0, rows, label)
-        out[label].append(time.perf_counter() - started)
+        await conn.execute(_INSERT.format(table="bench_obs"), day0, rows, kind)
+        out[kind].append(time.perf_counter() - started)
     await conn.execute("DROP TABLE bench_obs")
-    return {label: statistics.median(times) for label, times in out.items()}
+    return {kind: statistics.median(times) for kind, times in out.items()}
+
+
+async def report(
+    conn: asyncpg.Connection,
+    cases: dict[str, tuple[str, tuple[object, ...]]],
+    runs: int,
+) -> None:
+    for label, (sql, args) in cases.items():
+        plan = [
+            r[0].strip().removeprefix("->  ")
+            for r in await conn.fetch("EXPLAIN (ANALYZE, COSTS OFF) " + sql, *args)
+        ]
+        scans = sorted(
+            {
+                line.split(" on ")[0]
+                for line in plan
+                if " on " in line and "Scan" in line.split(" on ")[0]
+            }
+        )
+        executed = next(line for line in plan if line.startswith("Execution Time"))
+        median = await timed(conn, sql, args, runs)
+        print(f"  {label}: median {median:.0f} µs round trip; {executed}; scans: {scans}")
 
 
 async def main(rows: int, runs: int) -> None:
@@ -117,16 +157,26 @@ async def main(rows: int, runs: int) -> None:
     try:
         await fill(conn, day0, rows)
         until = now - timedelta(hours=1)
-        cases = {
-            "next hour with rows, from the beginning (a 1970 row)": (
-                archive._NEXT_DATA,
-                (None, until),
+        hour5 = day0 + timedelta(hours=5)
+        cases: dict[str, tuple[str, tuple[object, ...]]] = {
+            "contiguous: any row in the next hour (EXISTS, found)": (
+                archive._ANY_DATA,
+                (hour5, hour5 + timedelta(hours=1)),
             ),
-            "next hour with rows after 1970 (56 years of empty hours)": (
+            "contiguous: min() from the next hour (what a B-tree answers)": (
                 archive._NEXT_DATA,
-                (datetime(1970, 1, 1, tzinfo=UTC), until),
+                (hour5, until),
             ),
-            "next hour with rows after the last one (none)": (
+            "gap: any row in the hour after 1970 (EXISTS, none)": (
+                archive._ANY_DATA,
+                (datetime(1970, 1, 1, 1, tzinfo=UTC), datetime(1970, 1, 1, 2, tzinfo=UTC)),
+            ),
+            "gap: min() from the hour after 1970 (56 years of empty hours)": (
+                archive._NEXT_DATA,
+                (datetime(1970, 1, 1, 1, tzinfo=UTC), until),
+            ),
+            "from the beginning: min() (finds 1970)": (archive._NEXT_DATA, (None, until)),
+            "after the newest hour with rows: min() (none)": (
                 archive._NEXT_DATA,
                 (day0 + timedelta(days=10), until),
             ),
@@ -136,21 +186,18 @@ async def main(rows: int, runs: int) -> None:
             ),
         }
         print(f"{rows} observations in 10 day partitions, {rows // 3} versions, {rows // 6} audit")
-        for label, (sql, args) in cases.items():
-            plan = [
-                r[0].strip().removeprefix("->  ")
-                for r in await conn.fetch("EXPLAIN (COSTS OFF) " + sql, *args)
-            ]
-            index = sum(1 for line in plan if line.startswith(("Index Scan", "Index Only Scan")))
-            seq = sorted(
-                line.split(" on ")[1].split()[0] for line in plan if line.startswith("Seq Scan")
-            )
-            median = await timed(conn, sql, args, runs)
-            print(f"{label}: median {median:.0f} µs; {index} index scans; seq scans: {seq}")
+        print("BRIN indexes (migration 0010):")
+        await report(conn, cases, runs)
+        for table, column in _INDEXES:
+            await conn.execute(f"CREATE INDEX bench_btree_{table}_{column} ON {table} ({column})")
+        await conn.execute("ANALYZE observations, official_values, audit_log")
+        print("B-tree indexes on the same columns (added next to the BRIN ones):")
+        await report(conn, cases, runs)
         cost = await insert_cost(conn, day0, rows // 6)
         print(
-            f"insert {rows // 6} observations: {cost['without']:.2f} s without the snap and"
-            f" stored_at indexes, {cost['with']:.2f} s with them"
+            f"insert {rows // 6} observations: {cost['none']:.2f} s without the snap and"
+            f" stored_at indexes, {cost['btree']:.2f} s with B-trees,"
+            f" {cost['brin']:.2f} s with BRIN"
         )
     finally:
         await conn.close()
