@@ -3,9 +3,9 @@
 -- skipped. Its searches use BRIN indexes, not B-trees: these five columns follow the
 -- order rows are written in (live snaps, storage times), so a block range's min/max
 -- summary is narrow, the index is a few pages, and an insert updates a range's summary
--- at most instead of adding one entry per row to five more B-trees (a B-tree on
--- observations' snap and stored_at made a bulk insert about 20 % slower; the write path
--- is the platform's bottleneck; benchmarks/results/lake-gaps.md). A BRIN index cannot
+-- at most instead of adding one entry per row to more B-trees (B-trees on observations'
+-- snap and stored_at made a bulk insert about 40 % slower, BRIN about 15 %; the write
+-- path is the platform's bottleneck; benchmarks/results/lake-gaps.md). A BRIN index cannot
 -- return rows in order, so the queries ask "any row in this hour?" (EXISTS, the common
 -- case) before "the smallest time from here on" (min(), once per gap). Ranges not yet
 -- summarized are always returned, so results stay exact; autosummarize has autovacuum
