@@ -14,6 +14,8 @@ Layout (one bucket; `<hh>` is the UTC hour the rows belong to):
   Readers find the objects through it (its `objects`), never by guessing keys.
 
 An hour's rows: official values and observations by their `snap`, audit records by `at`.
+Only hours holding rows are archived: an hour without rows has no manifest, so "no
+manifest" before the newest archived hour means "no rows".
 A generation is immutable: a re-run writes the same keys with the same bytes (creation is
 conditional, so an existing key is never overwritten), and a late correction to an
 archived hour is a new generation, with its own objects and manifest. Readers take the
@@ -23,7 +25,6 @@ without one (a crash mid-hour) is invisible and is written again by the next run
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -41,7 +42,7 @@ __all__ = [
     "ManifestObject",
     "ObjectConflict",
     "audit_key",
-    "closed_hours",
+    "closed_before",
     "hour_object_key",
     "hour_of",
     "hour_path",
@@ -63,17 +64,11 @@ def hour_of(t: datetime) -> datetime:
     return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def closed_hours(now: datetime, settle: timedelta, after: datetime | None) -> Iterator[datetime]:
-    """The hours to archive, oldest first: those that ended at least `settle` ago (the
-    reconciliation window plus the late-observation grace: nothing new is expected), and
-    start after `after` (the newest hour archived so far; None: none yet, nothing to
-    continue from, so the caller gives the first hour with data)."""
-    if after is None:
-        return
-    hour = hour_of(after) + HOUR
-    while hour + HOUR + settle <= now:
-        yield hour
-        hour += HOUR
+def closed_before(now: datetime, settle: timedelta) -> datetime:
+    """The end of the closed hours: an hour is closed, its rows to archive, when it ended
+    at least `settle` ago (the reconciliation window plus the late-observation grace:
+    nothing new is expected), that is when it starts before this time."""
+    return hour_of(now - settle)
 
 
 def hour_path(hour: datetime) -> str:

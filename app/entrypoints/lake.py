@@ -39,13 +39,14 @@ def parse_hour(text: str) -> datetime:
 
 
 def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
-    """Archive closed hours now (those due, or the closed ones of --from/--to)."""
+    """Archive closed hours now (those due, or the closed ones of --from/--to with rows)."""
     from app.adapters.postgres.pool import open_pool
     from app.adapters.s3_lake import LAKE_ERRORS
-    from app.domain.lake import HOUR
+    from app.domain.lake import HOUR, closed_before
     from app.entrypoints.progress import Progress
     from app.entrypoints.scheduler import build_archiver
     from app.entrypoints.unreachable import EXIT_UNREACHABLE, postgres
+    from app.services.archive import HourResult
 
     if args.start is not None and args.end is not None and args.end < args.start:
         sys.stderr.write("qis: --to is before --from\n")
@@ -57,40 +58,45 @@ def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
         )
         try:
             archiver = build_archiver(settings.lake, pool)
-            now = archiver.clock()
-            if args.start is None and args.end is None:
-                hours = [*await archiver.corrections(), *await archiver.due_hours()]
-            else:
-                settle = await archiver.settle()
-                start = args.start or (await archiver.due_hours() or [now])[0]
-                end = args.end or now
-                hours = []
-                hour = start
-                while hour <= end and hour + HOUR + settle <= now:
-                    hours.append(hour)
-                    hour += HOUR
-            progress = Progress("lake archive", steps=1)
-            rows = size = 0
+            progress = Progress("lake archive", steps=1, stream=sys.stderr)
+            rows = size = done = 0
             started = time.monotonic()
-            with progress.step(f"{len(hours)} closed hour(s)") as step:
-                for done, hour in enumerate(hours, 1):
-                    result = await archiver.archive_hour(hour)
-                    rows += result.rows if result.state != "unchanged" else 0
-                    size += result.bytes
-                    sys.stdout.write(
-                        f"{result.hour:%Y-%m-%dT%H:00Z}\tg{result.generation}\t{result.state}"
-                        f"\t{result.rows} rows\t{result.bytes} bytes\n"
-                    )
-                    elapsed = max(time.monotonic() - started, 1e-9)
-                    step.update(
-                        done,
-                        len(hours),
-                        unit="hours",
-                        percent=100.0 * done / len(hours),
-                        rows=rows,
-                        bytes=size,
-                        rows_per_second=round(rows / elapsed),
-                    )
+
+            def report(result: HourResult) -> None:
+                nonlocal rows, size, done
+                done += 1
+                rows += result.rows if result.state != "unchanged" else 0
+                size += result.bytes
+                sys.stdout.write(
+                    f"{result.hour:%Y-%m-%dT%H:00Z}\tg{result.generation}\t{result.state}"
+                    f"\t{result.rows} rows\t{result.bytes} bytes\n"
+                )
+                elapsed = max(time.monotonic() - started, 1e-9)
+                step.update(
+                    done,
+                    None,
+                    unit="hours",
+                    rows=rows,
+                    bytes=size,
+                    rows_per_second=round(rows / elapsed),
+                )
+
+            with progress.step("closed hours with rows") as step:
+                if args.start is None and args.end is None:
+                    # Rounds until one writes nothing new (only unchanged re-checks).
+                    while True:
+                        results = await archiver.run_round()
+                        for result in results:
+                            report(result)
+                        if all(r.state == "unchanged" for r in results):
+                            break
+                else:
+                    before = closed_before(archiver.clock(), await archiver.settle())
+                    if args.end is not None:
+                        before = min(before, args.end + HOUR)
+                    after = None if args.start is None else args.start - HOUR
+                    async for hour in archiver.data_hours(after, before, sys.maxsize):
+                        report(await archiver.archive_hour(hour))
             sys.stdout.flush()
             return 0
         except LAKE_ERRORS as exc:
@@ -118,9 +124,11 @@ def register(
         "archive",
         help="archive closed hours to the lake now",
         description="Archive closed hours to the lake (the scheduler does it every"
-        " QIS_LAKE__ARCHIVE_INTERVAL_SECONDS). Without --from/--to: every hour due and every"
-        " archived hour with a late correction. With them: the closed hours of the range,"
-        " each written as a new generation only when the database differs from the lake."
+        " QIS_LAKE__ARCHIVE_INTERVAL_SECONDS). Without --from/--to: every hour due, every"
+        " archived hour with a late correction and every skipped hour with a late row, round"
+        " after round until one writes nothing new. With them: the closed hours of the range"
+        " that hold rows (hours without rows have nothing to archive), each written as a new"
+        " generation only when the database differs from the lake."
         " One line per hour on stdout; progress on stderr (JSON lines when not a terminal)."
         " Exit 2 when PostgreSQL or S3 does not answer.",
     )

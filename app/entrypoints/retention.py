@@ -47,7 +47,7 @@ def cmd_lake_retention(settings: Settings, args: argparse.Namespace) -> int:
         lock_timeout_seconds=settings.retention.lock_timeout_seconds,
         lock_attempts=settings.retention.lock_attempts,
     )
-    progress = Progress("lake retention", steps=2)
+    progress = Progress("lake retention", steps=2, stream=sys.stderr)
 
     async def main() -> int:
         pool = await postgres(

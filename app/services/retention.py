@@ -4,9 +4,10 @@ holds every hour of them, verified (docs/lake.md, "Retention").
 Per dataset (observations, audit) the days are taken oldest first and the first day that
 cannot go stops the dataset: `lake_horizon.retained_from` says "everything before this
 has left the database", so no day may be dropped past one that stays. A day goes when
-each of its 24 hours has a `lake_hours` row whose `verified_at` is not older than its
-`archived_at` (the newest generation was compared with the database after it was
-written). With a verifier (the archive's `verify(hour)`), every hour is verified again
+each of its 24 hours either holds no row of the partition (the archive skips hours
+without rows: nothing of it to lose) or has a `lake_hours` row whose `verified_at` is not
+older than its `archived_at` (the newest generation was compared with the database after
+it was written). With a verifier (the archive's `verify(hour)`), every hour is verified again
 just before its day is dropped, so a row stored since the last verification is caught.
 """
 

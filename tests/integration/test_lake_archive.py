@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import json
 import os
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -293,3 +293,61 @@ async def test_qis_lake_archive_command(
     code, _, err = await qis("--from", "yesterday")
     assert code == 2
     assert "not an ISO 8601 time" in err
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def manifest_hours(lake: S3Lake) -> list[str]:
+    return sorted(k.rsplit("/", 1)[0] for k in lake.keys("manifests/"))
+
+
+async def test_an_observation_of_1970_is_one_hour_to_archive_not_500000(
+    db: asyncpg.Pool, own_lake: S3Lake
+) -> None:
+    await add_observations(db, "OLD", EPOCH + timedelta(minutes=5), 2)
+    await add_observations(db, "NEW", H2 + timedelta(minutes=15), 3)
+    job = archiver(db, own_lake)
+    assert await job.due_hours() == [EPOCH, H2]
+
+    results = await job.run_round()
+    assert [(r.hour, r.generation, r.state, r.rows) for r in results] == [
+        (EPOCH, 1, "archived", 2),
+        (H2, 1, "archived", 3),
+    ]
+    assert await job.run_round() == []  # the next round: nothing due, nothing late
+    assert manifest_hours(own_lake) == ["manifests/1970/01/01/00", "manifests/2026/01/15/15"]
+    hours = await db.fetch("SELECT hour, generation FROM lake_hours ORDER BY hour")
+    assert [(r["hour"], r["generation"]) for r in hours] == [(EPOCH, 1), (H2, 1)]
+    assert await db.fetchval("SELECT gaps_checked_at FROM lake_archive") is not None
+    # Every hour in between: no manifest, and it verifies (no rows on either side).
+    assert await job.verify(H1) is True
+    assert await job.verify(EPOCH + timedelta(hours=1)) is True
+
+
+async def test_a_late_row_in_a_skipped_hour_is_archived_the_next_round(
+    db: asyncpg.Pool, own_lake: S3Lake
+) -> None:
+    early = H1 - timedelta(hours=30)
+    await add_observations(db, "AAA", early, 1)
+    await add_observations(db, "AAA", H2, 1)
+    job = archiver(db, own_lake)
+    assert [r.hour for r in await job.run_round()] == [early, H2]
+    assert await job.verify(H1) is True  # skipped: empty then
+
+    # Rows stored now into hours the archive skipped as empty, below the newest.
+    await add_observations(db, "BBB", H1 + timedelta(minutes=45), 2)
+    await add_version(db, "CCC", early + timedelta(hours=5), 1, 99.0)
+    assert await job.verify(H1) is False  # rows the lake does not hold
+    assert await job.corrections() == []  # no archived hour changed
+    results = await job.run_round()
+    assert [(r.hour, r.generation, r.state, r.rows) for r in results] == [
+        (early + timedelta(hours=5), 1, "archived", 1),
+        (H1, 1, "archived", 2),
+    ]
+    manifest = own_lake.manifest(H1, 1)
+    assert manifest.datasets[OBSERVATIONS].rows == 2
+    assert manifest.datasets[OFFICIAL_VALUES].rows == 0
+    assert await job.verify(H1) is True
+    assert await job.run_round() == []
+    assert await db.fetchval("SELECT count(*) FROM lake_hours") == 4

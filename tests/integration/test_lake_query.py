@@ -26,7 +26,7 @@ from app.adapters.postgres.observations import insert_observations
 from app.adapters.postgres.official_values import insert_versions
 from app.adapters.postgres.queries import PostgresQueries
 from app.adapters.s3_lake import S3Lake
-from app.domain.lake import HOUR, OBSERVATIONS, OFFICIAL_VALUES
+from app.domain.lake import HOUR, OBSERVATIONS, OFFICIAL_VALUES, hour_of
 from app.domain.observation import Observation
 from app.domain.quality import Quality
 from app.domain.reconciliation import Exclusion
@@ -165,6 +165,29 @@ async def database(pool: asyncpg.Pool) -> QueryService:
 def lake_service(files: LakeFiles, reports: list[ScanReport] | None = None) -> QueryService:
     on_scan = None if reports is None else reports.append
     return uncached_query_service(LakeQueries(LakeReader(files), on_scan))
+
+
+async def drop_before(pool: asyncpg.Pool, horizon: datetime) -> None:
+    """Retention (as app/services/retention.py does it, by day partitions): the rows before
+    `horizon` leave the database and the horizon moves, in one transaction."""
+    async with pool.acquire() as conn, conn.transaction():
+        for table in ("official_values", "observations"):
+            await conn.execute(f"DELETE FROM {table} WHERE snap < $1", horizon)
+        await conn.executemany(
+            "INSERT INTO lake_horizon (dataset, retained_from) VALUES ($1, $2)",
+            [(OFFICIAL_VALUES, horizon), (OBSERVATIONS, horizon)],
+        )
+
+
+def tiered_service(pool: asyncpg.Pool, lake: LakeFiles, reports: list[ScanReport]) -> QueryService:
+    """The api's reads: the database, and the lake before the horizon (scans reported)."""
+    return uncached_query_service(
+        TieredQueries(
+            PostgresQueries(pool, pool),
+            lambda: LakeQueries(LakeReader(lake), reports.append),
+            PostgresLakeHorizon(pool),
+        )
+    )
 
 
 async def every_page(service: QueryService, read: str, *args: Any, **kwargs: Any) -> list[bytes]:
@@ -314,24 +337,12 @@ async def test_reads_older_than_the_horizon_come_from_the_lake_after_the_drop(
     # Retention (as app/services/retention.py does it, by day partitions): the archived
     # hours leave the database and the horizon moves, in one transaction.
     horizon = DAY + 2 * HOUR
-    async with pool.acquire() as conn, conn.transaction():
-        for table in ("official_values", "observations"):
-            await conn.execute(f"DELETE FROM {table} WHERE snap < $1", horizon)
-        await conn.executemany(
-            "INSERT INTO lake_horizon (dataset, retained_from) VALUES ($1, $2)",
-            [(OFFICIAL_VALUES, horizon), (OBSERVATIONS, horizon)],
-        )
+    await drop_before(pool, horizon)
     after_drop = await answers(database, series, rows, hours)
     assert after_drop["history-none-raw-0000"] != before["history-none-raw-0000"]
 
     reports: list[ScanReport] = []
-    tiered = uncached_query_service(
-        TieredQueries(
-            PostgresQueries(pool, pool),
-            lambda: LakeQueries(LakeReader(lake), reports.append),
-            PostgresLakeHorizon(pool),
-        )
-    )
+    tiered = tiered_service(pool, lake, reports)
     after = await answers(tiered, series, rows, hours)
 
     for key in before:
@@ -476,3 +487,57 @@ async def test_a_late_correction_archived_as_a_new_generation_is_read_from_it(
         assert got[key] == expected[key], key
     assert msgspec.json.decode(got["latest"])["version"] == 2
     assert msgspec.json.decode(got["point-between"])["version"] == 1
+
+
+async def test_hours_the_archive_skipped_read_as_empty_before_the_horizon(
+    empty_pool: asyncpg.Pool, lake: LakeFiles
+) -> None:
+    """Rows in the first and the fourth hour only: the archive writes those two hours,
+    no manifest for the two empty ones; after the drop, reads over the empty hours answer
+    what the database answered (nothing there), not an error."""
+    pool = empty_pool
+    series = unique_series("LG")
+    full = make_rows(series, 4)
+    kept = (DAY, DAY + 3 * HOUR)
+    rows = Rows(
+        official=[v for v in full.official if hour_of(v.snap) in kept],
+        observations=[o for o in full.observations if hour_of(o.snap) in kept],
+        corrected=[s for s in full.corrected if hour_of(s) in kept],
+    )
+    await store_in_db(pool, rows)
+    archiver = Archiver(
+        PostgresArchiveSource(pool, row_group_rows=8),
+        lake.lake,
+        clock=lambda: DAY + 6 * HOUR,
+    )
+    assert [r.hour for r in await archiver.run_round()] == list(kept)
+    for h in range(4):
+        assert await archiver.verify(DAY + h * HOUR)  # empty hours: nothing on either side
+    empty_snap = DAY + timedelta(hours=1, minutes=30)
+
+    async def reads(service: QueryService) -> dict[str, Any]:
+        return {
+            "history": await every_page(service, "history", series, DAY, DAY + 4 * HOUR, limit=7),
+            "point": await service.official_value(series, empty_snap),
+            "versions": await service.versions(series, empty_snap),
+            "lineage": await every_page(service, "lineage", series, empty_snap, limit=2),
+            "quality": await service.quality(series, start=DAY + HOUR, end=DAY + 3 * HOUR),
+        }
+
+    before = await reads(uncached_query_service(PostgresQueries(pool, pool)))
+    assert before["point"] == b""  # 404: no value at that snap
+    assert len(msgspec.json.decode(b"".join(before["history"][:1]))["items"]) == 7
+
+    horizon = DAY + 4 * HOUR
+    await drop_before(pool, horizon)
+    reports: list[ScanReport] = []
+    tiered = tiered_service(pool, lake, reports)
+    after = await reads(tiered)
+    assert after == before
+    assert msgspec.json.decode(after["quality"])["count"] == 0
+    whole = [r for r in reports if r.hours == 4]
+    assert whole
+    assert all(r.manifests == 2 for r in whole)
+    point = [r for r in reports if r.start == empty_snap]
+    assert point
+    assert all((r.hours, r.manifests, r.rows) == (1, 0, 0) for r in point)

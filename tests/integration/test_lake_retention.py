@@ -77,20 +77,39 @@ async def test_archived_verified_days_leave_the_database_and_the_chain_still_ver
         await archiver.run_round()
     assert not await archiver.due_hours()
 
-    # A row stored after the archive: its hour no longer matches the lake, nothing goes.
+    # Only the hours holding rows were archived, none of the empty ones.
+    archived = await pool.fetch("SELECT hour FROM lake_hours ORDER BY hour")
+    assert [r["hour"] for r in archived] == [START + timedelta(hours=h) for h in (5, 7, 20)]
+
+    # A row stored after the archive: its hour no longer matches the lake, the observations'
+    # day stays; the audit day holds no row of that hour and goes.
     await insert_observations(pool, [observation(START + timedelta(hours=7), 9)])
     async with pool.acquire() as conn:
         decisions = await apply_retention(
             PostgresRetentionStore(conn), POLICY, NOW, verify=archiver.verify
         )
-    assert [(d.dataset, d.action) for d in decisions] == [
-        (OBSERVATIONS, "refused"),
-        (AUDIT, "refused"),
+    assert [(d.dataset, d.action, d.rows) for d in decisions] == [
+        (OBSERVATIONS, "refused", None),
+        (AUDIT, "dropped", 3),
     ]
+    assert "1 hour(s) not verified" in (decisions[0].reason or "")
     assert "first " + (START + timedelta(hours=7)).isoformat() in (decisions[0].reason or "")
     assert await pool.fetchval("SELECT count(*) FROM observations") == 10
 
-    # Archived again (a new generation), the day goes.
+    # A correction to hour 5 after its audit records left the database: the new
+    # generation keeps them (generation 1's audit object), and the hour still verifies.
+    await insert_observations(pool, [observation(START + timedelta(hours=5), 9)])
+    five = START + timedelta(hours=5)
+    corrected = await archiver.archive_hour(five)
+    assert (corrected.generation, corrected.state, corrected.rows) == (2, "corrected", 4)
+    old, new = own_lake.manifest(five, 1), own_lake.manifest(five, 2)
+    assert new.datasets[AUDIT] == old.datasets[AUDIT]
+    assert new.datasets[AUDIT].rows == 3
+    assert new.objects_of(AUDIT) == old.objects_of(AUDIT)
+    assert new.datasets[OBSERVATIONS].rows == 4
+    assert await archiver.verify(five) is True
+
+    # Hour 7 archived again (a new generation), the day goes.
     await archiver.archive_hour(START + timedelta(hours=7))
     async with pool.acquire() as conn:
         decisions = await apply_retention(
@@ -98,10 +117,7 @@ async def test_archived_verified_days_leave_the_database_and_the_chain_still_ver
         )
         assert DAY not in [p.day for p in await day_partitions(conn, OBSERVATIONS)]
         assert DAY not in [p.day for p in await day_partitions(conn, AUDIT)]
-    assert [(d.dataset, d.action, d.rows) for d in decisions] == [
-        (OBSERVATIONS, "dropped", 10),
-        (AUDIT, "dropped", 3),
-    ]
+    assert [(d.dataset, d.action, d.rows) for d in decisions] == [(OBSERVATIONS, "dropped", 11)]
     assert await pool.fetchval("SELECT count(*) FROM observations") == 0
     horizon = await pool.fetch("SELECT dataset, retained_from FROM lake_horizon ORDER BY 1")
     assert [(r["dataset"], r["retained_from"]) for r in horizon] == [
@@ -118,3 +134,58 @@ async def test_archived_verified_days_leave_the_database_and_the_chain_still_ver
     assert await asyncio.to_thread(main, ["audit", "verify"]) == 0
     out = capsys.readouterr().out
     assert f"OK: {len(kept_seqs)} audit record(s) after the archived checkpoint" in out
+
+
+async def test_empty_hours_do_not_hold_a_day_and_a_late_row_of_a_skipped_hour_does(
+    empty_pool: asyncpg.Pool, own_lake: S3Lake
+) -> None:
+    pool = empty_pool
+    second = DAY + timedelta(days=1)
+    for day in (DAY, second):
+        await pool.execute("SELECT qis_ensure_day_partition('observations', 'snap', $1)", day)
+    first_hours = [START + timedelta(hours=h) for h in (2, 14)]
+    late_hour = START + timedelta(days=1, hours=9)
+    await insert_observations(
+        pool,
+        [observation(h, n) for h in first_hours for n in range(2)]
+        + [observation(START + timedelta(days=1, hours=3), 0)],
+    )
+    archiver = Archiver(
+        PostgresArchiveSource(pool, row_group_rows=4),
+        own_lake,
+        ArchivePolicy(late_grace=timedelta(minutes=10)),
+        clock=lambda: START + timedelta(days=3),
+    )
+    results = await archiver.run_round()
+    assert [r.hour for r in results] == [*first_hours, START + timedelta(days=1, hours=3)]
+    assert await archiver.run_round() == []
+
+    # A row stored now into an hour of the second day the archive skipped as empty.
+    await insert_observations(pool, [observation(late_hour, 7)])
+    async with pool.acquire() as conn:
+        decisions = await apply_retention(
+            PostgresRetentionStore(conn), POLICY, NOW, verify=archiver.verify
+        )
+    assert [(d.partition, d.action, d.rows) for d in decisions] == [
+        (f"observations_p{DAY:%Y%m%d}", "dropped", 4),  # 22 empty hours, 2 verified
+        (f"observations_p{second:%Y%m%d}", "refused", None),
+    ]
+    assert f"first {late_hour.isoformat()}" in (decisions[1].reason or "")
+    assert await pool.fetchval("SELECT count(*) FROM observations") == 2
+
+    # The next round archives the late row; then the day goes.
+    [result] = await archiver.run_round()
+    assert (result.hour, result.generation, result.rows) == (late_hour, 1, 1)
+    async with pool.acquire() as conn:
+        decisions = await apply_retention(
+            PostgresRetentionStore(conn), POLICY, NOW, verify=archiver.verify
+        )
+    assert [(d.partition, d.action, d.rows) for d in decisions] == [
+        (f"observations_p{second:%Y%m%d}", "dropped", 2)
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM observations") == 0
+    horizon = await pool.fetchval(
+        "SELECT retained_from FROM lake_horizon WHERE dataset = $1", OBSERVATIONS
+    )
+    assert horizon == START + timedelta(days=2)
+    assert await pool.fetchval("SELECT count(*) FROM lake_hours") == 4

@@ -138,7 +138,7 @@ async def test_retention_refuses_a_day_with_an_unverified_hour(
 ) -> None:
     await ensure_day(empty_db, OLD)
     await insert_observations(empty_db, [observation("S", day_start(OLD) + timedelta(hours=3))])
-    await verify_hours(empty_db, OLD, except_hour=17)
+    await verify_hours(empty_db, OLD, except_hour=3)
 
     decisions = await apply_retention(PostgresRetentionStore(empty_db), POLICY, NOW)
 
@@ -148,14 +148,18 @@ async def test_retention_refuses_a_day_with_an_unverified_hour(
     ]
     assert "1 hour(s) not verified" in (refused[0].reason or "")
     assert await where(empty_db, "observations") == {f"observations_p{OLD:%Y%m%d}": 1}
-    assert await empty_db.fetchval("SELECT count(*) FROM lake_horizon") == 0
+    # The audit day holds no row: none of its hours has anything to lose, it goes.
+    audit = [(d.partition, d.action) for d in decisions if d.dataset == AUDIT]
+    assert audit == [(f"audit_log_p{OLD:%Y%m%d}", "dropped")]
+    horizon = await empty_db.fetch("SELECT dataset FROM lake_horizon")
+    assert [r["dataset"] for r in horizon] == [AUDIT]
 
     # verified before a newer generation was written: not verified either
     await verify_hours(empty_db, OLD)
     await empty_db.execute(
         "UPDATE lake_hours SET archived_at = $1 WHERE hour = $2",
         NOW + timedelta(minutes=1),
-        day_start(OLD) + timedelta(hours=9),
+        day_start(OLD) + timedelta(hours=3),
     )
     decisions = await apply_retention(PostgresRetentionStore(empty_db), POLICY, NOW)
     assert [d.action for d in decisions if d.dataset == OBSERVATIONS] == ["refused"]
@@ -239,7 +243,7 @@ async def test_audit_verify_continues_from_the_checkpoint_of_dropped_partitions(
     second = await append_at(empty_db, day_start(OLD) + timedelta(hours=20, minutes=7), 4)
     kept = await append_at(empty_db, NOW, 2)
     await verify_hours(empty_db, OLDER)
-    await verify_hours(empty_db, OLD, except_hour=0)  # OLD stays: one hour unverified
+    await verify_hours(empty_db, OLD, except_hour=20)  # OLD stays: an hour with rows unverified
     await use_database_of(empty_db, settings, monkeypatch)
 
     decisions = await apply_retention(PostgresRetentionStore(empty_db), POLICY, NOW)
@@ -310,7 +314,7 @@ async def test_the_migration_moves_existing_rows(settings: Settings) -> None:
         before_obs = await conn.fetch("SELECT * FROM observations ORDER BY observation_id")
         before_audit = await conn.fetch("SELECT * FROM audit_log ORDER BY seq")
 
-        assert [m.version for m in await migrate(conn, bundled_migrations())] == [9]
+        assert [m.version for m in await migrate(conn, bundled_migrations())] == [9, 10]
 
         after_obs = await conn.fetch("SELECT * FROM observations ORDER BY observation_id")
         after_audit = await conn.fetch("SELECT * FROM audit_log ORDER BY seq")

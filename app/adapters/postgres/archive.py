@@ -28,6 +28,7 @@ from app.domain.lake import (
     DatasetExport,
     DatasetSummary,
     HourExport,
+    hour_of,
 )
 from app.domain.series import SeriesConfig
 
@@ -66,6 +67,43 @@ _AUDIT_FIELDS = (
     "prev_hash",
     "hash",
 )
+# Whether any dataset holds a row in [$1, $2) (one hour: the common case, live data has
+# rows in the next hour). With the BRIN indexes of migration 0010 each EXISTS reads the
+# index's few pages and stops at the first matching row.
+_ANY_DATA = """
+    SELECT EXISTS (SELECT 1 FROM official_values WHERE snap >= $1 AND snap < $2)
+        OR EXISTS (SELECT 1 FROM observations WHERE snap >= $1 AND snap < $2)
+        OR EXISTS (SELECT 1 FROM audit_log WHERE at >= $1 AND at < $2)"""
+# The earliest time of any dataset in [$1, $2) ($1 NULL: from the beginning); least()
+# skips the datasets with none. A BRIN index cannot return rows in order: each min() is
+# a bitmap scan of the block ranges that can hold such times (once per gap).
+_NEXT_DATA = """
+    SELECT least(
+        (SELECT min(snap) FROM official_values
+          WHERE snap >= coalesce($1::timestamptz, '-infinity') AND snap < $2),
+        (SELECT min(snap) FROM observations
+          WHERE snap >= coalesce($1::timestamptz, '-infinity') AND snap < $2),
+        (SELECT min(at) FROM audit_log
+          WHERE at >= coalesce($1::timestamptz, '-infinity') AND at < $2))"""
+# Hours before $1 without a lake_hours row holding a row stored at or after the gaps'
+# check (versions by recorded_at, observations by stored_at, audit records by at, the
+# database clock when stored): ranges of the stored-time indexes, the rows of a round.
+_LATE_ROWS = """
+    WITH since AS (
+        SELECT coalesce((SELECT gaps_checked_at FROM lake_archive),
+                        (SELECT min(archived_at) FROM lake_hours)) AS t),
+    late AS (
+        SELECT date_bin('1 hour', snap, $3) AS hour FROM official_values
+         WHERE recorded_at >= (SELECT t FROM since) AND snap < $1
+        UNION
+        SELECT date_bin('1 hour', snap, $3) FROM observations
+         WHERE stored_at >= (SELECT t FROM since) AND snap < $1
+        UNION
+        SELECT date_bin('1 hour', at, $3) FROM audit_log
+         WHERE at >= (SELECT t FROM since) AND at < $1)
+    SELECT hour FROM late
+     WHERE NOT EXISTS (SELECT 1 FROM lake_hours l WHERE l.hour = late.hour)
+     ORDER BY hour LIMIT $2"""
 BATCH_ROWS = 5000
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # date_bin's origin: whole UTC hours
 # A configuration stored without the field has the struct's default window.
@@ -115,6 +153,19 @@ async def _export(
     )
 
 
+async def _snapshot_as_of(conn: Connection) -> datetime:
+    """In a repeatable-read transaction, as its first statement (which takes the
+    snapshot): the start of the oldest transaction open then. A transaction still open
+    (its rows invisible here) started at or after it, and its rows carry a time at or
+    after its start (stored_at's default, recorded_at's and at's clock): every row stored
+    before it is visible."""
+    value: datetime = await conn.fetchval(
+        """SELECT least(now(), min(xact_start)) FROM pg_stat_activity
+            WHERE xact_start IS NOT NULL AND datname = current_database()"""
+    )
+    return value
+
+
 class PostgresArchiveSource:
     """The archive's database side over a pool (`ArchiveSource` of app/services/archive)."""
 
@@ -128,29 +179,55 @@ class PostgresArchiveSource:
             self._pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            # The first statement takes the snapshot; a transaction still open then (its
-            # rows invisible here) started before it, and its rows carry a time at or
-            # after its start (stored_at's default, recorded_at's clock).
-            as_of: datetime = await conn.fetchval(
-                """SELECT least(now(), min(xact_start)) FROM pg_stat_activity
-                    WHERE xact_start IS NOT NULL AND datname = current_database()"""
-            )
+            as_of = await _snapshot_as_of(conn)
             datasets = [
                 await _export(conn, d, hour, encode, self._row_group_rows)
                 for d in (OFFICIAL_VALUES, OBSERVATIONS, AUDIT)
             ]
             return HourExport(datasets=datasets, as_of=as_of)
 
-    async def oldest_data(self) -> datetime | None:
-        """The earliest time any dataset holds (a first run starts at its hour)."""
+    async def next_data_hour(self, after: datetime | None, before: datetime) -> datetime | None:
+        """The first hour after `after` (None: from the beginning) and before `before`
+        holding a row of any dataset; None when there is none. First whether the next hour
+        holds a row (the common case), else `min()` from there on; both use the BRIN time
+        indexes (`official_values_snap`, `observations_snap`, `audit_log_at`)."""
+        start = None if after is None else after + HOUR
         async with self._pool.acquire() as conn:
-            value: datetime | None = await conn.fetchval(
-                """SELECT min(t) FROM (
-                       SELECT min(snap) AS t FROM official_values
-                       UNION ALL SELECT min(snap) FROM observations
-                       UNION ALL SELECT min(at) FROM audit_log) AS m"""
+            if (
+                start is not None
+                and start == hour_of(start)
+                and start + HOUR <= before
+                and await conn.fetchval(_ANY_DATA, start, start + HOUR)
+            ):
+                return start
+            value: datetime | None = await conn.fetchval(_NEXT_DATA, start, before)
+        return None if value is None else hour_of(value)
+
+    async def late_rows(self, until: datetime, limit: int) -> tuple[list[datetime], datetime]:
+        """The hours before `until` with no `lake_hours` row holding a row stored at or
+        after `lake_archive.gaps_checked_at` (at most `limit`, oldest first), and the time
+        every row stored before is visible to this read (see `_snapshot_as_of`)."""
+        async with (
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            as_of = await _snapshot_as_of(conn)
+            if limit <= 0:
+                return [], as_of
+            rows = await conn.fetch(_LATE_ROWS, until, limit, _EPOCH)
+            return [r["hour"] for r in rows], as_of
+
+    async def record_gaps_checked(self, as_of: datetime) -> None:
+        """Every row stored before `as_of` of an hour up to the newest archived one is in an
+        archived hour (`lake_archive.gaps_checked_at`, which only moves forward)."""
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                """INSERT INTO lake_archive (gaps_checked_at) VALUES ($1)
+                   ON CONFLICT (singleton) DO UPDATE
+                      SET gaps_checked_at = greatest(lake_archive.gaps_checked_at,
+                                                     excluded.gaps_checked_at)""",
+                as_of,
             )
-            return value
 
     async def newest_archived(self) -> datetime | None:
         async with self._pool.acquire() as conn:
@@ -214,6 +291,12 @@ class PostgresArchiveSource:
                 hour,
                 ok,
             )
+
+    async def retained_from(self) -> dict[str, datetime]:
+        """Per dataset, the time before which retention dropped its rows (`lake_horizon`)."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch("SELECT dataset, retained_from FROM lake_horizon")
+            return {r["dataset"]: r["retained_from"] for r in rows}
 
     async def max_window_seconds(self) -> int:
         """The longest reconciliation window any series is configured with (0: none)."""

@@ -2,7 +2,7 @@
 
 Partitions are created ahead of time (`ensure_partitions`, by `qis db migrate` and the
 scheduler's leader); retention detaches and drops a whole day (`drop_day`) once the lake
-holds every hour of it (app/services/retention.py). Day bounds are UTC.
+holds every hour of it that holds rows (app/services/retention.py). Day bounds are UTC.
 """
 
 from __future__ import annotations
@@ -95,34 +95,25 @@ async def default_rows_before(conn: Connection, dataset: str, before: datetime) 
 
 
 async def unverified_hours(conn: Connection, partition: DayPartition) -> list[datetime]:
-    """The hours of the day whose lake manifest is not verified against the database
-    since its newest generation was written: no `lake_hours` row, `verified_at` empty, or
-    older than `archived_at`.
+    """The hours of the day holding a row of the partition whose lake manifest is not
+    verified against the database since its newest generation was written: no
+    `lake_hours` row, `verified_at` empty, or older than `archived_at`.
 
-    The archive starts at the oldest hour with data, so the hours before the first
-    archived hour have no row: they count as verified when the partition has no row in
-    them (a scan of the day, needed only for the first day of data)."""
+    An hour of the partition without rows loses nothing when the day goes, whatever the
+    lake holds: the archive writes no generation for an hour without rows, and skips it.
+    One probe of the partition's time index per such hour."""
+    _, key = PARTITIONED[partition.dataset]
     rows = await conn.fetch(
-        """SELECT h.hour
-             FROM unnest($1::timestamptz[]) AS h(hour)
-             LEFT JOIN lake_hours l ON l.hour = h.hour
-            WHERE l.verified_at IS NULL OR l.verified_at < l.archived_at
-            ORDER BY h.hour""",
+        f"""SELECT h.hour
+              FROM unnest($1::timestamptz[]) AS h(hour)
+              LEFT JOIN lake_hours l ON l.hour = h.hour
+             WHERE (l.verified_at IS NULL OR l.verified_at < l.archived_at)
+               AND EXISTS (SELECT 1 FROM {partition.table} p
+                            WHERE p.{key} >= h.hour AND p.{key} < h.hour + interval '1 hour')
+             ORDER BY h.hour""",
         partition.hours(),
     )
-    missing: list[datetime] = [r["hour"] for r in rows]
-    if not missing:
-        return missing
-    first: datetime | None = await conn.fetchval("SELECT min(hour) FROM lake_hours")
-    before = partition.end if first is None else min(first, partition.end)
-    early = [h for h in missing if h < before]
-    if early:
-        _, key = PARTITIONED[partition.dataset]
-        if not await conn.fetchval(
-            f"SELECT EXISTS (SELECT 1 FROM {partition.table} WHERE {key} < $1)", before
-        ):
-            missing = [h for h in missing if h >= before]
-    return missing
+    return [r["hour"] for r in rows]
 
 
 async def drop_day(

@@ -36,10 +36,16 @@ class FakeSource:
         self.window = 60
         self.clock = H0
         self.changed: set[datetime] = set()
+        # hour -> when a row of it was last stored (the source's clock then)
+        self.stored: dict[datetime, datetime] = {}
+        self.gaps_checked: datetime | None = None
+        self.searches = 0
+        self.horizon: dict[str, datetime] = {}
 
     def add(self, hour: datetime, dataset: str, row: str) -> None:
         self.rows.setdefault(hour, {}).setdefault(dataset, []).append(row)
         self.changed.add(hour)
+        self.stored[hour] = self.clock
 
     async def export_hour(self, hour: datetime, *, encode: bool) -> HourExport:
         out = []
@@ -50,8 +56,26 @@ class FakeSource:
             out.append(DatasetExport(dataset=dataset, summary=summary, data=data))
         return HourExport(datasets=out, as_of=self.clock)
 
-    async def oldest_data(self) -> datetime | None:
-        return min(self.rows, default=None)
+    async def next_data_hour(self, after: datetime | None, before: datetime) -> datetime | None:
+        self.searches += 1
+        return min(
+            (h for h in self.rows if (after is None or h > after) and h < before), default=None
+        )
+
+    async def late_rows(self, until: datetime, limit: int) -> tuple[list[datetime], datetime]:
+        since = self.gaps_checked or min((t for _, t in self.hours.values()), default=None)
+        if since is None or limit <= 0:
+            return [], self.clock
+        late = sorted(
+            h for h, t in self.stored.items() if h < until and h not in self.hours and t >= since
+        )
+        return late[:limit], self.clock
+
+    async def record_gaps_checked(self, as_of: datetime) -> None:
+        self.gaps_checked = max(as_of, self.gaps_checked or as_of)
+
+    async def retained_from(self) -> dict[str, datetime]:
+        return self.horizon
 
     async def newest_archived(self) -> datetime | None:
         return max(self.hours, default=None)
@@ -239,3 +263,124 @@ async def test_a_conflicting_unfinished_generation_is_skipped_not_overwritten() 
     assert manifest.supersedes is None
     with pytest.raises(ObjectConflict):
         lake.create(leftover, b"other")
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+async def test_the_archive_goes_from_an_hour_with_rows_to_the_next() -> None:
+    source, lake = FakeSource(), FakeLake()
+    source.add(EPOCH, OBSERVATIONS, "o1970")  # a snap of 1970 is valid client input
+    source.add(H0, OBSERVATIONS, "o")
+    job = archiver(source, lake, H0 + 3 * HOUR)
+    assert await job.due_hours() == [EPOCH, H0]
+    results = await job.run_round()
+    assert [(r.hour, r.generation, r.state) for r in results] == [
+        (EPOCH, 1, "archived"),
+        (H0, 1, "archived"),
+    ]
+    assert sorted(source.hours) == [EPOCH, H0]
+    assert sorted(k for k in lake.objects if k.startswith("manifests/")) == [
+        manifest_key(EPOCH, 1),
+        manifest_key(H0, 1),
+    ]
+    source.searches = 0
+    assert await job.run_round() == []
+    assert source.searches == 1  # one search finds nothing more, whatever the distance
+    assert source.gaps_checked == H0  # set when nothing was archived yet
+
+
+async def test_due_hours_are_bounded_by_the_round() -> None:
+    source, lake = FakeSource(), FakeLake()
+    for h in range(30):
+        source.add(H0 - h * 1000 * HOUR, AUDIT, f"a{h}")
+    job = Archiver(source, lake, ArchivePolicy(max_hours_per_round=4), clock=lambda: H0 + 2 * HOUR)
+    due = await job.due_hours()
+    assert due == [H0 - h * 1000 * HOUR for h in range(29, 25, -1)]
+    assert source.searches == 4
+    assert len(await job.due_hours(limit=100)) == 30
+
+
+async def test_a_late_row_in_a_skipped_hour_is_archived_the_next_round() -> None:
+    source, lake = FakeSource(), FakeLake()
+    source.add(H0 - 10 * HOUR, OBSERVATIONS, "early")
+    source.add(H0, OBSERVATIONS, "o")
+    job = archiver(source, lake, H0 + 3 * HOUR)
+    await job.run_round()
+    assert sorted(source.hours) == [H0 - 10 * HOUR, H0]
+    first_check = source.gaps_checked
+    assert first_check is not None
+
+    source.clock = H0 + 2 * HOUR
+    source.add(H0 - 5 * HOUR, OFFICIAL_VALUES, "late")  # an hour skipped as empty
+    assert await job.corrections() == []  # not an archived hour: not a correction
+    [result] = await job.run_round()
+    assert (result.hour, result.generation, result.state, result.rows) == (
+        H0 - 5 * HOUR,
+        1,
+        "archived",
+        1,
+    )
+    assert source.gaps_checked == H0 + 2 * HOUR  # every late row found was archived
+    assert await job.run_round() == []
+
+
+async def test_the_check_of_skipped_hours_waits_until_all_of_them_are_archived() -> None:
+    source, lake = FakeSource(), FakeLake()
+    source.add(H0, OBSERVATIONS, "o")
+    job = Archiver(source, lake, ArchivePolicy(max_hours_per_round=2), clock=lambda: H0 + 3 * HOUR)
+    await job.run_round()
+    checked = source.gaps_checked
+    source.clock = H0 + 2 * HOUR
+    for h in (3, 2, 1):
+        source.add(H0 - h * HOUR, OBSERVATIONS, f"late{h}")
+    assert [r.hour for r in await job.run_round()] == [H0 - 3 * HOUR, H0 - 2 * HOUR]
+    assert source.gaps_checked == checked  # the budget was used up: more may be there
+    assert [r.hour for r in await job.run_round()] == [H0 - HOUR]
+    assert source.gaps_checked == H0 + 2 * HOUR
+    assert await job.run_round() == []
+
+
+async def test_verify_of_an_hour_without_manifest_is_whether_it_has_rows() -> None:
+    source, lake = FakeSource(), FakeLake()
+    job = archiver(source, lake, H0 + 3 * HOUR)
+    assert await job.verify(H0) is True  # nothing in the database, nothing in the lake
+    assert source.verified == {}  # no lake_hours row to record it in
+    source.add(H0, OBSERVATIONS, "o1")
+    assert await job.verify(H0) is False  # rows the lake does not hold
+
+
+async def test_verify_leaves_out_a_dataset_retention_dropped() -> None:
+    source, lake = FakeSource(), FakeLake()
+    source.add(H0, OBSERVATIONS, "o1")
+    source.add(H0, AUDIT, "a1")
+    job = archiver(source, lake, H0 + 3 * HOUR)
+    await job.archive_hour(H0)
+    del source.rows[H0][AUDIT]  # its day dropped from the database
+    assert await job.verify(H0) is False
+    source.horizon = {AUDIT: H0 + 24 * HOUR}
+    assert await job.verify(H0) is True
+    source.add(H0, OBSERVATIONS, "o2")
+    assert await job.verify(H0) is False
+
+
+async def test_a_correction_after_a_drop_carries_the_dropped_dataset_over() -> None:
+    source, lake = FakeSource(), FakeLake()
+    source.add(H0, OBSERVATIONS, "o1")
+    source.add(H0, AUDIT, "a1")
+    job = archiver(source, lake, H0 + 3 * HOUR)
+    first = await job.archive_hour(H0)
+    before = lake.newest_manifest(H0)
+    assert before is not None
+    del source.rows[H0][AUDIT]  # retention dropped the audit day
+    source.horizon = {AUDIT: H0 + 24 * HOUR}
+    assert (await job.archive_hour(H0)).state == "unchanged"
+    source.add(H0, OBSERVATIONS, "o2")
+    result = await job.archive_hour(H0)
+    assert (first.generation, result.generation, result.state) == (1, 2, "corrected")
+    manifest = lake.newest_manifest(H0)
+    assert manifest is not None
+    assert manifest.datasets[AUDIT].rows == 1
+    assert manifest.datasets[OBSERVATIONS].rows == 2
+    assert manifest.objects_of(AUDIT) == before.objects_of(AUDIT)  # generation 1's object
+    assert await job.verify(H0) is True
