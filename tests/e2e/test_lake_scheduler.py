@@ -3,6 +3,7 @@ the lake does not answer. A database and a bucket of its own."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -28,7 +29,16 @@ async def lake_db(settings: Settings, running_stack: None) -> AsyncIterator[str]
     finally:
         admin = await asyncpg.connect(settings.db.writer_dsn)
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            # An autovacuum worker (BRIN autosummarize) may be in the database; the qis
+            # role cannot terminate it, so wait for it to finish.
+            for attempt in range(50):
+                try:
+                    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    break
+                except asyncpg.InsufficientPrivilegeError:
+                    if attempt == 49:
+                        raise
+                    await asyncio.sleep(0.2)
         finally:
             await admin.close()
 
