@@ -3,7 +3,6 @@ the lake does not answer. A database and a bucket of its own."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -11,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 import pytest
 
-from app.adapters.postgres.migrate import create_migrated_database
+from app.adapters.postgres.migrate import create_migrated_database, drop_database
 from app.adapters.s3_lake import S3Lake, s3_client
 from app.settings import Settings
 from tests.e2e.conftest import Service, service_env
@@ -27,20 +26,7 @@ async def lake_db(settings: Settings, running_stack: None) -> AsyncIterator[str]
     try:
         yield dsn
     finally:
-        admin = await asyncpg.connect(settings.db.writer_dsn)
-        try:
-            # An autovacuum worker (BRIN autosummarize) may be in the database; the qis
-            # role cannot terminate it, so wait for it to finish.
-            for attempt in range(50):
-                try:
-                    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                    break
-                except asyncpg.InsufficientPrivilegeError:
-                    if attempt == 49:
-                        raise
-                    await asyncio.sleep(0.2)
-        finally:
-            await admin.close()
+        await drop_database(settings.db.writer_dsn, name)
 
 
 def wait_for(condition: Callable[[], bool], service: Service, what: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +11,12 @@ import pytest
 import redis.asyncio as redis
 
 from app.adapters.kafka import ensure_topics
-from app.adapters.postgres.migrate import bundled_migrations, create_migrated_database, migrate
+from app.adapters.postgres.migrate import (
+    bundled_migrations,
+    create_migrated_database,
+    drop_database,
+    migrate,
+)
 from app.adapters.postgres.pool import open_pool
 from app.settings import Settings
 from tests.stack import stack
@@ -52,20 +56,7 @@ async def _fresh_database(settings: Settings) -> AsyncIterator[str]:
     try:
         yield await create_migrated_database(settings.db.writer_dsn, name)
     finally:
-        admin = await asyncpg.connect(settings.db.writer_dsn)
-        try:
-            # FORCE cannot end an autovacuum worker (a superuser's) that happens to be
-            # on the new database; it finishes in moments.
-            for attempt in range(5):
-                try:
-                    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                    break
-                except asyncpg.InsufficientPrivilegeError:
-                    if attempt == 4:
-                        raise
-                    await asyncio.sleep(1.0)
-        finally:
-            await admin.close()
+        await drop_database(settings.db.writer_dsn, name)
 
 
 @pytest.fixture

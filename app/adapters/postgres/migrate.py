@@ -9,6 +9,7 @@ applied file that was edited afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from dataclasses import dataclass
@@ -133,3 +134,20 @@ async def migration_problems(conn: Connection, migrations: list[Migration]) -> l
         for version, row in sorted(applied.items())
     ]
     return problems
+
+
+async def drop_database(server_dsn: str, name: str, *, attempts: int = 10) -> None:
+    """`DROP DATABASE name WITH (FORCE)`, waiting out an autovacuum worker (a superuser's,
+    e.g. BRIN autosummarize) that FORCE cannot end as a plain role; it finishes in moments."""
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        for attempt in range(attempts):
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except asyncpg.InsufficientPrivilegeError:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(1.0)
+    finally:
+        await admin.close()
