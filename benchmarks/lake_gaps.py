@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from app.adapters.postgres import archive
-from app.adapters.postgres.migrate import create_migrated_database
+from app.adapters.postgres.migrate import create_migrated_database, drop_database
 from app.settings import load_settings
 
 _INSERT = """
@@ -201,11 +201,7 @@ async def main(rows: int, runs: int) -> None:
         )
     finally:
         await conn.close()
-        admin = await asyncpg.connect(settings.db.writer_dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(settings.db.writer_dsn, name)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from app.adapters.postgres.migrate import create_migrated_database
+from app.adapters.postgres.migrate import create_migrated_database, drop_database
 from app.adapters.postgres.partitions import day_partitions, drop_day
 from app.domain.lake import OBSERVATIONS
 from app.domain.retention import day_start
@@ -195,9 +195,7 @@ async def main() -> None:
         print(json.dumps(result, indent=1, default=str))
     finally:
         await conn.close()
-        admin = await asyncpg.connect(settings.db.writer_dsn)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(settings.db.writer_dsn, name)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import asyncpg
 import msgspec
 
 from app.adapters.postgres import audit
-from app.adapters.postgres.migrate import create_migrated_database
+from app.adapters.postgres.migrate import create_migrated_database, drop_database
 from app.adapters.s3_lake import S3Lake, s3_client
 from app.entrypoints.backup import run_backup, run_restore_drill
 from app.entrypoints.progress import Progress
@@ -162,11 +162,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             },
         }
     finally:
-        admin = await asyncpg.connect(base.db.writer_dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(base.db.writer_dsn, name)
         for key in S3Lake(client, bucket).keys(""):
             client.delete_object(Bucket=bucket, Key=key)
         client.delete_bucket(Bucket=bucket)

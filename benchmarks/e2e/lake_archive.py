@@ -28,7 +28,7 @@ from typing import Any
 import asyncpg
 
 from app.adapters.postgres.archive import PostgresArchiveSource
-from app.adapters.postgres.migrate import create_migrated_database
+from app.adapters.postgres.migrate import create_migrated_database, drop_database
 from app.adapters.s3_lake import S3Lake, s3_client
 from app.domain.lake import AUDIT, OBSERVATIONS, OFFICIAL_VALUES
 from app.services.archive import ArchivePolicy, Archiver
@@ -216,11 +216,7 @@ async def run(args: argparse.Namespace) -> str:
             if keys:
                 client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
         client.delete_bucket(Bucket=bucket)
-        admin = await asyncpg.connect(settings.db.writer_dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(settings.db.writer_dsn, name)
 
     mib = 1024 * 1024
     per_million = 1_000_000 / n_obs

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from app.adapters.postgres.audit import append_records, stream_records
-from app.adapters.postgres.migrate import bundled_migrations, migrate
+from app.adapters.postgres.migrate import bundled_migrations, drop_database, migrate
 from app.adapters.postgres.observations import insert_observations
 from app.adapters.postgres.partitions import (
     PostgresRetentionStore,
@@ -275,6 +275,7 @@ async def test_the_migration_moves_existing_rows(settings: Settings) -> None:
     name = f"qis_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(settings.db.writer_dsn)
     await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
     conn = await asyncpg.connect(settings.db.writer_dsn.rsplit("/", 1)[0] + "/" + name)
     try:
         await migrate(conn, bundled_migrations()[:8])
@@ -333,8 +334,7 @@ async def test_the_migration_moves_existing_rows(settings: Settings) -> None:
         assert (await verify_audit_trail(stream_records(conn))).records == len(before_audit) + 1
     finally:
         await conn.close()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(settings.db.writer_dsn, name)
 
 
 async def test_the_leaders_round_creates_days_ahead_and_applies_retention(

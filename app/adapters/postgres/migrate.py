@@ -97,10 +97,10 @@ async def create_migrated_database(server_dsn: str, name: str, *, fresh: bool = 
     For tests and benchmarks that need tables of their own: advisory locks and whole-table
     reads are per database, so they neither queue behind nor count other users' rows.
     """
+    if fresh:
+        await drop_database(server_dsn, name)
     admin = await asyncpg.connect(server_dsn)
     try:
-        if fresh:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
