@@ -116,7 +116,8 @@ def synthetic_recording(
             if status == 202:
                 api.ingestion_latency(INGESTION_ROUTE, latency)
                 api.observations_accepted(rng.randint(1, 20))
-            api.http_request(INGESTION_ROUTE, status, latency + rng.uniform(0.5, 3.0))
+            method, template = INGESTION_ROUTE.split(" ", 1)
+            api.http_request(method, template, status, latency + rng.uniform(0.5, 3.0))
         for _ in range(300):
             l1_hit = rng.random() < 0.8
             api.cache_lookup("L1", l1_hit)

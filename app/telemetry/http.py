@@ -23,9 +23,13 @@ Both paths add `X-Amzn-Trace-Id` to the response and record HttpRequests/HttpLat
 
 from __future__ import annotations
 
+import binascii
 import os
+import random
 import re
 import time
+from collections.abc import Awaitable
+from contextvars import ContextVar
 from typing import Any
 
 from litestar import Litestar
@@ -34,11 +38,13 @@ from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Sc
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
-from app.telemetry.metrics import QisMetrics
+from app.telemetry.metrics import FOLD_AT, QisMetrics, http_route
 from app.telemetry.tracing import (
     ROUTE_CLASS,
     PresetTraceIds,
@@ -54,6 +60,12 @@ TRACE_HEADER = b"x-amzn-trace-id"
 _CONTEXT_HEADERS = frozenset((TRACE_HEADER, b"traceparent"))
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _LOW_96_BITS = (1 << 96) - 1
+_LOW_64_BITS = (1 << 64) - 1
+_getrandbits = random.getrandbits
+_hexlify = binascii.hexlify
+_TRACE_ID_LIMIT = TraceIdRatioBased.TRACE_ID_LIMIT  # the bits the route sampler reads
+_time = time.time
+_new_untraced = object.__new__
 # The key under which a Context holds its span, read once through the public API: an
 # untraced request's Context is built from it in one step (`set_span_in_context` copies
 # a Context twice).
@@ -78,6 +90,19 @@ _CARRIER_NAMES = {
     b"traceparent": "traceparent",
     b"tracestate": "tracestate",
 }
+
+
+def _context_variable() -> ContextVar[Context] | None:
+    """The `ContextVar` behind OpenTelemetry's current context, when the runtime context
+    is the SDK's default (`ContextVarsRuntimeContext`): setting and resetting it is what
+    `attach` and `detach` do, without their four Python calls. None for any other
+    runtime context (`OTEL_PYTHON_CONTEXT`), which the middleware then goes through."""
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    if type(runtime) is ContextVarsRuntimeContext:
+        variable = getattr(runtime, "_current_context", None)
+        if isinstance(variable, ContextVar):
+            return variable
+    return None
 
 
 def _context_carrier(headers: Any) -> dict[str, str]:
@@ -105,17 +130,18 @@ def _add_header(message: HTTPResponseStartEvent, value: bytes) -> None:
 
 def route_label(scope: Scope) -> str:
     """`METHOD /path/{template}` or `METHOD unmatched`: bounded cardinality for names, metrics."""
-    template = scope.get("path_template")
-    return f"{scope.get('method', '')} {template or 'unmatched'}"
+    return http_route(str(scope.get("method", "")), scope.get("path_template") or "")
 
 
 class _UntracedSpan(NonRecordingSpan):
     """An untraced request's current span: its ids, with the `SpanContext` built only
-    when something reads it (a log line, a Kafka header, an instrumented client)."""
+    when something reads it (a log line, a Kafka header, an instrumented client).
 
-    def __init__(self, trace_id: int, span_id: int, trace_state: TraceState | None) -> None:
-        self._ids = (trace_id, span_id, trace_state)
-        self._built: SpanContext | None = None
+    Made without a constructor call (`_new_untraced`, then `_ids` set): a Python call
+    less per request."""
+
+    _ids: tuple[int, int, TraceState | None]
+    _built: SpanContext | None = None
 
     def get_span_context(self) -> SpanContext:
         built = self._built
@@ -143,9 +169,11 @@ class TracedRequests:
         self._tracer = provider.get_tracer("qis.http")
         self._metrics = metrics
         # Bound once: the untraced path calls each of these for every request.
-        self._new_ids = ids.new_ids
         self._path_sampled = sampler.route.path_sampled
-        self._record = metrics.http_request
+        self._highest_bound = sampler.route.highest_bound
+        self._root_prefix = (-1, b"")
+        self._requests, self._fold = metrics.http_request_buffer()
+        self._context_var = _context_variable()
         self._excluded = excluded_paths()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -182,44 +210,67 @@ class TracedRequests:
                 break
         if trace_id:
             span_id = self._ids.generate_span_id()
+            header = xray_header_value(trace_id, span_id, False)
         else:
-            trace_id, span_id = self._new_ids()
-            if self._path_sampled(scope["path"], trace_id) and not self._is_excluded(scope):
+            # X-Ray ids (epoch seconds in the trace id's high 32 bits, as
+            # AwsXRayIdGenerator makes them) from one random draw for both.
+            bits = _getrandbits(160)
+            second = int(_time())
+            trace_id = (second << 96) | (bits >> 64)
+            # The route sampler decides on the trace id's low 64 bits: at or above the
+            # highest route bound no route samples, and the path need not be classified.
+            if ((bits >> 64) & _TRACE_ID_LIMIT) < self._highest_bound and (
+                self._path_sampled(scope["path"], trace_id) and not self._is_excluded(scope)
+            ):
                 with preset_trace_id(trace_id):
                     await self._traced(scope, receive, send, started, None)
                 return
+            span_id = bits & _LOW_64_BITS
+            if span_id:
+                prefix = self._root_prefix
+                if prefix[0] != second:
+                    prefix = self._root_prefix = (second, b"Root=1-%08x-" % second)
+                hexed = _hexlify(bits.to_bytes(20, "big"))
+                header = prefix[1] + hexed[:24] + b";Parent=" + hexed[24:] + b";Sampled=0"
+            else:  # a span id is never 0
+                span_id = 1
+                header = xray_header_value(trace_id, span_id, False)
 
         # Not traced: the ids as the request's context, no span, no span processor. The
-        # fewest calls: each costs several times its own time in a real request.
+        # fewest Python operations: each costs several times its own time in a real
+        # request (measured in instructions: benchmarks/results/telemetry-cost.md).
         status = 500
 
-        async def send_with_trace_header(message: Message) -> None:
+        def send_with_trace_header(message: Message) -> Awaitable[None]:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", ()),
-                    (
-                        TRACE_HEADER,
-                        b"Root=1-%08x-%024x;Parent=%016x;Sampled=0"
-                        % (trace_id >> 96, trace_id & _LOW_96_BITS, span_id),
-                    ),
-                ]
-            await send(message)
+                message["headers"] = [*message.get("headers", ()), (TRACE_HEADER, header)]
+            return send(message)
 
-        token = otel_context.attach(
-            Context({_SPAN_KEY: _UntracedSpan(trace_id, span_id, trace_state)})
-        )
+        span = _new_untraced(_UntracedSpan)
+        span._ids = (trace_id, span_id, trace_state)
+        context = Context({_SPAN_KEY: span})
+        variable = self._context_var
+        token = variable.set(context) if variable is not None else otel_context.attach(context)
         try:
             await self.app(scope, receive, send_with_trace_header)
         finally:
-            otel_context.detach(token)
-            template = scope.get("path_template")
-            self._record(
-                f"{scope['method']} {template or 'unmatched'}",
-                status,
-                (time.perf_counter() - started) * 1000.0,
+            if variable is not None:
+                variable.reset(token)
+            else:
+                otel_context.detach(token)
+            requests = self._requests
+            requests.append(
+                (
+                    scope["method"],
+                    scope.get("path_template") or "",
+                    status,
+                    (time.perf_counter() - started) * 1000.0,
+                )
             )
+            if len(requests) >= FOLD_AT:
+                self._fold()
 
     def _is_excluded(self, scope: Scope) -> bool:
         """Paths excluded from tracing by environment (`EXCLUDED_URLS_VARIABLES`)."""
@@ -273,7 +324,10 @@ class TracedRequests:
                 await self.app(scope, receive, send_with_trace_header)
             finally:
                 self._metrics.http_request(
-                    route_label(scope), status, (time.perf_counter() - started) * 1000.0
+                    str(scope.get("method", "")),
+                    scope.get("path_template") or "",
+                    status,
+                    (time.perf_counter() - started) * 1000.0,
                 )
 
 

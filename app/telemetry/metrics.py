@@ -11,9 +11,11 @@ Service, Route, and Series only for a bounded, configured set.
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from functools import partial
+from itertools import groupby, repeat
+from operator import call, itemgetter
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -130,6 +132,17 @@ def build_meter_provider(
 
 
 _MAX_CACHED_ROUTES = 1000
+_METHOD_TEMPLATE_STATUS = itemgetter(0, 1, 2)
+_METHOD_TEMPLATE = itemgetter(0, 1)
+_MILLISECONDS = itemgetter(3)
+
+
+def http_route(method: str, template: str) -> str:
+    """The Route dimension of an HTTP request: `METHOD /path/{template}`, or `METHOD
+    unmatched` (`template` "") for a path no route matched: bounded cardinality."""
+    return f"{method} {template or 'unmatched'}"
+
+
 # Requests buffered before the recording request folds them into the counts: bounds the
 # buffer's memory whether or not a reader collects.
 FOLD_AT = 1024
@@ -170,8 +183,8 @@ class QisMetrics:
 
     Per-request recording is on the hot path of every HTTP request, so it avoids work
     that does not change the exported data: a request is one `deque.append` of
-    `(route, status, milliseconds)` (atomic, no lock); every `FOLD_AT` requests, and
-    whenever a reader collects, the buffer is folded in one pass: HttpRequests counted
+    `(method, template, status, milliseconds)` (atomic, no lock); every `FOLD_AT`
+    requests, and whenever a reader collects, the buffer is folded: HttpRequests counted
     per route and status class (added to the OpenTelemetry counter when a reader
     collects, one `add(n)` per route and status class; the ConsumerLag callback runs
     before any instrument is collected) and HttpLatency counted in `distributions`.
@@ -202,7 +215,7 @@ class QisMetrics:
         self._status_attributes: dict[tuple[str, int], dict[str, str]] = {}
         self._pending_lock = threading.Lock()
         self._pending_requests: dict[tuple[str, int], int] = {}
-        self._requests: deque[tuple[str, int, float]] = deque()
+        self._requests: deque[tuple[str, str, int, float]] = deque()
         self._fold_lock = threading.Lock()
         if distributions is not None:
             distributions.before_collect(self._fold)
@@ -273,31 +286,44 @@ class QisMetrics:
     def _route(self, route: str) -> dict[str, str]:
         return {**self._base, "Route": route}
 
-    def http_request(self, route: str, status: int, milliseconds: float) -> None:
+    def http_request(self, method: str, template: str, status: int, milliseconds: float) -> None:
+        """One HTTP request: `template` is its route's path template, "" when no route
+        matched (counted as `METHOD unmatched`)."""
         requests = self._requests
-        requests.append((route, status, milliseconds))
+        requests.append((method, template, status, milliseconds))
         if len(requests) >= FOLD_AT:
             self._fold()
+
+    def http_request_buffer(
+        self,
+    ) -> tuple[deque[tuple[str, str, int, float]], Callable[[], None]]:
+        """What `http_request` does, in pieces for a caller that inlines it (the HTTP
+        middleware's untraced path): the buffer to append `(method, template, status,
+        milliseconds)` to, and the fold to call when it holds `FOLD_AT` requests or more."""
+        return self._requests, self._fold
 
     def _fold(self) -> None:
         """Count the buffered requests, from any thread: `http_request` appends without
         a lock and each `popleft` takes one request exactly once, so a fold racing an
-        append loses nothing; folds take turns."""
+        append loses nothing; folds take turns. Per request, only C-level iteration:
+        the Python loops run once per route (and status), not once per request."""
         requests = self._requests
         with self._fold_lock:
-            taken = [requests.popleft() for _ in range(len(requests))]
+            taken = list(map(call, repeat(requests.popleft, len(requests))))
         if not taken:
             return
-        counted: dict[tuple[str, int], int] = {}
-        for route, status, _ in taken:
-            key = (route, status // 100)
-            counted[key] = counted.get(key, 0) + 1
+        counted = Counter(map(_METHOD_TEMPLATE_STATUS, taken))
         with self._pending_lock:
             pending = self._pending_requests
-            for key, count in counted.items():
+            for (method, template, status), count in counted.items():
+                key = (http_route(method, template), status // 100)
                 pending[key] = pending.get(key, 0) + count
         if self._http_latency is not None:
-            self._http_latency.record_many((route, ms) for route, _, ms in taken)
+            taken.sort(key=_METHOD_TEMPLATE)
+            for (method, template), group in groupby(taken, _METHOD_TEMPLATE):
+                self._http_latency.record_values(
+                    http_route(method, template), list(map(_MILLISECONDS, group))
+                )
 
     def reconciliation(self, succeeded: bool) -> None:
         self._reconciliations.add("", succeeded)

@@ -13,9 +13,7 @@ Sampling, decided once at the root of a trace and inherited by every child:
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
@@ -132,6 +130,11 @@ class RouteSampler(Sampler):
         """`should_sample`'s decision for a root span of this route class, without a span."""
         return trace_id & _TRACE_ID_LIMIT < self._bounds.get(route, self._default_bound)
 
+    @property
+    def highest_bound(self) -> int:
+        """No route samples a trace id whose low 64 bits are at or above this."""
+        return max([self._default_bound, *self._bounds.values()])
+
     def path_sampled(self, path: str, trace_id: int) -> bool:
         """`is_sampled(route_class(path), trace_id)` in one call (every request asks)."""
         if path.startswith("/health"):
@@ -196,8 +199,6 @@ def build_sampler(settings: TelemetrySettings) -> QisSampler:
     )
 
 
-_getrandbits = random.getrandbits
-_LOW_64_BITS = (1 << 64) - 1
 _PRESET_TRACE_ID: ContextVar[int] = ContextVar("qis_preset_trace_id", default=0)
 # A trace id whose root span must be sampled whatever its route's rate: an upstream (the
 # load balancer) already decided `Sampled=1` for it.
@@ -229,14 +230,6 @@ class PresetTraceIds(IdGenerator):
     def new_trace_id(self) -> int:
         """A fresh trace id, never a preset one."""
         return self._inner.generate_trace_id()
-
-    @staticmethod
-    def new_ids() -> tuple[int, int]:
-        """A fresh X-Ray trace id (epoch seconds in the high 32 bits, as
-        `AwsXRayIdGenerator` makes them) and a span id, from one random draw: the ids of
-        an untraced request, where every call counts."""
-        bits = _getrandbits(160)
-        return (int(time.time()) << 96) | (bits >> 64), (bits & _LOW_64_BITS) or 1
 
 
 @contextmanager

@@ -132,7 +132,8 @@ def one_interval_of_api_metrics(exporter: StdoutEmfExporter) -> MetricsData:
     for i in range(1000):
         route = routes[i % len(routes)]
         milliseconds = 1.0 + (i * 7919 % 250) / 10
-        metrics.http_request(route, 200, milliseconds)
+        method, template = route.split(" ", 1)
+        metrics.http_request(method, template, 200, milliseconds)
         if i % len(routes) == 0:
             metrics.ingestion_latency(route, milliseconds)
             metrics.observations_accepted(100)
@@ -164,7 +165,7 @@ def test_record_one_requests_http_metrics(benchmark: Any) -> None:
     metrics = QisMetrics(provider.get_meter("qis"), "api", distributions=distributions)
     route = "GET /v1/reference-data/{reference_data_id}/official-values/{snap}"
 
-    benchmark(metrics.http_request, route, 200, 1.25)
+    benchmark(metrics.http_request, *route.split(" ", 1), 200, 1.25)
 
     (latency,) = distributions.collect()
     (point,) = latency.data.data_points

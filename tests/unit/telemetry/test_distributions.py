@@ -47,10 +47,20 @@ def trimmed(counts: Sequence[int]) -> list[int]:
     return counts
 
 
-def our_point(values: list[float]) -> ExponentialHistogramDataPoint:
+def our_point(values: list[float], batched: bool = False) -> ExponentialHistogramDataPoint:
+    """Our data point for `values`, recorded one by one or (`batched`) through
+    `record_values` in uneven batches, as the request metrics' fold hands them over."""
     distribution = Distribution("HttpLatency", "ms", attributes=lambda _: ATTRIBUTES)
-    for value in values:
-        distribution.record("GET /x", value)
+    if batched:
+        start = 0
+        for size in (1, 7, 1024, 3, 1000):
+            distribution.record_values("GET /x", values[start : start + size])
+            start += size
+        distribution.record_values("GET /x", values[start:])
+        distribution.record_values("GET /x", [])
+    else:
+        for value in values:
+            distribution.record("GET /x", value)
     metric = distribution.collect()
     assert metric is not None
     assert metric.data.aggregation_temporality is AggregationTemporality.DELTA  # type: ignore[union-attr]
@@ -59,15 +69,16 @@ def our_point(values: list[float]) -> ExponentialHistogramDataPoint:
     return point
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["record", "record_values"])
 @pytest.mark.parametrize(
     ("mu", "sigma"),
     [(0.0, 0.05), (0.0, 1.0), (3.0, 2.0), (-2.0, 4.0)],
     ids=["narrow", "latency-like", "wide", "very-wide"],
 )
-def test_same_buckets_scale_and_totals_as_the_sdk(mu: float, sigma: float) -> None:
+def test_same_buckets_scale_and_totals_as_the_sdk(mu: float, sigma: float, batched: bool) -> None:
     rng = random.Random(f"{mu}/{sigma}")
     values = [rng.lognormvariate(mu, sigma) for _ in range(5000)]
-    ours, sdk = our_point(values), sdk_point(values)
+    ours, sdk = our_point(values, batched), sdk_point(values)
     assert (ours.scale, ours.positive.offset) == (sdk.scale, sdk.positive.offset)
     assert list(ours.positive.bucket_counts) == trimmed(sdk.positive.bucket_counts)
     assert (ours.count, ours.min, ours.max, ours.zero_count) == (5000, min(values), max(values), 0)
@@ -84,8 +95,9 @@ def test_a_wide_range_is_merged_down_to_the_emf_limit() -> None:
     assert point.scale < RECORD_SCALE
 
 
-def test_zero_goes_to_the_zero_bucket() -> None:
-    point = our_point([0.0, 0.0, 2.5])
+@pytest.mark.parametrize("batched", [False, True], ids=["record", "record_values"])
+def test_zero_goes_to_the_zero_bucket(batched: bool) -> None:
+    point = our_point([0.0, 0.0, 2.5], batched)
     assert (point.zero_count, sum(point.positive.bucket_counts), point.count) == (2, 1, 3)
     assert (point.min, point.max, point.sum) == (0.0, 2.5, 2.5)
 

@@ -51,8 +51,8 @@ def documents() -> list[dict[str, Any]]:
     for ms in [3.0, 5.0, 8.0, 13.0, 250.0]:
         metrics.ingestion_latency("POST /v1/observations", ms)
     metrics.observations_accepted(100)
-    metrics.http_request("POST /v1/observations", 202, 4.0)
-    metrics.http_request("GET /health/ready", 503, 1.0)
+    metrics.http_request("POST", "/v1/observations", 202, 4.0)
+    metrics.http_request("GET", "/health/ready", 503, 1.0)
     metrics.reconciliation(True)
     metrics.reconciliation(False)
     metrics.quality_score(0.9, "SPX")
@@ -291,7 +291,7 @@ def test_the_configured_file_exporter_writes_the_request_distributions(tmp_path:
     provider = build_meter_provider(settings, Resource.create({}), None, distributions)
     metrics = QisMetrics(provider.get_meter("qis"), "api", distributions=distributions)
     for ms in (2.0, 4.0, 4.0, 400.0):
-        metrics.http_request("GET /health/live", 200, ms)
+        metrics.http_request("GET", "/health/live", 200, ms)
     metrics.ingestion_latency("POST /v1/observations", 12.5)
     provider.shutdown()  # collects and exports once more
     documents = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]

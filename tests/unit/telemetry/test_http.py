@@ -180,6 +180,37 @@ def test_unsampled_request_has_sampled_0_and_the_logs_root(captured_logs: io.Str
     assert header_fields(again["x-amzn-trace-id"])["Root"] != fields["Root"]
 
 
+def test_untraced_ids_come_from_one_draw_and_the_header_follows_the_clock(
+    captured_logs: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.telemetry.http as http
+
+    h = harness()
+    draws = iter([(0xABC << 96) | (0x1234 << 64) | 0xFEED, 7 << 64, (1 << 160) - 1])
+    clock = iter([0x6B1123FA, 0x6B1123FA, 0x6B1123FB])
+    monkeypatch.setattr(http, "_getrandbits", lambda bits: next(draws))
+    monkeypatch.setattr(http, "_time", lambda: float(next(clock)) + 0.5)
+    values = [h.request("GET", QUERY_PATH)[1]["x-amzn-trace-id"] for _ in range(3)]
+    assert values == [
+        f"Root=1-6b1123fa-{0xABC << 32 | 0x1234:024x};Parent={0xFEED:016x};Sampled=0",
+        # a span id of 0 is invalid: 1 instead, in the header and in the context
+        f"Root=1-6b1123fa-{7:024x};Parent={1:016x};Sampled=0",
+        f"Root=1-6b1123fb-{'f' * 24};Parent={'f' * 16};Sampled=0",  # the next second
+    ]
+    logged = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+    fields = [header_fields(value) for value in values]
+    assert [(e["trace_id"], e["span_id"]) for e in logged] == [
+        (f["Root"], f["Parent"]) for f in fields
+    ]
+
+
+def test_the_highest_route_bound_decides_without_the_path() -> None:
+    h = harness(ingestion=0.5, query=0.25)
+    route = h.app.asgi_handler._route_sampler  # type: ignore[attr-defined]
+    assert route.highest_bound == route._bounds["ingestion"]
+    assert route.highest_bound > route._bounds["query"] > route._bounds["health"] == 0
+
+
 def test_sampled_request_is_traced_under_the_route_template(captured_logs: io.StringIO) -> None:
     h = harness(query=1.0)
     status, headers = h.request("GET", QUERY_PATH)

@@ -10,7 +10,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from app.telemetry.distributions import Distributions
 from app.telemetry.metrics import FOLD_AT, QisMetrics
 
-ROUTE = "GET /v1/reference-data/{reference_data_id}/official-values/{snap}"
+METHOD, TEMPLATE = "GET", "/v1/reference-data/{reference_data_id}/official-values/{snap}"
+ROUTE = f"{METHOD} {TEMPLATE}"
 
 
 def _counts(reader: InMemoryMetricReader) -> dict[tuple[str, str], int]:
@@ -34,7 +35,7 @@ def test_requests_are_counted_exactly_across_folds_and_collections() -> None:
     metrics = QisMetrics(provider.get_meter("qis"), "api", distributions=distributions)
     total = 3 * FOLD_AT + 7
     for i in range(total):
-        metrics.http_request(ROUTE, 404 if i % 10 == 0 else 200, 1.0 + i % 5)
+        metrics.http_request(METHOD, TEMPLATE, 404 if i % 10 == 0 else 200, 1.0 + i % 5)
     # Folded every FOLD_AT requests without any reader: the buffer stays bounded.
     assert len(metrics._requests) == total % FOLD_AT
     (latency,) = distributions.collect()  # folds what is still buffered first
@@ -57,7 +58,7 @@ def test_a_fold_on_another_thread_loses_no_request() -> None:
 
     def record() -> None:
         for _ in range(per_thread):
-            metrics.http_request(ROUTE, 200, 2.0)
+            metrics.http_request(METHOD, TEMPLATE, 200, 2.0)
 
     def collect() -> None:  # what the periodic reader's thread does meanwhile
         while not stop.is_set():
