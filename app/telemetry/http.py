@@ -59,7 +59,6 @@ TRACE_HEADER = b"x-amzn-trace-id"
 # Request headers that may carry a parent context (ASGI header names are lower-case).
 _CONTEXT_HEADERS = frozenset((TRACE_HEADER, b"traceparent"))
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
-_LOW_96_BITS = (1 << 96) - 1
 _LOW_64_BITS = (1 << 64) - 1
 _getrandbits = random.getrandbits
 _hexlify = binascii.hexlify

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import itertools
 import json
 import os
 import re
@@ -115,7 +116,7 @@ async def _child(case: str, variant: str, requests: int, shim: str | None) -> fl
     paths = [f"/v1/reference-data/{PREFIX}{i:05d}/official-values/{SNAP_TEXT}" for i in range(50)]
     if case == "latest_read":
         await seed(settings.db.writer_dsn)
-    counter = iter(range(1 << 62))
+    counter = itertools.count()
 
     async def request() -> None:
         path = paths[next(counter) % 50] if case == "latest_read" else "/bench/bare"
