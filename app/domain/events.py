@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from hashlib import sha1
 
 import msgspec
 
@@ -22,6 +23,7 @@ from app.domain.versions import OfficialValue
 SCHEMA_VERSION = 1
 # Fixed forever: changing it would change every event id.
 _EVENT_NAMESPACE = uuid.UUID("552ef97f-d346-4f66-9d77-52ecd7bcc268")
+_NAMESPACE_BYTES = _EVENT_NAMESPACE.bytes
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -83,9 +85,16 @@ _DECODER: msgspec.json.Decoder[DomainEvent] = msgspec.json.Decoder(DomainEvent)
 
 
 def derive_event_id(kind: str, *parts: str | int) -> str:
-    """Deterministic UUID (v5) of an event kind and the identity of what it is about."""
-    name = msgspec.json.encode([kind, *parts]).decode()
-    return str(uuid.uuid5(_EVENT_NAMESPACE, name))
+    """Deterministic UUID (v5) of an event kind and the identity of what it is about:
+    `str(uuid.uuid5(_EVENT_NAMESPACE, json))` of `[kind, *parts]` as compact JSON, made
+    without the `UUID` object (a third of the cost; every version derives two or three)."""
+    name = msgspec.json.encode([kind, *parts])
+    # SHA-1 because UUID v5 is defined on it: an identifier, not a security boundary.
+    digest = bytearray(sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def official_value_published(

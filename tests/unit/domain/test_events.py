@@ -94,6 +94,10 @@ def test_event_ids_are_stable_across_builds_and_time_zones() -> None:
     )
     namespace = uuid.UUID("552ef97f-d346-4f66-9d77-52ecd7bcc268")
     assert derive_event_id("k", "a", 1) == str(uuid.uuid5(namespace, '["k","a",1]'))
+    assert derive_event_id("k", "é€", -7) == str(uuid.uuid5(namespace, '["k","é€",-7]'))
+    for n in range(200):  # every value of the version and variant bytes' other bits
+        name = msgspec.json.encode(["kind", f"S-{n}", n]).decode()
+        assert derive_event_id("kind", f"S-{n}", n) == str(uuid.uuid5(namespace, name))
 
 
 def test_event_ids_differ_per_kind_version_and_series() -> None:
