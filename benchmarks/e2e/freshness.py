@@ -45,6 +45,7 @@ from benchmarks.e2e.ingestion import bodies
 from benchmarks.e2e.processes import (
     VENV_BIN,
     Process,
+    create_topics,
     database_settings,
     env,
     free_port,
@@ -212,7 +213,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     isolated = {**settings, **own_topic_and_group(prefix)}
     try:
         await probe.listen(settings.get("QIS_DB__WRITER_DSN", stack_settings().db.writer_dsn))
-        processes.append(start_worker(**isolated))  # creates the topic
+        create_topics(isolated)  # before the api: its first produce needs the topic
+        processes.append(start_worker(**isolated))
         processes.append(start_api(port, **isolated))
         if args.with_scheduler:  # readability does not depend on it (the relay publishes to Kafka)
             processes.append(
