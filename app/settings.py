@@ -176,7 +176,9 @@ class WorkerSettings(_Section, frozen=True):
     # lane's Python work overlaps another's database round trips. Each lane commits its
     # partitions' observations, effects and offsets together, so exactly-once holds per
     # partition. At most pool_max_size - 1 (one connection stays for position restores).
-    lanes: int = 1
+    # Two by default: the worker's Python and its database round trips take about equal
+    # time, so a second lane keeps both busy (benchmarks/results/ingestion.md).
+    lanes: int = 2
     # Transient failures (connection lost, serialization failure, lock or statement
     # timeout, broker unavailable): a batch is retried in place `retry_attempts` times,
     # waiting from `retry_initial_seconds` doubling up to `retry_max_seconds`; then the
