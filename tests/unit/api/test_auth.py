@@ -24,7 +24,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.adapters.jwt_verifier import JwksCache, JwtVerifier
-from app.api.auth import ADMIN, INGEST, READ, Gate, access_guard, unguarded_routes
+from app.api.auth import ADMIN, INGEST, READ, Gate, access_check, unguarded_routes
 from app.entrypoints.dev_issuer import LocalIssuer
 from app.settings import AuthSettings
 from tests.unit.api.test_bounds_at_the_edge import MemoryLog, edge_app
@@ -67,7 +67,7 @@ def db() -> FakeDatabase:
 
 
 def app_with(gate: Gate, db: FakeDatabase) -> Litestar:
-    return edge_app(MemoryLog(), db, [access_guard(lambda: gate)])
+    return edge_app(MemoryLog(), db, access_check(lambda: gate))
 
 
 @pytest.fixture

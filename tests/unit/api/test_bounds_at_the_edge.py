@@ -61,8 +61,9 @@ def db() -> FakeDatabase:
     return FakeDatabase()
 
 
-def edge_app(log: MemoryLog, db: FakeDatabase, guards: list[Any] | None = None) -> Litestar:
-    """The /v1 routes over in-memory ports (with `guards`, e.g. app/api/auth.py's)."""
+def edge_app(log: MemoryLog, db: FakeDatabase, before_request: Any = None) -> Litestar:
+    """The /v1 routes over in-memory ports (with a `before_request` hook, e.g.
+    app/api/auth.py's `access_check`)."""
     limit = observations.InFlightLimit(8)
     return Litestar(
         route_handlers=[observations.post_observations, *query.ROUTES, *reference_data.ROUTES],
@@ -78,7 +79,7 @@ def edge_app(log: MemoryLog, db: FakeDatabase, guards: list[Any] | None = None) 
             "pipeline_db": Provide(lambda: db, sync_to_thread=False),
             "reference_data_reader": Provide(lambda: FakeReader(db), sync_to_thread=False),
         },
-        guards=guards or [],
+        before_request=before_request,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )
 
