@@ -1,6 +1,7 @@
 """Ingestion benchmark on the local stack (api, worker, broker and database on this machine).
 
     .venv/bin/python -m benchmarks.e2e.ingestion [--seconds 15] [--with-worker] [--worker-only]
+        [--backlog 100000] [--lanes 1,2] [--rounds 3]
 
 Reports, side by side in one run:
 - 100-observation requests, closed loop: observations/s and P50/P95/P99 request latency
@@ -12,7 +13,9 @@ Reports, side by side in one run:
 - worker persistence: observations stored per second draining a backlog, every
   observation a new version (unconfigured series, closed windows), and with configured
   series (5 expected sources, open windows: one version per snap, when its fifth source
-  arrives). `--worker-only` runs only these two.
+  arrives). `--worker-only` runs only these two. `--lanes 1,2 --rounds 3` runs both
+  drains with each `QIS_WORKER__LANES` setting in turn, rounds alternated, and prints the
+  best and every round of each.
 
 The HTTP scenarios measure the api (request -> broker ack) with no worker running, unless
 `--with-worker`: on a 2-core machine a worker draining at ~10,000 obs/s, with its
