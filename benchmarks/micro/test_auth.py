@@ -2,9 +2,10 @@
 
 Run: `.venv/bin/pytest benchmarks/micro/test_auth.py --benchmark-only --benchmark-enable`
 
-- auth-guard: the whole guard of a `/v1` route for a token seen before (the steady state:
-  a client reuses its token for an hour): header parsing, the remembered verification,
-  the scope check. Rate limiting (one Redis round trip) is measured end to end by
+- auth-guard: the whole access check (`access_check`, the app's `before_request` hook)
+  of a `/v1` route for a token seen before (the steady state: a client reuses its token
+  for an hour): header parsing, the remembered verification, the scope check. Rate
+  limiting (one Redis round trip) is measured end to end by
   `benchmarks.e2e.query_bench --auth both`.
 - auth-verify: the verifier alone, remembered token vs first sight (PyJWT parsing and
   the RS256 signature check, 2048-bit key).
@@ -18,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar import get
-from litestar.connection import ASGIConnection
+from litestar import Request, get
 
 from app.adapters.jwt_verifier import JwtVerifier
-from app.api.auth import READ, Gate, access_guard
+from app.api.auth import READ, Gate, access_check
 from app.entrypoints.dev_issuer import LocalIssuer
 from app.settings import AuthSettings
 
@@ -49,7 +49,7 @@ def verifier(issuer: LocalIssuer) -> JwtVerifier:
     )
 
 
-def connection(token: str) -> ASGIConnection[Any, Any, Any, Any]:
+def connection(token: str) -> Request[Any, Any, Any]:
     scope: Any = {
         "type": "http",
         "method": "GET",
@@ -58,25 +58,26 @@ def connection(token: str) -> ASGIConnection[Any, Any, Any, Any]:
         "query_string": b"",
         "headers": [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode())],
         "state": {},
+        "route_handler": route,
     }
-    return ASGIConnection(scope)
+    return Request(scope)
 
 
 @pytest.mark.benchmark(group="auth-guard")
 def test_guard_remembered_token(benchmark: Any, issuer: LocalIssuer, verifier: JwtVerifier) -> None:
-    guard = access_guard(lambda: Gate(verifier, None))
+    check = access_check(lambda: Gate(verifier, None))
     token = issuer.mint("bench", [READ])
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(guard(connection(token), route))  # verified once
+        loop.run_until_complete(check(connection(token)))  # verified once
 
         def one() -> None:
-            coroutine = guard(connection(token), route)
+            coroutine = check(connection(token))
             try:
                 coroutine.send(None)
             except StopIteration:
                 return
-            raise AssertionError("the guard waited on I/O")
+            raise AssertionError("the check waited on I/O")
 
         benchmark(one)
     finally:
