@@ -589,13 +589,8 @@ def _series_created(series: Series, actor: str) -> AuditEntry:
 
 
 def _state_entries(plan: _Plan, actor: str) -> list[AuditEntry]:
+    """The audit entry of a snap that became insufficient, if it did (most plans: none)."""
     series_id, snap = plan.key
-    result = plan.result
-    facts = {
-        "sources_used": list(result.sources_used),
-        "sources_excluded": json_native(result.sources_excluded),
-        "min_sources": plan.config.min_sources,
-    }
     if plan.decision.reason == "insufficient_after_publication" and plan.latest is not None:
         return [
             AuditEntry(
@@ -604,7 +599,7 @@ def _state_entries(plan: _Plan, actor: str) -> list[AuditEntry]:
                 entity_type="snap",
                 entity_id=snap_entity(series_id, snap),
                 before={"latest_version": plan.latest.version},
-                after=facts,
+                after=_facts(plan),
             )
         ]
     was = None if plan.state_before is None else plan.state_before.state
@@ -616,10 +611,19 @@ def _state_entries(plan: _Plan, actor: str) -> list[AuditEntry]:
                 entity_type="snap",
                 entity_id=snap_entity(series_id, snap),
                 before=None if was is None else {"state": was},
-                after={"state": "insufficient", **facts},
+                after={"state": "insufficient", **_facts(plan)},
             )
         ]
     return []
+
+
+def _facts(plan: _Plan) -> dict[str, Any]:
+    """What an insufficient snap's audit entry records of its reconciliation."""
+    return {
+        "sources_used": list(plan.result.sources_used),
+        "sources_excluded": json_native(plan.result.sources_excluded),
+        "min_sources": plan.config.min_sources,
+    }
 
 
 def _version_entries(plan: _Plan, official: OfficialValue, actor: str) -> list[AuditEntry]:
