@@ -156,13 +156,19 @@ def access_check(
 
 
 def unguarded_routes(app: Litestar) -> list[str]:
-    """`/v1` paths with a handler that names no scope (the app refuses to start with any)."""
+    """`/v1` paths with a handler that names no scope, or that would not run the app's
+    `before_request` hook (`access_check`): Litestar runs only the closest layer's hook,
+    so one set on a route, controller or router replaces the check. The app refuses to
+    start with any."""
+    check = app.before_request
     return sorted(
         f"{method} {route.path}"
         for route in app.routes
         if route.path.startswith("/v1")
         for handler in getattr(route, "route_handlers", [])
         if handler.opt.get("scope") is None
+        or check is None
+        or handler.resolve_before_request() is not check
         for method in sorted(getattr(handler, "http_methods", ()))
         if method != "OPTIONS"
     )

@@ -20,11 +20,11 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from litestar import Litestar
+from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
 
 from app.adapters.jwt_verifier import JwksCache, JwtVerifier
-from app.api.auth import ADMIN, INGEST, READ, Gate, access_check, unguarded_routes
+from app.api.auth import ADMIN, INGEST, READ, Gate, access_check, requires, unguarded_routes
 from app.entrypoints.dev_issuer import LocalIssuer
 from app.settings import AuthSettings
 from tests.unit.api.test_bounds_at_the_edge import MemoryLog, edge_app
@@ -323,6 +323,25 @@ async def test_a_remembered_token_still_expires(issuer: LocalIssuer) -> None:
 
 def test_every_v1_route_names_a_scope() -> None:
     assert unguarded_routes(app_with(Gate(None, None), FakeDatabase())) == []
+
+
+def test_a_route_whose_own_hook_would_replace_the_check_is_unguarded() -> None:
+    async def other(_: Any) -> None:
+        return None
+
+    @get("/v1/own-hook", **requires(READ), before_request=other, sync_to_thread=False)
+    def own_hook() -> None:
+        return None
+
+    @get("/v1/checked", **requires(READ), sync_to_thread=False)
+    def checked() -> None:
+        return None
+
+    app = Litestar(
+        route_handlers=[own_hook, checked], before_request=access_check(lambda: Gate(None, None))
+    )
+    assert unguarded_routes(app) == ["GET /v1/own-hook"]
+    assert unguarded_routes(Litestar(route_handlers=[checked])) == ["GET /v1/checked"]
 
 
 def test_issuer_state_is_kept_across_starts(tmp_path: Path) -> None:
