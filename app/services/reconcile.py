@@ -77,6 +77,12 @@ _log = logging.getLogger("qis.reconcile")
 
 DEFAULT_CONFIG = SeriesConfig()
 SERIES_PER_TRANSACTION = 50
+# Per-snap custom spans one reconciliation call makes at most (the first snaps in
+# (series, snap) order among those to trace). Under load a worker transaction holds the
+# snaps of hundreds of sampled records; their spans all show the same code path, and at
+# 10,000 obs/s they cost the 2-core benchmark machine about a sixth of its freshness
+# (benchmarks/results/freshness.md).
+MAX_TRACED_SNAPS = 16
 
 C = TypeVar("C")
 
@@ -345,10 +351,10 @@ async def reconcile_snaps(
 
     Each snap's reconciliation and quality assessment are traced (`tracing`: the spans
     `multi-source-reconciliation` and `quality-assessment`) for the snaps in
-    `traced_snaps` (None: all), and only under a recorded span. A worker
-    batch joins the trace of its first sampled record, so nearly every large batch is
-    recorded; per-snap spans for all its snaps would trace ~100 % of the snaps instead
-    of the sampled 10 %.
+    `traced_snaps` (None: all), at most `MAX_TRACED_SNAPS` of them, and only under a
+    recorded span. A worker batch joins the trace of its first sampled record, so nearly
+    every large batch is recorded; per-snap spans for all its snaps would trace ~100 % of
+    the snaps instead of the sampled 10 %.
     """
     meter = metrics or NULL_METRICS
     tracer = tracing or NULL_TRACING
@@ -424,8 +430,11 @@ def _plan_all(
     previous snap's value, which may be one planned earlier in the same call."""
     plans: list[_Plan] = []
     carried: dict[str, tuple[datetime, float]] = {}
+    spans_left = MAX_TRACED_SNAPS
     for key in unique:
         series_id, snap = key
+        traced_here = spans_left > 0 and (traced is None or key in traced)
+        spans_left -= traced_here
         before = loaded.previous.get(key)
         in_batch = carried.get(series_id)
         if in_batch is not None and (before is None or in_batch[0] >= before[0]):
@@ -439,7 +448,7 @@ def _plan_all(
             loaded.states.get(key),
             loaded.now,
             tracer,
-            traced is None or key in traced,
+            traced_here,
         )
         plans.append(plan)
         value = plan.result.value if plan.decision.publish else _value(plan.latest)

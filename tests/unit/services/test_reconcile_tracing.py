@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler
 
-from app.services.reconcile import reconciliation_stage
+from app.services.reconcile import MAX_TRACED_SNAPS, reconciliation_stage
 from app.telemetry.pipeline_tracing import PipelineTracing
 from tests.unit.services.fakes import FakeDatabase, RecordingMetrics, RecordingTracing
 from tests.unit.services.test_reconcile import ABC, SNAP, TOPICS, configure, obs
@@ -134,3 +134,21 @@ async def test_metrics_count_each_publication_with_its_quality() -> None:
         ("reconciliation", (True,)),
         ("quality_score", (1.0, "ETH-USD")),
     ]
+
+
+async def test_one_call_traces_at_most_max_traced_snaps_the_first_in_series_order() -> None:
+    series = [f"S-{n:02d}" for n in range(MAX_TRACED_SNAPS + 4)]
+    db = FakeDatabase()
+    batch = [obs(s, 100.0, series=name) for name in reversed(series) for s in "abc"]
+    tracing = RecordingTracing()
+    stage = reconciliation_stage(lambda store: store, topics=TOPICS, tracing=tracing)
+
+    async with db.transaction() as store:
+        await stage(store, db.store_observations(batch), {o.observation_id for o in batch})
+
+    traced = [step.key[0] for step in tracing.steps if step.traced]
+    assert traced == [name for name in series[:MAX_TRACED_SNAPS] for _ in range(2)]
+    assert {step.key[0] for step in tracing.steps if not step.traced} == set(
+        series[MAX_TRACED_SNAPS:]
+    )
+    assert all(len(db.versions(name, SNAP)) == 1 for name in series)  # all reconciled
