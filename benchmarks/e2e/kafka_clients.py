@@ -39,7 +39,12 @@ from typing import Any
 
 import msgspec
 
-from benchmarks.e2e.processes import create_topics, own_topic_and_group, prepare_stack
+from benchmarks.e2e.processes import (
+    create_topics,
+    own_topic_and_group,
+    prepare_stack,
+    stack_settings,
+)
 
 CONCURRENCY = 8
 PARTITIONS = 12
@@ -100,10 +105,8 @@ async def closed_loop(
 
 async def run_aiokafka(topic: str, seconds: float) -> dict[str, float]:
     from app.adapters.kafka import PartitionBatcher, new_producer
-    from app.settings import load_settings
 
-    settings = load_settings({"QIS_KAFKA__OBSERVATIONS_TOPIC": topic}).kafka
-    producer = new_producer(settings)
+    producer = new_producer(stack_settings().kafka)
     await producer.start()
     batcher = PartitionBatcher(producer, topic)
     try:
@@ -121,9 +124,7 @@ async def run_aiokafka(topic: str, seconds: float) -> dict[str, float]:
 async def run_confluent(topic: str, seconds: float) -> dict[str, float]:
     from confluent_kafka import KafkaException, Producer
 
-    from app.settings import load_settings
-
-    settings = load_settings({}).kafka
+    settings = stack_settings().kafka
     producer = Producer(
         {
             "bootstrap.servers": settings.bootstrap_servers,
